@@ -1,0 +1,3 @@
+from rcc.cli import main
+
+raise SystemExit(main())

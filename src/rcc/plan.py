@@ -1,0 +1,150 @@
+"""The sandbox plan: everything a backend needs, as data.
+
+compile.py builds it from a Policy and HostFacts; `rcc run --dry-run` prints it; every backend renders it.
+Invariants:
+1. Mount operations are applied in order; a later one may cover an earlier one (that is how secrets inside an
+   allowed directory are hidden and protected paths inside the writable project become read-only).
+2. Every `Bind.src` is a resolved host path that exists when the plan is made (probe.py checked it).
+3. `placeholders` are host paths the backend must create before start (empty file or directory, never
+   following symlinks) and remove afterwards if unchanged: they are the mount points that keep protected
+   paths which do not exist yet from being created.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Bind:
+    src: str
+    dest: str
+    writable: bool = False
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    dest: str
+    mode: int = 0o755
+    read_only: bool = False
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Mask:
+    """Hide an existing path: a file becomes an empty read-only file, a directory an empty read-only dir."""
+
+    dest: str
+    is_dir: bool
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Symlink:
+    target: str
+    dest: str
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Dir:
+    dest: str
+    mode: int = 0o755
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class FileData:
+    """A small read-only file whose content the plan carries (e.g. /etc/passwd entry, placeholder JSON)."""
+
+    dest: str
+    content: str
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Special:
+    kind: Literal["dev", "proc", "mqueue"]
+    dest: str
+    why: str = ""
+
+
+MountOp = Bind | Tmpfs | Mask | Symlink | Dir | FileData | Special
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    path: str  # absolute host path inside the project
+    is_dir: bool
+    content: str = ""  # for files
+
+
+@dataclass(frozen=True)
+class Namespaces:
+    user: bool = True
+    pid: bool = True
+    ipc: bool = True
+    uts: bool = True
+    cgroup: bool = True
+    net: bool = True
+
+
+@dataclass(frozen=True)
+class NetPlan:
+    """How the sandbox reaches the network. mode "none": loopback only. mode "proxy": rcc's egress proxy
+    listens on 127.0.0.1:`proxy_port` inside the sandbox's own network namespace."""
+
+    mode: Literal["none", "proxy"] = "none"
+    proxy_port: int = 3128
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    argv: tuple[str, ...]
+    cwd: str
+    project: str
+    home: str  # the sandbox's HOME (private, at the real home's path)
+    mounts: tuple[MountOp, ...]
+    env: tuple[tuple[str, str], ...]
+    namespaces: Namespaces = field(default_factory=Namespaces)
+    net: NetPlan = field(default_factory=NetPlan)
+    placeholders: tuple[Placeholder, ...] = ()
+    hostname: str = "rcc"
+    uid: int = 0
+    gid: int = 0
+    new_session: bool = True  # setsid: no controlling terminal, so no TIOCSTI even without seccomp
+    seccomp: bool = True
+    notices: tuple[str, ...] = ()  # things the user should know (ignored untrusted config, ...)
+
+    def to_json(self) -> str:
+        def enc(op: object) -> object:
+            if hasattr(op, "__dataclass_fields__"):
+                d = asdict(op)  # type: ignore[call-overload]
+                if isinstance(op, MountOp):
+                    d = {"op": type(op).__name__.lower(), **d}
+                return d
+            return op
+
+        doc = {
+            "argv": list(self.argv),
+            "cwd": self.cwd,
+            "project": self.project,
+            "home": self.home,
+            "uid": self.uid,
+            "gid": self.gid,
+            "hostname": self.hostname,
+            "namespaces": asdict(self.namespaces),
+            "new_session": self.new_session,
+            "seccomp": self.seccomp,
+            "net": asdict(self.net),
+            "env": dict(self.env),
+            "mounts": [enc(m) for m in self.mounts],
+            "placeholders": [asdict(p) for p in self.placeholders],
+            "notices": list(self.notices),
+        }
+        return json.dumps(doc, indent=2)

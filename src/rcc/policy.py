@@ -1,0 +1,182 @@
+"""The effective policy: frozen values that were validated when they were made.
+
+Invariants:
+1. A Policy is never "partially valid": config.py raises ConfigError instead of building one from bad input.
+2. Paths in a Policy are absolute and `~`-expanded against the *real* home (HostFacts.home), except
+   `protect`, which is relative to the project.
+3. Meaning never hangs on None vs empty: the network is switched by `NetworkPolicy.mode`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+NetworkMode = Literal["allowlist", "none"]
+BackendName = Literal["bwrap", "podman", "docker"]
+
+# Read-only toolchain directories from the real home that are mounted when they exist. Chosen from what agents
+# actually run: language version managers, user-level installs and package-manager caches of binaries.
+DEFAULT_TOOLCHAINS: tuple[str, ...] = (
+    "~/.local/bin",
+    "~/.local/lib",
+    "~/.local/share/uv",
+    "~/.local/share/pnpm",
+    "~/.pyenv",
+    "~/.nvm",
+    "~/.volta",
+    "~/.fnm",
+    "~/.bun",
+    "~/.deno",
+    "~/.cargo/bin",
+    "~/.rustup",
+    "~/.go",
+    "~/go/bin",
+    "~/.sdkman",
+    "~/.rbenv",
+    "~/.asdf",
+    "~/.local/share/mise",
+    "~/.npm-global",
+    "~/.nix-profile",
+)
+
+# Never visible, even when a parent directory is allowed. `~` is the real home.
+DEFAULT_SECRETS: tuple[str, ...] = (
+    "~/.ssh",
+    "~/.aws",
+    "~/.azure",
+    "~/.config/gcloud",
+    "~/.config/gh",
+    "~/.config/hub",
+    "~/.config/rcc",
+    "~/.local/state/rcc",
+    "~/.netrc",
+    "~/.git-credentials",
+    "~/.config/git/credentials",
+    "~/.docker",
+    "~/.gnupg",
+    "~/.kube",
+    "~/.password-store",
+    "~/.pypirc",
+    "~/.npmrc",
+    "~/.yarnrc",
+    "~/.cargo/credentials",
+    "~/.cargo/credentials.toml",
+    "~/.terraform.d",
+    "~/.vault-token",
+    "~/.bash_history",
+    "~/.zsh_history",
+    "~/.histfile",
+    "~/.python_history",
+    "~/.node_repl_history",
+    "~/.psql_history",
+    "~/.mysql_history",
+    "~/.sqlite_history",
+    "~/.lesshst",
+    "~/.local/share/fish/fish_history",
+    "~/.claude",
+    "~/.claude.json",
+    "~/.config/claude",
+    "~/.codex",
+    "~/.gemini",
+    "~/.local/share/keyrings",
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/ssh/ssh_host_rsa_key",
+    "/etc/ssh/ssh_host_ecdsa_key",
+    "/etc/ssh/ssh_host_ed25519_key",
+    "/etc/ssh/ssh_host_dsa_key",
+    "/etc/rcc",
+)
+
+# Inside the project: paths that make the host run code later. Never writable, whether or not they exist.
+# (.git itself is handled specially by compile.py: bound onto itself so it cannot be renamed or deleted.)
+DEFAULT_PROTECTED: tuple[str, ...] = (
+    ".git/hooks",
+    ".git/config",
+    ".git/modules",
+    ".git/info",
+    ".gitmodules",
+    ".claude/settings.json",
+    ".claude/settings.local.json",
+    ".claude/commands",
+    ".claude/agents",
+    ".claude/hooks",
+    ".mcp.json",
+    ".vscode",
+    ".idea",
+    ".envrc",
+    ".env.rc",
+    ".rcc.toml",
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".profile",
+    ".zshrc",
+    ".zshenv",
+    ".zprofile",
+    ".zlogin",
+    ".zlogout",
+    ".config/fish",
+    ".tmux.conf",
+    ".vimrc",
+    ".exrc",
+    ".nvimrc",
+)
+
+# Environment variables passed through from rcc's environment when set. Everything else is dropped.
+DEFAULT_ENV_PASS: tuple[str, ...] = (
+    "PATH",
+    "TERM",
+    "COLORTERM",
+    "TERM_PROGRAM",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TZ",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "NO_COLOR",
+    "FORCE_COLOR",
+    "COLUMNS",
+    "LINES",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+)
+
+
+@dataclass(frozen=True)
+class FilesystemPolicy:
+    toolchains: tuple[str, ...] = DEFAULT_TOOLCHAINS  # read-only if they exist
+    read_only: tuple[str, ...] = ()  # extra read-only paths
+    read_write: tuple[str, ...] = ()  # extra read-write paths
+    hide: tuple[str, ...] = DEFAULT_SECRETS  # never visible
+    protect: tuple[str, ...] = DEFAULT_PROTECTED  # project-relative, never writable
+
+
+@dataclass(frozen=True)
+class EnvironmentPolicy:
+    passthrough: tuple[str, ...] = DEFAULT_ENV_PASS  # names or `PREFIX_*` patterns
+    set: tuple[tuple[str, str], ...] = ()  # explicit values
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    mode: NetworkMode = "allowlist"
+    allow: tuple[str, ...] = ()  # host rules (see rcc.net.rules), presets as "@name"
+    deny: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Policy:
+    filesystem: FilesystemPolicy = field(default_factory=FilesystemPolicy)
+    environment: EnvironmentPolicy = field(default_factory=EnvironmentPolicy)
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
+    backend: BackendName = "bwrap"
