@@ -1,4 +1,4 @@
-"""Shared test helpers.
+"""Shared test helpers (import as `from rcctest import require`; tests/ is on pythonpath).
 
 Tiers (pytest markers): pure tests run anywhere; `sandbox` tests run the real bubblewrap; `netns` tests create
 network namespaces (root); `podman`, `agent`, `nix` run those real programs. A test that cannot run here is
