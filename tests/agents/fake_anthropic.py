@@ -1,0 +1,260 @@
+"""A scripted fake of the Anthropic Messages API, for running the real Claude Code against.
+
+It is a real HTTP server (stdlib, threads) that answers:
+  POST /v1/messages               streaming SSE (message_start, content_block_*, message_delta, message_stop)
+                                  or a plain JSON message when the request does not ask for a stream
+  POST /v1/messages/count_tokens  {"input_tokens": N}
+  anything else                   logged; 200 "{}" for HEAD/GET, 404 JSON error otherwise
+
+The script is a list of turns. The turn to play is chosen from the conversation itself (the number of assistant
+messages already in the request), so retries and parallel side requests do not advance it. A turn is
+    {"calls": [{"name": "Bash", "input": {"command": "..."}}, ...], "text": "optional text before the calls"}
+or a final answer
+    {"text": "done"}
+Requests without tools (title generation, quota checks, ...) get a short text answer and do not count as turns.
+
+Every request and every tool_result the agent sends back is appended to a JSONL log, so a test can assert what
+Claude Code's tools actually saw ("Permission denied", "No such file", the proxy's 403, ...). Tool use ids are
+`toolu_<turn>_<index>` so a result maps back to the call that produced it.
+
+Run it as a program (tests start it inside a test host's network namespace):
+    python fake_anthropic.py --port 8080 --script turns.json --log requests.jsonl [--host 0.0.0.0]
+It prints "listening <host> <port>" on stdout once it accepts connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MODEL = "claude-fake-1"
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Turn:
+    text: str = ""
+    calls: tuple[Call, ...] = ()
+
+
+def parse_script(doc: Sequence[dict[str, Any]]) -> tuple[Turn, ...]:
+    turns = []
+    for t in doc:
+        calls = tuple(Call(c["name"], dict(c["input"])) for c in t.get("calls", ()))
+        turns.append(Turn(text=str(t.get("text", "")), calls=calls))
+    return tuple(turns)
+
+
+def tool_use_id(turn: int, index: int) -> str:
+    return f"toolu_{turn:02d}_{index}"
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def turn_blocks(turn_no: int, turn: Turn) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    if turn.text or not turn.calls:
+        blocks.append({"type": "text", "text": turn.text or "(end of script)"})
+    for i, c in enumerate(turn.calls):
+        blocks.append({"type": "tool_use", "id": tool_use_id(turn_no, i), "name": c.name, "input": c.input})
+    return blocks
+
+
+def stream_events(msg_id: str, blocks: list[dict[str, Any]]) -> Iterator[bytes]:
+    """The SSE byte stream of one assistant message, in the order the real API sends it."""
+    yield _sse(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": msg_id,
+                "type": "message",
+                "role": "assistant",
+                "model": MODEL,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 10, "output_tokens": 1},
+            },
+        },
+    )
+    yield _sse("ping", {"type": "ping"})
+    for i, b in enumerate(blocks):
+        if b["type"] == "text":
+            yield _sse("content_block_start", {"type": "content_block_start", "index": i,
+                                               "content_block": {"type": "text", "text": ""}})
+            yield _sse("content_block_delta", {"type": "content_block_delta", "index": i,
+                                               "delta": {"type": "text_delta", "text": b["text"]}})
+        else:
+            yield _sse("content_block_start", {"type": "content_block_start", "index": i,
+                                               "content_block": {"type": "tool_use", "id": b["id"],
+                                                                 "name": b["name"], "input": {}}})
+            raw = json.dumps(b["input"])
+            # Split the JSON in two deltas, as the real API streams partial JSON.
+            half = len(raw) // 2
+            for part in (raw[:half], raw[half:]):
+                yield _sse("content_block_delta", {"type": "content_block_delta", "index": i,
+                                                   "delta": {"type": "input_json_delta", "partial_json": part}})
+        yield _sse("content_block_stop", {"type": "content_block_stop", "index": i})
+    stop = "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
+    yield _sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                                 "usage": {"output_tokens": 20}})
+    yield _sse("message_stop", {"type": "message_stop"})
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(_text_of(c.get("text", c.get("content", ""))) for c in content if isinstance(c, dict))
+    return ""
+
+
+class FakeAnthropic(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, addr: tuple[str, int], turns: tuple[Turn, ...], log_path: str) -> None:
+        super().__init__(addr, Handler)
+        self.turns = turns
+        self.log_path = log_path
+        self.lock = threading.Lock()
+        self.serial = 0
+
+    def log(self, record: dict[str, Any]) -> None:
+        with self.lock:
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def next_id(self) -> str:
+        with self.lock:
+            self.serial += 1
+            return f"msg_fake_{self.serial:04d}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FakeAnthropic
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _body(self) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _send(self, status: int, ctype: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("request-id", "req_fake")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _log_request(self, extra: dict[str, Any]) -> None:
+        self.server.log({"kind": "request", "method": self.command, "path": self.path,
+                         "host": self.headers.get("Host", ""),
+                         "auth": bool(self.headers.get("x-api-key") or self.headers.get("Authorization")),
+                         **extra})
+
+    def do_HEAD(self) -> None:
+        self._log_request({})
+        self._send(200, "application/json", b"{}")
+
+    def do_GET(self) -> None:
+        self._log_request({})
+        self._send(200, "application/json", b"{}")
+
+    def do_POST(self) -> None:
+        raw = self._body()
+        path = self.path.split("?", 1)[0]
+        try:
+            req = json.loads(raw) if raw else {}
+        except ValueError:
+            req = {}
+        if path.endswith("/v1/messages/count_tokens"):
+            self._log_request({})
+            self._send(200, "application/json", b'{"input_tokens": 42}')
+            return
+        if not path.endswith("/v1/messages"):
+            self._log_request({})
+            self._send(404, "application/json",
+                       b'{"type":"error","error":{"type":"not_found_error","message":"fake: no such endpoint"}}')
+            return
+        self._messages(req)
+
+    def _messages(self, req: dict[str, Any]) -> None:
+        messages = req.get("messages") or []
+        tools = [t.get("name") for t in req.get("tools") or [] if isinstance(t, dict)]
+        if tools:
+            turn_no = sum(1 for m in messages if m.get("role") == "assistant")
+            last = messages[-1] if messages else {}
+            if last.get("role") == "user" and isinstance(last.get("content"), list):
+                for c in last["content"]:
+                    if isinstance(c, dict) and c.get("type") == "tool_result":
+                        self.server.log({"kind": "tool_result", "tool_use_id": c.get("tool_use_id"),
+                                         "is_error": bool(c.get("is_error")), "content": _text_of(c.get("content"))})
+            turns = self.server.turns
+            turn = turns[turn_no] if turn_no < len(turns) else Turn(text="(end of script)")
+            self._log_request({"turn": turn_no, "tools": len(tools), "stream": bool(req.get("stream"))})
+        else:
+            turn_no, turn = -1, Turn(text="ok")
+            self._log_request({"turn": -1, "tools": 0, "stream": bool(req.get("stream"))})
+        blocks = turn_blocks(turn_no, turn)
+        msg_id = self.server.next_id()
+        if req.get("stream"):
+            self._send(200, "text/event-stream", b"".join(stream_events(msg_id, blocks)))
+        else:
+            stop = "tool_use" if turn.calls else "end_turn"
+            doc = {"id": msg_id, "type": "message", "role": "assistant", "model": MODEL, "content": blocks,
+                   "stop_reason": stop, "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 20}}
+            self._send(200, "application/json", json.dumps(doc).encode())
+
+
+def read_log(path: str) -> list[dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def tool_results(path: str) -> dict[str, dict[str, Any]]:
+    """tool_use_id -> the last result the agent sent for it."""
+    return {r["tool_use_id"]: r for r in read_log(path) if r["kind"] == "tool_result"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--script", required=True)
+    ap.add_argument("--log", required=True)
+    a = ap.parse_args(argv)
+    with open(a.script, encoding="utf-8") as f:
+        turns = parse_script(json.load(f))
+    srv = FakeAnthropic((a.host, a.port), turns, a.log)
+    sys.stdout.write(f"listening {a.host} {srv.server_address[1]}\n")
+    sys.stdout.flush()
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
