@@ -101,6 +101,7 @@ class NetPlan:
     proxy_port: int = 3128
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
+    resolve: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class Plan:
     new_session: bool = True  # setsid: no controlling terminal, so no TIOCSTI even without seccomp
     seccomp: bool = True
     notices: tuple[str, ...] = ()  # things the user should know (ignored untrusted config, ...)
+    session_id: str = ""
 
     def to_json(self) -> str:
         def enc(op: object) -> object:
@@ -146,5 +148,6 @@ class Plan:
             "mounts": [enc(m) for m in self.mounts],
             "placeholders": [asdict(p) for p in self.placeholders],
             "notices": list(self.notices),
+            "session_id": self.session_id,
         }
         return json.dumps(doc, indent=2)

@@ -110,7 +110,6 @@ DEFAULT_PROTECTED: tuple[str, ...] = (
     ".vscode",
     ".idea",
     ".envrc",
-    ".env.rc",
     ".rcc.toml",
     ".bashrc",
     ".bash_profile",
@@ -122,8 +121,6 @@ DEFAULT_PROTECTED: tuple[str, ...] = (
     ".zprofile",
     ".zlogin",
     ".zlogout",
-    ".config/fish",
-    ".tmux.conf",
     ".vimrc",
     ".exrc",
     ".nvimrc",
@@ -172,6 +169,7 @@ class NetworkPolicy:
     mode: NetworkMode = "allowlist"
     allow: tuple[str, ...] = ()  # host rules (see rcc.net.rules), presets as "@name"
     deny: tuple[str, ...] = ()
+    resolve: tuple[tuple[str, str], ...] = ()  # static name -> address overrides (like curl --resolve)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,22 @@
+"""Backends execute a Plan. resolve() says which one was chosen and why, so `rcc doctor` can repeat it."""
+
+from __future__ import annotations
+
+from rcc.backends._base import Backend
+from rcc.errors import ExitCode, RccError
+
+
+def resolve(name: str, image: str | None = None) -> tuple[Backend, str]:
+    if name == "bwrap":
+        from rcc.backends.bwrap import BwrapBackend
+
+        return BwrapBackend(), "bwrap: the default on Linux"
+    if name in ("podman", "docker"):
+        try:
+            from rcc.backends.container import ContainerBackend
+        except ImportError as e:
+            raise RccError(
+                f"the {name} backend is not available in this build", code=ExitCode.DEPENDENCY
+            ) from e
+        return ContainerBackend(name, image), f"{name}: chosen by policy (backend = {name!r})"
+    raise RccError(f"unknown backend {name!r}", code=ExitCode.CONFIG)

@@ -1,0 +1,302 @@
+"""Linux backend: render a Plan into a bubblewrap command line and run it.
+
+Invariants:
+1. render() is pure; run() only adds file descriptors (seccomp program, info/block pipes) and the proxy.
+2. The command starts only after the proxy listener exists inside the sandbox's network namespace
+   (bwrap --block-fd), so the first connection never races the proxy.
+3. If the proxy cannot be set up, the command does not start: never an open fallback.
+4. Placeholders are created without following symlinks and removed afterwards only if still ours and empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from rcc.backends._base import Problem
+from rcc.errors import ExitCode, RccError
+from rcc.plan import Bind, Dir, FileData, Mask, Placeholder, Plan, Special, Symlink, Tmpfs
+
+SETUP_HINT_USERNS = (
+    "unprivileged user namespaces are disabled. Debian/older kernels: `sudo sysctl -w "
+    "kernel.unprivileged_userns_clone=1`; Ubuntu 23.10+: AppArmor restricts them (`sudo sysctl -w "
+    "kernel.apparmor_restrict_unprivileged_userns=0`, or install the bwrap AppArmor profile); "
+    "any distro: `user.max_user_namespaces` must be > 0; inside a container, the container must allow "
+    "namespaces (e.g. podman/docker --security-opt seccomp=unconfined). Run `rcc doctor` for details."
+)
+
+
+def _exit_status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class BwrapBackend:
+    name = "bwrap"
+
+    def __init__(self, bwrap: str | None = None) -> None:
+        self.bwrap = bwrap or shutil.which("bwrap") or ""
+
+    # ------------------------------------------------------------------------------------------- checks
+    def problems(self) -> list[Problem]:
+        if not self.bwrap:
+            return [
+                Problem(
+                    "bubblewrap (bwrap) is not installed",
+                    "install it: `sudo apt-get install bubblewrap` (Debian/Ubuntu), `sudo dnf install bubblewrap` "
+                    "(Fedora), `sudo pacman -S bubblewrap` (Arch); with Nix it comes with rcc",
+                    ExitCode.DEPENDENCY,
+                )
+            ]
+        try:
+            with open("/proc/sys/user/max_user_namespaces") as f:
+                if int(f.read().strip() or "0") == 0:
+                    return [Problem("user.max_user_namespaces is 0", SETUP_HINT_USERNS, ExitCode.SETUP)]
+        except OSError:
+            pass
+        if os.geteuid() != 0:
+            try:
+                with open("/proc/sys/kernel/unprivileged_userns_clone") as f:
+                    if f.read().strip() == "0":
+                        return [
+                            Problem(
+                                "kernel.unprivileged_userns_clone is 0", SETUP_HINT_USERNS, ExitCode.SETUP
+                            )
+                        ]
+            except OSError:
+                pass
+        return []
+
+    # ------------------------------------------------------------------------------------------- render
+    def render(
+        self,
+        plan: Plan,
+        seccomp_fd: int | None = None,
+        info_fd: int | None = None,
+        block_fd: int | None = None,
+        data_fds: dict[str, int] | None = None,
+    ) -> list[str]:
+        ns = plan.namespaces
+        a = [self.bwrap or "bwrap"]
+        if ns.user:
+            a += ["--unshare-user", "--disable-userns"]
+        if ns.pid:
+            a.append("--unshare-pid")
+        if ns.ipc:
+            a.append("--unshare-ipc")
+        if ns.uts:
+            a += ["--unshare-uts", "--hostname", plan.hostname]
+        if ns.cgroup:
+            a.append("--unshare-cgroup-try")
+        if ns.net:
+            a.append("--unshare-net")
+        a += ["--die-with-parent", "--cap-drop", "ALL"]
+        if plan.new_session:
+            a.append("--new-session")
+        if seccomp_fd is not None:
+            a += ["--seccomp", str(seccomp_fd)]
+        if info_fd is not None:
+            a += ["--info-fd", str(info_fd)]
+        if block_fd is not None:
+            a += ["--block-fd", str(block_fd)]
+        for m in plan.mounts:
+            if isinstance(m, Bind):
+                a += ["--bind" if m.writable else "--ro-bind", m.src, m.dest]
+            elif isinstance(m, Tmpfs):
+                a += ["--perms", f"{m.mode:o}", "--tmpfs", m.dest]
+                if m.read_only:
+                    a += ["--remount-ro", m.dest]
+            elif isinstance(m, Mask):
+                if m.is_dir:
+                    a += ["--perms", "555", "--tmpfs", m.dest, "--remount-ro", m.dest]
+                else:
+                    a += ["--ro-bind", "/dev/null", m.dest]
+            elif isinstance(m, Symlink):
+                a += ["--symlink", m.target, m.dest]
+            elif isinstance(m, Dir):
+                a += ["--perms", f"{m.mode:o}", "--dir", m.dest]
+            elif isinstance(m, FileData):
+                fd = (data_fds or {}).get(m.dest, -1)
+                a += ["--ro-bind-data", str(fd), m.dest]
+            elif isinstance(m, Special):
+                a += {"dev": ["--dev"], "proc": ["--proc"], "mqueue": ["--mqueue"]}[m.kind] + [m.dest]
+        a += ["--chdir", plan.cwd, "--"]
+        # GNU env gives the shell's answer for a missing (127) or non-executable (126) command; bwrap itself
+        # would exit 1 for both. A first word with "=" would be taken as an assignment, so it goes direct.
+        if plan.argv and "=" not in plan.argv[0]:
+            a += ["/usr/bin/env", "--"]
+        a += list(plan.argv)
+        return a
+
+    # ------------------------------------------------------------------------------------------- run
+    def run(self, plan: Plan) -> int:
+        if not self.bwrap:
+            raise RccError("bubblewrap (bwrap) is not installed", code=ExitCode.DEPENDENCY)
+        created = make_placeholders(plan.placeholders)
+        try:
+            return self._run(plan)
+        finally:
+            remove_placeholders(created)
+
+    def _run(self, plan: Plan) -> int:
+        pass_fds: list[int] = []
+        close_after: list[int] = []
+        seccomp_fd = None
+        if plan.seccomp:
+            seccomp_fd = _seccomp_fd()
+            pass_fds.append(seccomp_fd)
+            close_after.append(seccomp_fd)
+        info_r = info_w = block_r = block_w = None
+        if plan.net.mode == "proxy":
+            info_r, info_w = os.pipe()
+            block_r, block_w = os.pipe()
+            pass_fds += [info_w, block_r]
+            close_after += [info_w, block_r]
+        argv = self.render(plan, seccomp_fd, info_w, block_r)
+        interactive = not plan.new_session
+        old = _ignore_tty_signals() if interactive else {}
+        proxy: Any = None
+        try:
+            try:
+                proc = subprocess.Popen(argv, env=dict(plan.env), pass_fds=pass_fds, close_fds=True)
+            except OSError as e:
+                raise RccError(f"cannot start bubblewrap: {e}", code=ExitCode.DEPENDENCY) from e
+            for fd in close_after:
+                os.close(fd)
+            if info_r is not None and block_w is not None:
+                try:
+                    proxy = _start_proxy(plan, info_r, proc)
+                except BaseException:
+                    proc.kill()
+                    proc.wait()
+                    raise
+                finally:
+                    os.close(info_r)
+                os.write(block_w, b"go")
+                os.close(block_w)
+            return _exit_status(_wait(proc))
+        finally:
+            if proxy is not None:
+                proxy.close()
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+
+def _wait(proc: subprocess.Popen[bytes]) -> int:
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # non-interactive: Ctrl-C reached us too; the sandbox gets it and ends
+            continue
+
+
+def _ignore_tty_signals() -> dict[signal.Signals, Any]:
+    """Interactive sessions share our terminal's foreground process group: the agent receives Ctrl-C itself."""
+    old: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        old[sig] = signal.signal(sig, signal.SIG_IGN)
+    return old
+
+
+def _seccomp_fd() -> int:
+    from rcc.seccomp import build_filter
+
+    program = build_filter()
+    r, w = os.pipe()
+    os.write(w, program)  # a few KiB at most: fits in the pipe buffer
+    os.close(w)
+    return r
+
+
+def _start_proxy(plan: Plan, info_r: int, proc: subprocess.Popen[bytes]) -> Any:
+    data = b""
+    while b"}" not in data:
+        chunk = os.read(info_r, 4096)
+        if not chunk:
+            code = proc.wait()
+            raise RccError(
+                f"bubblewrap could not create the sandbox (exit {code})",
+                hint=SETUP_HINT_USERNS,
+                code=ExitCode.SETUP,
+            )
+        data += chunk
+    pid = int(json.loads(data[: data.index(b"}") + 1])["child-pid"])
+    from rcc.netns import listen_in_netns
+
+    listener = listen_in_netns(pid, plan.net.proxy_port)
+    from rcc import paths
+    from rcc.net.proxy import EgressProxy
+    from rcc.net.rules import compile_rules
+
+    rules = compile_rules(plan.net.allow, plan.net.deny, dict(plan.net.resolve))
+
+    def notify(line: str) -> None:
+        sys.stderr.write(line.rstrip("\n") + "\n")
+        sys.stderr.flush()
+
+    proxy = EgressProxy(rules, paths.audit_log_file(), plan.session_id, notify)
+    proxy.start([listener])
+    return proxy
+
+
+# ----------------------------------------------------------------------------------------------- placeholders
+
+
+def make_placeholders(placeholders: tuple[Placeholder, ...]) -> list[tuple[str, bool, int]]:
+    """Create each missing mount point without following symlinks; return (path, is_dir, inode) of ours."""
+    created: list[tuple[str, bool, int]] = []
+    try:
+        for ph in placeholders:
+            parent, name = os.path.split(ph.path)
+            dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                if ph.is_dir:
+                    try:
+                        os.mkdir(name, 0o755, dir_fd=dfd)
+                    except FileExistsError:
+                        continue  # appeared since the probe: it is bound read-only as it is
+                    ino = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_ino
+                else:
+                    try:
+                        fd = os.open(
+                            name,
+                            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                            0o644,
+                            dir_fd=dfd,
+                        )
+                    except FileExistsError:
+                        continue
+                    try:
+                        os.write(fd, ph.content.encode())
+                        ino = os.fstat(fd).st_ino
+                    finally:
+                        os.close(fd)
+                created.append((ph.path, ph.is_dir, ino))
+            finally:
+                os.close(dfd)
+    except OSError as e:
+        remove_placeholders(created)
+        raise RccError(
+            f"cannot create a protective mount point in the project: {e}",
+            hint="a path inside the project may be a symlink or read-only; fix it or run rcc elsewhere",
+            code=ExitCode.PROJECT,
+        ) from e
+    return created
+
+
+def remove_placeholders(created: list[tuple[str, bool, int]]) -> None:
+    for path, is_dir, ino in reversed(created):
+        try:
+            st = os.lstat(path)
+            if st.st_ino != ino:
+                continue
+            if is_dir:
+                os.rmdir(path)  # only if still empty
+            elif st.st_size <= 3:
+                os.unlink(path)
+        except OSError:
+            pass

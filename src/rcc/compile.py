@@ -1,0 +1,284 @@
+"""Policy + HostFacts (+ the session's own additions) -> Plan. Pure: no disk access, no environment reads.
+
+Order of mounts (later ones cover earlier ones):
+  1. system entries read-only (or the same symlinks, for merged /usr); /dev, /proc; private /tmp, /var/tmp,
+     /dev/shm, /run
+  2. a private empty home (tmpfs) at the real home's path
+  3. toolchains and extra read-only paths; extra read-write paths; the project read-write; session binds
+  4. masks over secrets that would otherwise be visible under 1-3
+  5. never-writable paths inside the project: `.git` bound onto itself (so it cannot be renamed or deleted), then
+     every protected path read-only; those that do not exist get a placeholder mount point so they cannot be
+     created (a hostile agent could otherwise plant .git/hooks/pre-commit or .mcp.json for the host to run).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rcc.errors import ExitCode, RccError
+from rcc.plan import (
+    Bind,
+    Mask,
+    MountOp,
+    Namespaces,
+    NetPlan,
+    Placeholder,
+    Plan,
+    Special,
+    Symlink,
+    Tmpfs,
+)
+from rcc.policy import Policy
+from rcc.probe import SYSTEM_ENTRIES, HostFacts
+
+# Protected entries that are directories when they exist (a missing one gets a directory placeholder).
+_DIR_ENTRIES = frozenset(
+    {
+        ".git",
+        ".git/hooks",
+        ".git/modules",
+        ".git/info",
+        ".claude",
+        ".claude/commands",
+        ".claude/agents",
+        ".claude/hooks",
+        ".vscode",
+        ".idea",
+        ".config",
+        ".config/fish",
+    }
+)
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+PROXY_PORT = 3128
+
+
+@dataclass(frozen=True)
+class Session:
+    """What one invocation adds to the policy: the command, and an agent profile's binds/env/allows."""
+
+    argv: tuple[str, ...]
+    name: str = "run"
+    interactive: bool = False
+    binds: tuple[Bind, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    passthrough: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _env(policy: Policy, facts: HostFacts, session: Session, home: str) -> dict[str, str]:
+    patterns = (*policy.environment.passthrough, *session.passthrough)
+    env: dict[str, str] = {}
+    for name, value in facts.env.items():
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            env[name] = value
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.update(dict(policy.environment.set))
+    env.update(dict(session.env))
+    env["HOME"] = home
+    env["USER"] = facts.user
+    env["LOGNAME"] = facts.user
+    env["TMPDIR"] = "/tmp"
+    env["RCC_SANDBOX"] = "1"
+    return env
+
+
+def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Placeholder]]:
+    project = facts.project
+    mounts: list[MountOp] = []
+    placeholders: dict[str, Placeholder] = {}
+    git = facts.info(os.path.join(project, ".git"))
+    if git.kind == "dir":
+        # A mount point cannot be renamed or removed: this stops "mv .git x; mkdir -p .git/hooks".
+        mounts.append(
+            Bind(os.path.join(project, ".git"), os.path.join(project, ".git"), True, "git dir pinned")
+        )
+    elif git.kind == "file":
+        mounts.append(
+            Bind(os.path.join(project, ".git"), os.path.join(project, ".git"), False, "git pointer file")
+        )
+    rel_list = list(policy.filesystem.protect)
+    if git.kind == "missing":
+        rel_list.insert(
+            0, ".git"
+        )  # no repository: `git init` inside could plant hooks; keep .git uncreatable
+    seen_ro: set[str] = set()
+    for rel in rel_list:
+        if git.kind != "dir" and rel.startswith(".git/"):
+            continue  # covered by the .git pointer file / placeholder
+        parts = rel.split("/")
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            path = os.path.join(project, sub)
+            info = facts.info(path)
+            last = i == len(parts)
+            if info.kind == "missing":
+                is_dir = (not last) or sub in _DIR_ENTRIES or rel in _DIR_ENTRIES
+                content = "{}\n" if (not is_dir and path.endswith(".json")) else ""
+                placeholders.setdefault(path, Placeholder(path, is_dir, content))
+                if path not in seen_ro:
+                    seen_ro.add(path)
+                    mounts.append(Bind(path, path, False, f"never writable: {rel} (placeholder)"))
+                break
+            if info.kind == "symlink":
+                target = info.real
+                writable_roots = (project, *policy.filesystem.read_write)
+                if any(_under(target, r) for r in writable_roots):
+                    if not info.target_exists:
+                        raise RccError(
+                            f"protected path {path} is a symlink to {target}, which does not exist yet",
+                            hint="remove the symlink (an agent could create its target and the host would follow "
+                            "it) and run again",
+                            code=ExitCode.PROJECT,
+                        )
+                    if target not in seen_ro:
+                        seen_ro.add(target)
+                        mounts.append(Bind(target, target, False, f"never writable: {rel} (symlink target)"))
+                # a target outside every writable root is read-only or invisible in the sandbox already
+                break
+            if last:
+                if path not in seen_ro:
+                    seen_ro.add(path)
+                    mounts.append(Bind(path, path, False, f"never writable: {rel}"))
+            elif info.kind != "dir":
+                break  # e.g. .claude is a file: nothing can exist below it
+    return mounts, list(placeholders.values())
+
+
+def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id: str = "") -> Plan:
+    project, home = facts.project, facts.home
+    if project == "/" or _under(home, project):
+        raise RccError(
+            f"refusing to use {project} as the project: it contains your home directory",
+            hint="run rcc from the project's own directory, or pass --project DIR",
+            code=ExitCode.PROJECT,
+        )
+    for secret in policy.filesystem.hide:
+        if _under(project, secret):
+            raise RccError(
+                f"refusing to use {project} as the project: it is inside hidden path {secret}",
+                code=ExitCode.PROJECT,
+            )
+
+    mounts: list[MountOp] = []
+    for entry in SYSTEM_ENTRIES:
+        p = f"/{entry}"
+        info = facts.info(p)
+        if info.kind == "symlink":
+            mounts.append(Symlink(info.link, p, "system (merged /usr)"))
+        elif info.kind == "dir":
+            mounts.append(Bind(p, p, False, "system, read-only"))
+    mounts += [
+        Special("dev", "/dev", "minimal /dev"),
+        Special("proc", "/proc", "own PID namespace"),
+        Tmpfs("/tmp", 0o1777, why="private, discarded"),
+        Tmpfs("/var", why="private"),
+        Tmpfs("/var/tmp", 0o1777, why="private, discarded"),
+        Symlink("/run", "/var/run", "compat"),
+        Tmpfs("/run", why="private: no host sockets (docker, podman, dbus, user runtime dirs)"),
+        Tmpfs("/dev/shm", 0o1777, why="private, discarded"),
+    ]
+    mounts.append(Tmpfs(home, 0o700, why="private empty home; the real one stays invisible"))
+    if facts.home_logical != home and not _under(facts.home_logical, "/tmp"):
+        mounts.append(Symlink(home, facts.home_logical, "home is a symlink on the host"))
+
+    def bind_existing(path: str, writable: bool, why: str) -> None:
+        info = facts.info(path)
+        if info.kind == "missing" or (info.kind == "symlink" and not info.target_exists):
+            return
+        src = info.real if info.kind == "symlink" else path
+        if any(_under(src, s) for s in policy.filesystem.hide):
+            return  # a toolchain link into a secret stays hidden
+        mounts.append(Bind(src, path, writable, why))
+
+    for p in policy.filesystem.toolchains:
+        bind_existing(p, False, "toolchain, read-only")
+    for p in policy.filesystem.read_only:
+        bind_existing(p, False, "policy: read_only")
+    for p in policy.filesystem.read_write:
+        bind_existing(p, True, "policy: read_write")
+    mounts.append(Bind(project, project, True, "the project"))
+    mounts += session.binds
+    mounts += _masks(policy, facts, [m for m in mounts if isinstance(m, Bind)])
+
+    prot_mounts, placeholders = _protected(policy, facts)
+    mounts += prot_mounts
+
+    net = NetPlan()
+    env = _env(policy, facts, session, home)
+    if policy.network.mode == "allowlist":
+        net = NetPlan(
+            "proxy",
+            PROXY_PORT,
+            (*policy.network.allow, *session.allow),
+            policy.network.deny,
+            policy.network.resolve,
+        )
+        from rcc.net.env import proxy_env
+
+        env.update(proxy_env(PROXY_PORT))
+    cwd = facts.cwd if _under(facts.cwd, project) else project
+    return Plan(
+        argv=session.argv,
+        cwd=cwd,
+        project=project,
+        home=home,
+        mounts=tuple(mounts),
+        env=tuple(sorted(env.items())),
+        namespaces=Namespaces(),
+        net=net,
+        placeholders=tuple(placeholders),
+        uid=facts.uid,
+        gid=facts.gid,
+        new_session=not session.interactive,
+        seccomp=True,
+        session_id=session_id,
+    )
+
+
+def _masks(policy: Policy, facts: HostFacts, binds: Sequence[Bind]) -> list[MountOp]:
+    """Hide every secret that some bind would make visible, at the place where it would appear.
+
+    A bind src -> dest shows host path src/X at dest/X. A secret that is a symlink is hidden where its target
+    appears (the link itself then dangles)."""
+    out: list[MountOp] = []
+    done: set[str] = set()
+    for secret in policy.filesystem.hide:
+        info = facts.info(secret)
+        if info.kind == "missing":
+            continue
+        if info.kind == "symlink":
+            if not info.target_exists:
+                continue
+            host, is_dir = info.real, info.target_is_dir
+        else:
+            host, is_dir = secret, info.kind == "dir"
+        for b in binds:
+            if not _under(host, b.src):
+                continue
+            at = b.dest + host[len(b.src.rstrip("/")) :] if host != b.src else b.dest
+            if at not in done:
+                done.add(at)
+                out.append(Mask(at, is_dir, f"secret: {secret}"))
+    return out
+
+
+def interesting_paths(policy: Policy, project: str, extra: Sequence[str] = ()) -> list[str]:
+    """Absolute paths probe.py must look at for compile_plan()."""
+    from rcc.probe import protected_candidates
+
+    out = [
+        *policy.filesystem.toolchains,
+        *policy.filesystem.read_only,
+        *policy.filesystem.read_write,
+        *policy.filesystem.hide,
+    ]
+    out += protected_candidates(project, policy.filesystem.protect)
+    out += list(extra)
+    return out

@@ -1,0 +1,454 @@
+"""Policy from layers: built-in defaults < user file < project file (.rcc.toml, trust-gated) < command-line flags.
+
+Invariants:
+1. Parse, never fall back: any invalid value raises ConfigError naming file, line and key. No layer is skipped
+   because it was bad; a bad file stops rcc.
+2. The project file comes with the repository and may be hostile. Keys that *widen* access apply only when the
+   user trusted that exact content (rcc.trust); otherwise they are dropped and a notice says what and why.
+   Keys that only narrow access (hide, protect, deny, network.mode = "none") always apply.
+3. Lists accumulate across layers; scalars and tables: the later layer wins per key.
+4. Provenance: every contribution is recorded with where it came from, for `rcc policy show`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from rcc import paths
+from rcc.errors import ConfigError, UsageError
+from rcc.policy import (
+    DEFAULT_TOOLCHAINS,
+    EnvironmentPolicy,
+    FilesystemPolicy,
+    NetworkPolicy,
+    Policy,
+)
+
+# key -> (kind, widens access when set by the project file)
+_SCHEMA: dict[str, tuple[str, bool]] = {
+    "backend": ("backend", True),
+    "filesystem.toolchains": ("paths", True),
+    "filesystem.default_toolchains": ("bool", False),  # false only narrows; true is the default
+    "filesystem.read_only": ("paths", True),
+    "filesystem.read_write": ("paths", True),
+    "filesystem.hide": ("paths", False),
+    "filesystem.protect": ("relpaths", False),
+    "environment.passthrough": ("envnames", True),
+    "environment.set": ("envtable", True),
+    "network.mode": ("netmode", True),  # "none" narrows: handled specially
+    "network.allow": ("hostrules", True),
+    "network.deny": ("hostrules", False),
+    "network.resolve": ("resolve", True),
+}
+_TABLES = ("filesystem", "environment", "network")
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{2,}\*$")  # PREFIX_*: at least 3 characters before the *
+
+
+@dataclass(frozen=True)
+class Contribution:
+    key: str
+    value: Any
+    source: str  # "default", "~/.config/rcc/config.toml:12", ".rcc.toml:3", "--allow", "agent:claude"
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    contributions: tuple[Contribution, ...]
+
+
+@dataclass(frozen=True)
+class Effective:
+    policy: Policy
+    provenance: tuple[Contribution, ...]
+    notices: tuple[str, ...] = ()
+    project_file: str = ""
+    project_trusted: bool = False
+
+
+# ---------------------------------------------------------------------------------------------------- parsing
+
+
+def _line_of(text: str, table: str, key: str) -> int:
+    """Best-effort line number of `key` in `table` (tomllib does not keep positions)."""
+    current = ""
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        m = re.match(r"^\[\s*([A-Za-z0-9_.\-\"]+)\s*\]", s)
+        if m:
+            current = m.group(1).strip('"')
+            continue
+        if re.match(rf"^\"?{re.escape(key)}\"?\s*=", s) and current == table:
+            return n
+        if not table and re.match(rf"^\"?{re.escape(key)}\"?\s*=", s) and not current:
+            return n
+        # dotted form at top level: filesystem.read_only = [...]
+        if not current and table and re.match(rf"^{re.escape(table)}\.{re.escape(key)}\s*=", s):
+            return n
+    return 0
+
+
+def _where(path: str, text: str, dotted: str) -> str:
+    table, _, key = dotted.rpartition(".")
+    line = _line_of(text, table, key)
+    return f"{path}:{line}" if line else path
+
+
+def parse_file(path: str, layer_name: str) -> tuple[Layer, str]:
+    """Read and validate one TOML file into a Layer. Returns the layer and the file's text."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(path, "", f"cannot read: {e.strerror}") from e
+    try:
+        text = raw.decode("utf-8")
+        doc = tomllib.loads(text)
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, "", "not UTF-8 text") from e
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        where = f"{path}:{m.group(1)}" if m else path
+        raise ConfigError(where, "", f"TOML syntax error: {e}") from e
+    contributions: list[Contribution] = []
+    for top, value in doc.items():
+        if top in _TABLES:
+            if not isinstance(value, dict):
+                raise ConfigError(_where(path, text, top), top, "must be a table ([" + top + "])")
+            items = [(f"{top}.{k}", v) for k, v in value.items()]
+        else:
+            items = [(top, value)]
+        for dotted, v in items:
+            where = _where(path, text, dotted)
+            if dotted not in _SCHEMA:
+                known = ", ".join(sorted(_SCHEMA))
+                raise ConfigError(where, dotted, "unknown key", hint=f"known keys: {known}")
+            contributions.append(Contribution(dotted, validate(dotted, v, where), where))
+    return Layer(layer_name, tuple(contributions)), text
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def _expand(p: str, home: str) -> str:
+    if p == "~" or p.startswith("~/"):
+        p = home + p[1:]
+    return os.path.normpath(p)
+
+
+def _check_broad_path(p: str, home: str, where: str, key: str) -> None:
+    norm = _expand(p, home)
+    if not os.path.isabs(norm):
+        raise ConfigError(where, key, f"{p!r} must be absolute or start with ~/")
+    home_n = os.path.normpath(home)
+    if norm in ("/", home_n) or home_n.startswith(norm.rstrip("/") + "/"):
+        raise ConfigError(
+            where,
+            key,
+            f"{p!r} is over-broad: it would expose the whole home directory or filesystem",
+            hint="name the directories the agent needs, e.g. ~/.cargo/bin",
+        )
+
+
+def validate(key: str, value: Any, where: str, home: str | None = None) -> Any:
+    """Check one value against the schema and return its normalised form (tuples, not lists)."""
+    kind, _widens = _SCHEMA[key]
+    home = home or os.path.expanduser("~")
+
+    def str_list() -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise ConfigError(where, key, "must be a list of strings")
+        return tuple(value)
+
+    if kind == "backend":
+        if value not in ("bwrap", "podman", "docker"):
+            raise ConfigError(where, key, f"must be one of bwrap, podman, docker (got {value!r})")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(where, key, "must be true or false")
+        return value
+    if kind == "netmode":
+        if value not in ("allowlist", "none"):
+            raise ConfigError(where, key, f'must be "allowlist" or "none" (got {value!r})')
+        return value
+    if kind == "paths":
+        items = str_list()
+        for p in items:
+            if key != "filesystem.hide":
+                _check_broad_path(p, home, where, key)
+            elif not (os.path.isabs(p) or p.startswith("~/")):
+                raise ConfigError(where, key, f"{p!r} must be absolute or start with ~/")
+        return items
+    if kind == "relpaths":
+        items = str_list()
+        for p in items:
+            parts = p.split("/")
+            if not p or os.path.isabs(p) or ".." in parts or "" in parts:
+                raise ConfigError(
+                    where, key, f"{p!r} must be a relative path inside the project (no .., no //)"
+                )
+        return items
+    if kind == "envnames":
+        items = str_list()
+        for n in items:
+            if not (_ENV_NAME.match(n) or _ENV_PATTERN.match(n)):
+                raise ConfigError(
+                    where,
+                    key,
+                    f"{n!r} is not a variable name or a PREFIX_* pattern (at least 3 characters before *)",
+                )
+        return items
+    if kind == "envtable":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(where, key, 'must be a table of NAME = "value" strings')
+        for n in value:
+            if not _ENV_NAME.match(n):
+                raise ConfigError(where, key, f"{n!r} is not a variable name")
+        return tuple(sorted(value.items()))
+    if kind == "hostrules":
+        items = str_list()
+        from rcc.net.rules import RuleError, parse_rule
+
+        for r in items:
+            try:
+                parse_rule(r)
+            except RuleError as e:
+                raise ConfigError(where, key, str(e)) from e
+        return items
+    if kind == "resolve":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(where, key, 'must be a table of "host" = "address" strings')
+        import ipaddress
+
+        for h, a in value.items():
+            try:
+                ipaddress.ip_address(a)
+            except ValueError as e:
+                raise ConfigError(where, key, f"{h!r} = {a!r}: not an IP address") from e
+        return tuple(sorted((h.lower().rstrip("."), a) for h, a in value.items()))
+    raise AssertionError(kind)
+
+
+# ---------------------------------------------------------------------------------------------- merging
+
+
+def _widens(c: Contribution) -> bool:
+    _kind, widens = _SCHEMA[c.key]
+    if c.key == "network.mode":
+        return bool(c.value != "none")
+    return widens
+
+
+def gate_untrusted(layer: Layer, path: str) -> tuple[Layer, tuple[str, ...]]:
+    """Drop what widens access from an untrusted project layer; say what was dropped."""
+    kept, notices = [], []
+    for c in layer.contributions:
+        if _widens(c):
+            notices.append(f"ignored {c.key} = {_show(c.value)} from {c.source} (widens access)")
+        else:
+            kept.append(c)
+    if notices:
+        notices.append(f"{path} is not trusted: review it, then run `rcc trust` to apply it")
+    return Layer(layer.name, tuple(kept)), tuple(notices)
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, tuple) and v and isinstance(v[0], tuple):
+        return "{" + ", ".join(f"{a} = {b!r}" for a, b in v) + "}"
+    if isinstance(v, tuple):
+        return "[" + ", ".join(repr(x) for x in v) + "]"
+    return repr(v)
+
+
+def merge(layers: Sequence[Layer], home: str) -> Policy:
+    fs = FilesystemPolicy(toolchains=(), hide=FilesystemPolicy().hide, protect=FilesystemPolicy().protect)
+    env = EnvironmentPolicy()
+    net = NetworkPolicy()
+    backend = "bwrap"
+    toolchains: list[str] = list(DEFAULT_TOOLCHAINS)
+    use_default_toolchains = True
+    env_set: dict[str, str] = {}
+    resolve: dict[str, str] = {}
+    for layer in layers:
+        for c in layer.contributions:
+            k, v = c.key, c.value
+            if k == "backend":
+                backend = v
+            elif k == "filesystem.default_toolchains":
+                use_default_toolchains = v
+            elif k == "filesystem.toolchains":
+                toolchains.extend(v)
+            elif k in (
+                "filesystem.read_only",
+                "filesystem.read_write",
+                "filesystem.hide",
+                "filesystem.protect",
+            ):
+                attr = k.split(".")[1]
+                fs = replace(fs, **{attr: (*getattr(fs, attr), *v)})
+            elif k == "environment.passthrough":
+                env = replace(env, passthrough=(*env.passthrough, *v))
+            elif k == "environment.set":
+                env_set.update(dict(v))
+            elif k == "network.mode":
+                net = replace(net, mode=v)
+            elif k == "network.allow":
+                net = replace(net, allow=(*net.allow, *v))
+            elif k == "network.deny":
+                net = replace(net, deny=(*net.deny, *v))
+            elif k == "network.resolve":
+                resolve.update(dict(v))
+    if not use_default_toolchains:
+        toolchains = [t for t in toolchains if t not in DEFAULT_TOOLCHAINS]
+    fs = replace(
+        fs,
+        toolchains=tuple(dict.fromkeys(_expand(p, home) for p in toolchains)),
+        read_only=tuple(dict.fromkeys(_expand(p, home) for p in fs.read_only)),
+        read_write=tuple(dict.fromkeys(_expand(p, home) for p in fs.read_write)),
+        hide=tuple(dict.fromkeys(_expand(p, home) for p in fs.hide)),
+        protect=tuple(dict.fromkeys(fs.protect)),
+    )
+    env = replace(env, passthrough=tuple(dict.fromkeys(env.passthrough)), set=tuple(sorted(env_set.items())))
+    net = replace(
+        net,
+        allow=tuple(dict.fromkeys(net.allow)),
+        deny=tuple(dict.fromkeys(net.deny)),
+        resolve=tuple(sorted(resolve.items())),
+    )
+    return Policy(filesystem=fs, environment=env, network=net, backend=backend)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+@dataclass
+class Flags:
+    """Policy-relevant command-line flags, collected by the CLI parser (mutable only while parsing)."""
+
+    contributions: list[Contribution] = field(default_factory=list)
+
+    def add(self, key: str, value: Any, flag: str) -> None:
+        try:
+            v = validate(key, value, flag)
+        except ConfigError as e:
+            raise UsageError(e.message, hint=e.hint or "run `rcc run --help`") from e
+        self.contributions.append(Contribution(key, v, flag))
+
+
+def load(
+    project: str,
+    flags: Sequence[Contribution] = (),
+    extra_layers: Sequence[Layer] = (),
+    env: Mapping[str, str] = os.environ,
+    home: str | None = None,
+) -> Effective:
+    """The effective policy for `project`. `extra_layers` (e.g. an agent profile) sit between defaults and the
+    user file, so the user's own config can still override them."""
+    home = home or os.path.expanduser("~")
+    layers: list[Layer] = list(extra_layers)
+    notices: list[str] = []
+    user_file = paths.user_config_file(env)
+    if os.path.exists(user_file):
+        layers.append(parse_file(user_file, "user")[0])
+    project_file = os.path.join(project, paths.PROJECT_CONFIG_NAME)
+    trusted = False
+    if os.path.lexists(project_file):
+        if os.path.islink(project_file) or not os.path.isfile(project_file):
+            raise ConfigError(project_file, "", "must be a regular file (a symlink could point anywhere)")
+        layer, text = parse_file(project_file, "project")
+        from rcc import trust
+
+        trusted = trust.is_trusted(project, text.encode(), env)
+        if not trusted:
+            layer, dropped = gate_untrusted(layer, project_file)
+            notices.extend(dropped)
+        layers.append(layer)
+    layers.append(Layer("flags", tuple(flags)))
+    policy = merge(layers, home)
+    provenance = tuple(c for layer in layers for c in layer.contributions)
+    return Effective(
+        policy, provenance, tuple(notices), project_file if os.path.exists(project_file) else "", trusted
+    )
+
+
+def load_policy(project: str) -> Policy:
+    """For `rcc doctor`: validate every config file that applies to `project`."""
+    return load(project).policy
+
+
+# ---------------------------------------------------------------------------------------------- rcc policy show
+
+
+def policy_command(argv: list[str]) -> int:
+    import json
+    import sys
+    from dataclasses import asdict
+
+    args = list(argv)
+    if not args or args[0] != "show":
+        raise UsageError("usage: rcc policy show [--json] [--project DIR]")
+    args.pop(0)
+    as_json = False
+    project = os.getcwd()
+    while args:
+        a = args.pop(0)
+        if a == "--json":
+            as_json = True
+        elif a == "--project" and args:
+            project = os.path.abspath(args.pop(0))
+        else:
+            raise UsageError(f"unknown option {a!r} for `rcc policy show`")
+    eff = load(project)
+    sources: dict[str, list[dict[str, Any]]] = {}
+    for c in eff.provenance:
+        sources.setdefault(c.key, []).append({"value": _jsonable(c.value), "source": c.source})
+    if as_json:
+        doc = {
+            "policy": asdict(eff.policy),
+            "sources": sources,
+            "project_file": eff.project_file,
+            "project_trusted": eff.project_trusted,
+            "notices": list(eff.notices),
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return 0
+    pol = asdict(eff.policy)
+    out = []
+    for table in ("filesystem", "environment", "network"):
+        out.append(f"[{table}]")
+        for k, v in pol[table].items():
+            out.append(f"  {k} = {_show(tuple(map(_tup, v)) if isinstance(v, list) else v)}")
+            for s in sources.get(f"{table}.{k}", []):
+                out.append(f"      + {_show(_tup(s['value']))}  ({s['source']})")
+    out.append(f"backend = {eff.policy.backend!r}")
+    for s in sources.get("backend", []):
+        out.append(f"      ({s['source']})")
+    if eff.project_file:
+        out.append(
+            f"project file: {eff.project_file} ({'trusted' if eff.project_trusted else 'NOT trusted'})"
+        )
+    out.extend(f"note: {n}" for n in eff.notices)
+    out.append("(values without a + line are rcc's built-in defaults)")
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def _tup(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_tup(x) for x in v)
+    return v
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    return v
