@@ -1,0 +1,62 @@
+# rcc as a Nix package.
+#
+# The wrapper puts rcc's runtime tools at the END of PATH (--suffix), so a system copy wins when the user has
+# one: Ubuntu's AppArmor (23.10+) lets /usr/bin/bwrap create user namespaces but blocks a bwrap that lives in
+# /nix/store. RCC_NIX_RUNTIME_PATH tells `rcc doctor` which directories are the Nix fallbacks, so it can say
+# which bwrap is used and why. Podman is the user's own (never wrapped); on darwin sandbox-exec and pfctl are
+# system tools in /usr/bin, so nothing from nixpkgs is needed there.
+{
+  lib,
+  stdenv,
+  python3Packages,
+  bubblewrap,
+  nftables,
+  iproute2,
+  src,
+}:
+
+let
+  pyproject = lib.importTOML (src + "/pyproject.toml");
+
+  # bwrap (sandbox), nft (egress firewall table), ip (network namespace setup). Linux only.
+  runtimeTools = lib.optionals stdenv.hostPlatform.isLinux [
+    bubblewrap
+    nftables
+    iproute2
+  ];
+  runtimePath = lib.makeBinPath runtimeTools;
+in
+python3Packages.buildPythonApplication {
+  pname = "rcc";
+  inherit (pyproject.project) version;
+  inherit src;
+
+  pyproject = true;
+  build-system = [ python3Packages.hatchling ];
+  dependencies = [ ];
+
+  makeWrapperArgs = lib.optionals (runtimeTools != [ ]) [
+    "--suffix"
+    "PATH"
+    ":"
+    runtimePath
+    "--set"
+    "RCC_NIX_RUNTIME_PATH"
+    runtimePath
+  ];
+
+  # The tests need bubblewrap, network namespaces and root; the pure tier runs in `checks` (flake.nix).
+  doCheck = false;
+  pythonImportsCheck = [ "rcc" ];
+
+  passthru = {
+    inherit runtimeTools;
+  };
+
+  meta = {
+    description = pyproject.project.description;
+    license = lib.licenses.mit;
+    mainProgram = "rcc";
+    platforms = lib.platforms.linux ++ lib.platforms.darwin;
+  };
+}
