@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -62,11 +63,7 @@ class BwrapBackend:
             try:
                 with open("/proc/sys/kernel/unprivileged_userns_clone") as f:
                     if f.read().strip() == "0":
-                        return [
-                            Problem(
-                                "kernel.unprivileged_userns_clone is 0", SETUP_HINT_USERNS, ExitCode.SETUP
-                            )
-                        ]
+                        return [Problem("kernel.unprivileged_userns_clone is 0", SETUP_HINT_USERNS, ExitCode.SETUP)]
             except OSError:
                 pass
         return []
@@ -150,12 +147,16 @@ class BwrapBackend:
             seccomp_fd = _seccomp_fd()
             pass_fds.append(seccomp_fd)
             close_after.append(seccomp_fd)
-        info_r = info_w = block_r = block_w = None
+        # --info-fd: bwrap reports the sandbox's pid once its namespaces exist; if it exits without a word, the
+        # namespaces could not be created (user namespaces blocked, AppArmor, a container forbidding them).
+        info_r, info_w = os.pipe()
+        pass_fds.append(info_w)
+        close_after.append(info_w)
+        block_r = block_w = None
         if plan.net.mode == "proxy":
-            info_r, info_w = os.pipe()
-            block_r, block_w = os.pipe()
-            pass_fds += [info_w, block_r]
-            close_after += [info_w, block_r]
+            block_r, block_w = os.pipe()  # holds the command until the proxy listener exists
+            pass_fds.append(block_r)
+            close_after.append(block_r)
         argv = self.render(plan, seccomp_fd, info_w, block_r)
         interactive = not plan.new_session
         old = _ignore_tty_signals() if interactive else {}
@@ -165,19 +166,26 @@ class BwrapBackend:
                 proc = subprocess.Popen(argv, env=dict(plan.env), pass_fds=pass_fds, close_fds=True)
             except OSError as e:
                 raise RccError(f"cannot start bubblewrap: {e}", code=ExitCode.DEPENDENCY) from e
-            for fd in close_after:
-                os.close(fd)
-            if info_r is not None and block_w is not None:
-                try:
-                    proxy = _start_proxy(plan, info_r, proc)
-                except BaseException:
-                    proc.kill()
-                    proc.wait()
-                    raise
-                finally:
-                    os.close(info_r)
-                os.write(block_w, b"go")
-                os.close(block_w)
+            finally:
+                for fd in close_after:
+                    os.close(fd)
+            try:
+                pid = _read_child_pid(info_r, proc)
+                if block_w is not None:
+                    from rcc.netns import listen_in_netns
+
+                    listener = listen_in_netns(pid, plan.net.proxy_port)
+                    # Release the command now: connections wait in the listener's backlog while the proxy starts.
+                    os.write(block_w, b"go")
+                    proxy = _start_proxy(plan, listener)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            finally:
+                os.close(info_r)
+                if block_w is not None:
+                    os.close(block_w)
             return _exit_status(_wait(proc))
         finally:
             if proxy is not None:
@@ -212,22 +220,22 @@ def _seccomp_fd() -> int:
     return r
 
 
-def _start_proxy(plan: Plan, info_r: int, proc: subprocess.Popen[bytes]) -> Any:
+def _read_child_pid(info_r: int, proc: subprocess.Popen[bytes]) -> int:
     data = b""
     while b"}" not in data:
         chunk = os.read(info_r, 4096)
         if not chunk:
             code = proc.wait()
             raise RccError(
-                f"bubblewrap could not create the sandbox (exit {code})",
+                f"bubblewrap could not create the sandbox (exit {code}; its message is above)",
                 hint=SETUP_HINT_USERNS,
                 code=ExitCode.SETUP,
             )
         data += chunk
-    pid = int(json.loads(data[: data.index(b"}") + 1])["child-pid"])
-    from rcc.netns import listen_in_netns
+    return int(json.loads(data[: data.index(b"}") + 1])["child-pid"])
 
-    listener = listen_in_netns(pid, plan.net.proxy_port)
+
+def _start_proxy(plan: Plan, listener: socket.socket) -> Any:
     from rcc import paths
     from rcc.net.proxy import EgressProxy
     from rcc.net.rules import compile_rules
