@@ -1,0 +1,352 @@
+"""`rcc setup`: prepare this machine. Two parts that never mix:
+
+- `rcc setup` (as yourself): the config directory, a commented default config, the state directories.
+  Idempotent: existing files are never overwritten.
+- `sudo rcc setup --firewall [--persist] [--dry-run] [--uninstall]`: rcc's kernel firewall (defence in depth,
+  see rcc.firewall). The only privileged code in rcc: render (pure), validate, apply atomically, record.
+
+rcc never runs sudo itself: without root, the firewall part stops and says the exact command to run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rcc import paths
+from rcc.errors import ExitCode, RccError, UsageError
+
+if TYPE_CHECKING:
+    from rcc.firewall.spec import FirewallSpec
+
+USAGE = """\
+usage: rcc setup [--dry-run]
+       sudo rcc setup --firewall [--persist] [--proxy-port PORT]... [--dry-run] [--uninstall] [--root DIR]
+
+  (no options)        create ~/.config/rcc/config.toml (commented defaults) and rcc's state directories
+  --firewall          install rcc's kernel firewall (nftables table inet rcc; pf anchor on macOS); needs root
+  --persist           also load it at boot (systemd unit rcc-firewall.service)
+  --proxy-port PORT   the proxy port sandboxes may reach (default 3128; repeat for several)
+  --dry-run           print exactly what would be written and applied, change nothing (no root needed)
+  --uninstall         with --firewall: remove exactly what `--firewall` added
+  --root DIR          write the firewall's files under DIR instead of / (image builds; the ruleset is
+                      still applied to the running kernel)
+"""
+
+
+@dataclass(frozen=True)
+class SetupOptions:
+    firewall: bool = False
+    persist: bool = False
+    dry_run: bool = False
+    uninstall: bool = False
+    proxy_ports: tuple[int, ...] = ()
+    root: str = "/"
+
+
+@dataclass(frozen=True)
+class SetupContext:
+    """Everything setup reads from the machine, passed in (tests build their own)."""
+
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    euid: int = field(default_factory=os.geteuid)
+    platform: str = sys.platform
+    nft_prefix: tuple[str, ...] = ("nft",)
+
+
+def parse_args(argv: list[str]) -> SetupOptions:
+    opts: dict[str, object] = {}
+    ports: list[int] = []
+    it = iter(argv)
+    for arg in it:
+        if arg in ("-h", "--help"):
+            raise _Help
+        if arg in ("--firewall", "--persist", "--dry-run", "--uninstall"):
+            opts[arg[2:].replace("-", "_")] = True
+        elif arg == "--proxy-port" or arg.startswith("--proxy-port="):
+            value = arg.split("=", 1)[1] if "=" in arg else next(it, None)
+            if value is None or not value.isdigit():
+                raise UsageError(f"--proxy-port needs a port number, got {value!r}")
+            ports.append(int(value))
+        elif arg == "--root" or arg.startswith("--root="):
+            value = arg.split("=", 1)[1] if "=" in arg else next(it, None)
+            if not value or not os.path.isabs(value):
+                raise UsageError(f"--root needs an absolute directory, got {value!r}")
+            opts["root"] = value
+        else:
+            raise UsageError(f"rcc setup: unknown option {arg!r}", hint="run `rcc setup --help`")
+    o = SetupOptions(proxy_ports=tuple(ports), **opts)  # type: ignore[arg-type]
+    if not o.firewall and (o.persist or o.uninstall or o.proxy_ports or o.root != "/"):
+        raise UsageError("--persist, --uninstall, --proxy-port and --root go with --firewall")
+    if o.uninstall and (o.persist or o.proxy_ports):
+        raise UsageError("--uninstall removes everything rcc added; it takes no --persist/--proxy-port")
+    return o
+
+
+class _Help(Exception):
+    pass
+
+
+def command(argv: list[str]) -> int:
+    try:
+        opts = parse_args(argv)
+    except _Help:
+        sys.stdout.write(USAGE)
+        return ExitCode.OK
+    ctx = SetupContext()
+    lines = run(opts, ctx)
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    return ExitCode.OK
+
+
+def run(opts: SetupOptions, ctx: SetupContext) -> list[str]:
+    if opts.firewall:
+        if opts.uninstall:
+            return uninstall_firewall(opts, ctx)
+        return install_firewall(opts, ctx)
+    return user_setup(opts, ctx)
+
+
+# ---------------------------------------------------------------- the unprivileged part
+
+
+def user_setup(opts: SetupOptions, ctx: SetupContext) -> list[str]:
+    if ctx.euid == 0 and ctx.env.get("SUDO_USER"):
+        # Under sudo, HOME may still be the user's: files created here would belong to root.
+        raise RccError(
+            "`rcc setup` prepares your own account; do not run it with sudo",
+            hint="run `rcc setup` as yourself; only `sudo rcc setup --firewall` needs root",
+            code=ExitCode.USAGE,
+        )
+    cfg_dir, state = paths.config_dir(ctx.env), paths.state_dir(ctx.env)
+    cfg_file = paths.user_config_file(ctx.env)
+    steps: list[tuple[str, str]] = [
+        ("dir", cfg_dir),
+        ("config", cfg_file),
+        ("dir", state),
+        ("dir", os.path.join(state, "agents")),
+    ]
+    out: list[str] = []
+    verb = "would create" if opts.dry_run else "created"
+    for kind, path in steps:
+        if os.path.lexists(path):
+            if kind == "dir" and not os.path.isdir(path):
+                raise RccError(f"{path} exists and is not a directory", code=ExitCode.SETUP)
+            out.append(f"ok       {path} (exists, left as it is)")
+            continue
+        if not opts.dry_run:
+            if kind == "dir":
+                # 0700: the config and the audit log say what the agent was allowed to do; the trust store
+                # decides which project files are obeyed. Other local users must not edit them.
+                os.makedirs(path, mode=0o700, exist_ok=True)
+            else:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(default_config_text())
+        out.append(f"{verb:<8} {path}")
+    out.append("next: `rcc doctor` checks everything else this machine needs")
+    return out
+
+
+def _toml_list(items: tuple[str, ...], indent: str = "#   ") -> str:
+    return "\n".join(f'{indent}"{i}",' for i in items)
+
+
+def default_config_text() -> str:
+    """The commented config `rcc setup` writes: every key, commented out, at its default."""
+    from rcc import policy
+
+    return f"""\
+# rcc user config. Every key is commented out and shows its default; uncomment to change it.
+# A project may add its own .rcc.toml; rcc obeys it only after `rcc trust` (exact content).
+# `rcc policy show` prints the effective policy and where each value came from.
+
+# Which sandbox runs the command: "bwrap" (bubblewrap, the default on Linux), "podman" or "docker".
+# backend = "bwrap"
+
+[filesystem]
+# The project directory is always read-write. Everything else of your home is invisible unless listed.
+# Read-only toolchain directories from your home, mounted when they exist:
+# toolchains = [
+{_toml_list(policy.DEFAULT_TOOLCHAINS)}
+# ]
+# Extra paths the sandbox may read (absolute or ~/...):
+# read_only = []
+# Extra paths the sandbox may write:
+# read_write = []
+# Never visible, even inside an allowed directory (your extra entries add to these):
+# hide = [
+{_toml_list(policy.DEFAULT_SECRETS)}
+# ]
+# Inside the project: never writable, whether or not they exist (they make your own tools run code later):
+# protect = [
+{_toml_list(policy.DEFAULT_PROTECTED)}
+# ]
+
+[environment]
+# Variables passed through from your environment (names, or PREFIX_* patterns). Everything else is dropped.
+# passthrough = [
+{_toml_list(policy.DEFAULT_ENV_PASS)}
+# ]
+# Variables set to a fixed value inside the sandbox:
+# set = {{ }}
+
+[network]
+# "allowlist": only the hosts below, through rcc's egress proxy. "none": no network at all.
+# mode = "allowlist"
+# Hosts the sandbox may reach: names ("github.com"), wildcards ("*.github.com"), presets ("@pypi").
+# allow = []
+# Hosts refused even when an allow rule matches:
+# deny = []
+# Fixed name -> address answers for the proxy (like /etc/hosts):
+# resolve = {{ }}
+"""
+
+
+# ---------------------------------------------------------------- the privileged part
+
+
+def _spec(opts: SetupOptions) -> FirewallSpec:
+    from rcc.firewall.spec import FirewallSpec
+
+    return FirewallSpec(proxy_ports=opts.proxy_ports) if opts.proxy_ports else FirewallSpec()
+
+
+def _require_root(ctx: SetupContext, what: str) -> None:
+    if ctx.euid != 0:
+        raise RccError(
+            f"{what} needs root",
+            hint=f"run `sudo rcc {what}` (rcc never runs sudo itself); `rcc {what} --dry-run` shows what it would do",
+            code=ExitCode.SETUP,
+        )
+
+
+def install_firewall(opts: SetupOptions, ctx: SetupContext) -> list[str]:
+    if ctx.platform == "darwin":
+        return _install_pf(opts, ctx)
+    if not ctx.platform.startswith("linux"):
+        raise RccError(f"rcc's firewall supports Linux (nftables) and macOS (pf), not {ctx.platform}")
+    from rcc.firewall import apply, nft
+
+    spec = _spec(opts)
+    text = nft.render_nft(spec)
+    fp = apply.FirewallPaths(opts.root)
+    unit = apply.render_unit(_nft_path(), "/etc/rcc/firewall.nft") if opts.persist else None
+
+    if opts.dry_run:
+        plan = [f"# would apply with `nft -f -` (after `nft -c -f -` accepts it), and write {fp.ruleset}:", text]
+        if unit is not None:
+            plan += [f"# would write {fp.unit} and link {fp.unit_link}:", unit]
+        return plan
+
+    _require_root(ctx, "setup --firewall")
+    runner = apply.Nft(ctx.nft_prefix)
+    out: list[str] = []
+    loaded = apply.loaded_table(runner)
+    if loaded is not None and apply.loaded_is_current(loaded, spec, apply.table_listing(runner)):
+        out.append("ok       nftables table inet rcc is loaded and current")
+    else:
+        apply.apply_ruleset(text, runner)
+        out.append(("replaced" if loaded is not None else "loaded  ") + " nftables table inet rcc (one transaction)")
+    out.append(_file_line(apply.write_file(fp.ruleset, text), fp.ruleset))
+    if unit is not None:
+        out.append(_file_line(apply.write_file(fp.unit, unit), fp.unit))
+        out.append(_file_line(apply.link_unit(fp), fp.unit_link))
+        if apply.systemd_reload(opts.root):
+            out.append("ran      systemctl daemon-reload")
+    out.append("remove with: sudo rcc setup --firewall --uninstall")
+    return out
+
+
+def uninstall_firewall(opts: SetupOptions, ctx: SetupContext) -> list[str]:
+    if ctx.platform == "darwin":
+        return _uninstall_pf(opts, ctx)
+    from rcc.firewall import apply
+
+    fp = apply.FirewallPaths(opts.root)
+    files = [p for p in (fp.unit_link, fp.unit, fp.ruleset) if os.path.lexists(p)]
+    if opts.dry_run:
+        return [
+            "would delete nftables table inet rcc (if loaded), and nothing else in the ruleset",
+            *(f"would remove {p} (if rcc wrote it)" for p in files),
+        ]
+    _require_root(ctx, "setup --firewall --uninstall")
+    runner = apply.Nft(ctx.nft_prefix)
+    out = ["deleted  nftables table inet rcc" if apply.remove_table(runner) else "ok       table inet rcc not loaded"]
+    if apply.unlink_unit(fp):
+        out.append(f"removed  {fp.unit_link}")
+    for p in (fp.unit, fp.ruleset):
+        if apply.remove_if_ours(p):
+            out.append(f"removed  {p}")
+        elif os.path.lexists(p):
+            out.append(f"kept     {p} (not written by rcc)")
+    if os.path.isdir(fp.etc_dir) and not os.listdir(fp.etc_dir):
+        os.rmdir(fp.etc_dir)
+        out.append(f"removed  {fp.etc_dir} (empty)")
+    if apply.systemd_reload(opts.root):
+        out.append("ran      systemctl daemon-reload")
+    return out
+
+
+def _file_line(changed: bool, path: str) -> str:
+    return f"wrote    {path}" if changed else f"ok       {path} (current)"
+
+
+def _nft_path() -> str:
+    import shutil
+
+    return shutil.which("nft") or "/usr/sbin/nft"
+
+
+def _pf_file(opts: SetupOptions) -> str:
+    return os.path.join(opts.root, "etc", "rcc", "pf.anchor")
+
+
+def _install_pf(opts: SetupOptions, ctx: SetupContext) -> list[str]:
+    """macOS. Never run by our tests (they run on Linux); the rendering is golden-tested."""
+    import subprocess
+
+    from rcc.firewall import apply, pf
+
+    spec = _spec(opts)
+    text, path = pf.render_pf(spec), _pf_file(opts)
+    if opts.dry_run:
+        cmds = ["# then: " + " ".join(a) for a in pf.load_argv(path)]
+        return [f"# would write {path}:", text, *cmds]
+    if opts.persist:
+        raise RccError("--persist is not implemented on macOS yet", code=ExitCode.USAGE)
+    _require_root(ctx, "setup --firewall")
+    changed = apply.write_file(path, text)
+    for argv in pf.load_argv(path):
+        r = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+        if r.returncode != 0:
+            raise RccError(f"{' '.join(argv)} failed: {r.stderr.strip()}", code=ExitCode.SETUP)
+    return [_file_line(changed, path), f"loaded   pf anchor {pf.ANCHOR}"]
+
+
+def _uninstall_pf(opts: SetupOptions, ctx: SetupContext) -> list[str]:
+    import subprocess
+
+    from rcc.firewall import apply, pf
+
+    path = _pf_file(opts)
+    if opts.dry_run:
+        return [f"would flush pf anchor {pf.ANCHOR}", f"would remove {path} (if rcc wrote it)"]
+    _require_root(ctx, "setup --firewall --uninstall")
+    for argv in pf.unload_argv():
+        subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+    out = [f"flushed  pf anchor {pf.ANCHOR}"]
+    if apply.remove_if_ours(path):
+        out.append(f"removed  {path}")
+    return out
+
+
+def missing_setup(env: Mapping[str, str] = os.environ) -> str | None:
+    """For `rcc run`/`rcc claude`: a one-line hint when `rcc setup` has not been run, else None. Cheap: one
+    stat, no imports beyond rcc.paths."""
+    if os.path.isdir(paths.config_dir(env)):
+        return None
+    return "rcc is not set up for this account yet: run `rcc setup`, then `rcc doctor`"

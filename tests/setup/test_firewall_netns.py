@@ -1,0 +1,237 @@
+"""rcc's nftables firewall, applied for real inside test network namespaces and checked with real traffic.
+
+Each attack test names what it stops; the control tests beside them show the legitimate path (the proxy)
+still works and that interfaces rcc does not own are untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import PROXY_PORT, Topology, sh
+
+from rcc.errors import RccError
+from rcc.firewall import apply, nft
+from rcc.firewall.spec import FirewallSpec
+
+pytestmark = pytest.mark.netns
+
+HOST_V4, HOST_V6 = "10.199.0.1", "fd72:6363::1"  # the host's address on the rcc interface
+HOST_OUT_V4, HOST_OUT_V6 = "10.199.1.1", "fd72:6364::1"  # the host's address on another interface
+OUTSIDE_V4, OUTSIDE_V6 = "10.199.1.2", "fd72:6364::2"
+SANDBOX_V4, SANDBOX_V6 = "10.199.0.2", "fd72:6363::2"
+
+
+def install(t: Topology, spec: FirewallSpec | None = None) -> apply.Nft:
+    runner = apply.Nft(t.nft_prefix())
+    apply.apply_ruleset(nft.render_nft(spec or FirewallSpec()), runner)
+    return runner
+
+
+# ---------------------------------------------------------------- controls
+
+
+@pytest.mark.parametrize("addr", [HOST_V4, HOST_V6])
+def test_control_sandbox_reaches_proxy(clean_host: Topology, addr: str) -> None:
+    install(clean_host)
+    assert clean_host.from_sandbox("tcp", addr, PROXY_PORT) == "ok"
+
+
+@pytest.mark.parametrize("addr", [HOST_OUT_V4, HOST_OUT_V6])
+def test_control_other_interfaces_untouched(clean_host: Topology, addr: str) -> None:
+    """A host on an interface rcc does not own still reaches every service on the host."""
+    install(clean_host)
+    assert clean_host.probe(clean_host.outside, "tcp", addr, 8080) == "ok"
+    assert clean_host.probe(clean_host.outside, "udp", addr, 53) == "ok"
+
+
+@pytest.mark.parametrize("addr", [OUTSIDE_V4, OUTSIDE_V6])
+def test_control_without_firewall_sandbox_can_route_out(clean_host: Topology, addr: str) -> None:
+    """The paths the attack tests close are open without rcc's table (so those tests prove something)."""
+    assert clean_host.from_sandbox("tcp", addr, 80) == "ok"
+    assert clean_host.from_sandbox("udp", addr, 53) == "ok"
+    assert clean_host.from_sandbox("tcp", HOST_V4, 8080) == "ok"
+
+
+# ---------------------------------------------------------------- attacks
+
+
+@pytest.mark.parametrize("addr", [OUTSIDE_V4, OUTSIDE_V6])
+def test_sandbox_routing_around_proxy_is_dropped(clean_host: Topology, addr: str) -> None:
+    runner = install(clean_host)
+    assert clean_host.from_sandbox("tcp", addr, 80) == "timeout"
+    assert clean_host.from_sandbox("tcp", addr, PROXY_PORT) == "timeout"  # the port alone is not the proxy
+    assert apply.counters(runner)["forward_dropped"] >= 2
+
+
+@pytest.mark.parametrize("addr", [HOST_V4, HOST_V6, OUTSIDE_V4, OUTSIDE_V6])
+def test_dns_exfiltration_from_sandbox_is_dropped(clean_host: Topology, addr: str) -> None:
+    runner = install(clean_host)
+    assert clean_host.from_sandbox("udp", addr, 53) == "timeout"
+    assert clean_host.from_sandbox("tcp", addr, 53) == "timeout"
+    assert apply.counters(runner)["dns_dropped"] >= 2
+
+
+@pytest.mark.parametrize("addr", [HOST_V4, HOST_V6])
+def test_sandbox_reaching_other_host_services_is_dropped(clean_host: Topology, addr: str) -> None:
+    runner = install(clean_host)
+    assert clean_host.from_sandbox("tcp", addr, 8080) == "timeout"
+    assert apply.counters(runner)["input_dropped"] >= 1
+
+
+@pytest.mark.parametrize("addr", [HOST_OUT_V4, HOST_OUT_V6, "127.0.0.1"])
+def test_sandbox_reaching_proxy_port_on_other_host_address_is_dropped(clean_host: Topology, addr: str) -> None:
+    """Only the host's address on the sandbox's own interface counts as the proxy (fib daddr . iif)."""
+    install(clean_host)
+    assert clean_host.from_sandbox("tcp", addr, PROXY_PORT) != "ok"
+
+
+@pytest.mark.parametrize("addr", [SANDBOX_V4, SANDBOX_V6])
+def test_connection_into_sandbox_from_outside_is_dropped(clean_host: Topology, addr: str) -> None:
+    assert clean_host.probe(clean_host.outside, "tcp", addr, 22) == "ok"  # control: open without rcc's table
+    runner = install(clean_host)
+    assert clean_host.probe(clean_host.outside, "tcp", addr, 22) == "timeout"
+    assert apply.counters(runner)["forward_dropped"] >= 1
+
+
+def test_other_tables_accept_cannot_reopen_sandbox(clean_host: Topology) -> None:
+    """Another firewall's `accept` (docker, firewalld) does not override rcc's drop: drops are final."""
+    other = "table inet other {\n chain forward {\n  type filter hook forward priority -100; policy accept;\n"
+    other += "  accept\n }\n chain input {\n  type filter hook input priority -100; policy accept;\n  accept\n }\n}\n"
+    subprocess.run(["ip", "netns", "exec", clean_host.host, "nft", "-f", "-"], input=other, text=True, check=True)
+    install(clean_host)
+    assert clean_host.from_sandbox("tcp", OUTSIDE_V4, 80) == "timeout"
+    assert clean_host.from_sandbox("tcp", HOST_V4, 8080) == "timeout"
+    assert clean_host.from_sandbox("tcp", HOST_V4, PROXY_PORT) == "ok"
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def test_reapply_is_idempotent_and_current(clean_host: Topology) -> None:
+    runner = install(clean_host)
+    first = clean_host.host_ruleset()
+    install(clean_host)
+    assert clean_host.host_ruleset() == first
+    spec = FirewallSpec()
+    loaded = apply.loaded_table(runner)
+    assert loaded is not None
+    assert apply.loaded_is_current(loaded, spec, apply.table_listing(runner))
+    assert not apply.loaded_is_current(loaded, FirewallSpec(proxy_ports=(8080,)), apply.table_listing(runner))
+
+
+def test_hand_deleted_rule_is_not_current(clean_host: Topology) -> None:
+    runner = install(clean_host)
+    sh("ip", "netns", "exec", clean_host.host, "nft", "flush", "chain", "inet", "rcc", "forward")
+    loaded = apply.loaded_table(runner)
+    assert loaded is not None
+    assert not apply.loaded_is_current(loaded, FirewallSpec(), apply.table_listing(runner))
+
+
+def test_changed_policy_replaces_table(clean_host: Topology) -> None:
+    install(clean_host)
+    install(clean_host, FirewallSpec(proxy_ports=(8080,)))
+    assert clean_host.from_sandbox("tcp", HOST_V4, 8080) == "ok"
+    assert clean_host.from_sandbox("tcp", HOST_V4, PROXY_PORT) == "timeout"
+    assert clean_host.host_ruleset().count("table inet rcc") == 1
+
+
+def test_rejected_ruleset_leaves_previous_firewall_in_place(clean_host: Topology) -> None:
+    """All or nothing: a ruleset nft rejects changes nothing (the old table keeps protecting)."""
+    runner = install(clean_host)
+    before = clean_host.host_ruleset()
+    bad = nft.render_nft(FirewallSpec()).replace("policy accept;", "policy maybe;", 1)
+    with pytest.raises(RccError, match="nft -c -f - failed"):
+        apply.apply_ruleset(bad, runner)
+    assert clean_host.host_ruleset() == before
+    assert clean_host.from_sandbox("tcp", OUTSIDE_V4, 80) == "timeout"
+
+
+def test_remove_deletes_only_rccs_table(clean_host: Topology) -> None:
+    subprocess.run(
+        ["ip", "netns", "exec", clean_host.host, "nft", "-f", "-"],
+        input="table ip mine {\n chain c {\n  counter\n }\n}\n",
+        text=True,
+        check=True,
+    )
+    mine = clean_host.host_ruleset()
+    runner = install(clean_host)
+    assert apply.remove_table(runner) is True
+    assert clean_host.host_ruleset() == mine
+    assert apply.remove_table(runner) is False  # second time: nothing to do, no error
+    assert clean_host.from_sandbox("tcp", OUTSIDE_V4, 80) == "ok"
+
+
+# ---------------------------------------------------------------- the command, end to end
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def rcc(t: Topology, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`rcc ARGS` run inside the host namespace (so its nft sees only that namespace's ruleset)."""
+    pre = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"] if user else []
+    env = {k: v for k, v in os.environ.items() if k != "SUDO_USER"}
+    return subprocess.run(
+        ["ip", "netns", "exec", t.host, *pre, sys.executable, "-m", "rcc", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_setup_firewall_command_installs_is_noop_then_uninstalls(clean_host: Topology, tmp_path: object) -> None:
+    root = str(tmp_path)
+    r = rcc(clean_host, "setup", "--firewall", "--persist", "--root", root)
+    assert r.returncode == 0, r.stderr
+    assert "loaded   nftables table inet rcc" in r.stdout
+    assert clean_host.from_sandbox("tcp", OUTSIDE_V4, 80) == "timeout"
+    assert clean_host.from_sandbox("tcp", HOST_V6, PROXY_PORT) == "ok"
+    ruleset = os.path.join(root, "etc/rcc/firewall.nft")
+    unit = os.path.join(root, "etc/systemd/system/rcc-firewall.service")
+    link = os.path.join(root, "etc/systemd/system/multi-user.target.wants/rcc-firewall.service")
+    assert read(ruleset) == nft.render_nft(FirewallSpec())
+    assert os.readlink(link) == "../rcc-firewall.service"
+    assert "ExecStart=" in read(unit)
+
+    again = rcc(clean_host, "setup", "--firewall", "--persist", "--root", root)
+    assert again.returncode == 0, again.stderr
+    assert "ok       nftables table inet rcc is loaded and current" in again.stdout
+    assert "wrote" not in again.stdout
+
+    # Something of the admin's own next to ours must survive the uninstall.
+    os.makedirs(os.path.join(root, "etc/systemd/system/multi-user.target.wants"), exist_ok=True)
+    theirs = os.path.join(root, "etc/systemd/system/theirs.service")
+    with open(theirs, "w") as f:
+        f.write("[Unit]\n")
+    gone = rcc(clean_host, "setup", "--firewall", "--uninstall", "--root", root)
+    assert gone.returncode == 0, gone.stderr
+    assert "deleted  nftables table inet rcc" in gone.stdout
+    for p in (ruleset, unit, link, os.path.join(root, "etc/rcc")):
+        assert not os.path.lexists(p), p
+    assert os.path.exists(theirs)
+    assert clean_host.host_ruleset().strip() == ""
+    assert clean_host.from_sandbox("tcp", OUTSIDE_V4, 80) == "ok"
+
+
+def test_setup_firewall_as_normal_user_says_what_to_run(clean_host: Topology) -> None:
+    r = rcc(clean_host, "setup", "--firewall", user="rccuser")
+    if "setpriv" in r.stderr and r.returncode != 71:
+        pytest.skip(f"cannot switch to rccuser: {r.stderr.strip()}")
+    assert r.returncode == 71, r.stderr
+    assert "sudo rcc setup --firewall" in r.stderr
+    assert clean_host.host_ruleset().strip() == ""
+
+
+def test_setup_firewall_dry_run_prints_exact_ruleset_as_normal_user(clean_host: Topology) -> None:
+    r = rcc(clean_host, "setup", "--firewall", "--dry-run", user="rccuser")
+    assert r.returncode == 0, r.stderr
+    assert nft.render_nft(FirewallSpec()) in r.stdout
+    assert clean_host.host_ruleset().strip() == ""
