@@ -1,0 +1,140 @@
+"""The egress audit log: one JSON object per line, appended to rcc.paths.audit_log_file(), rotated by size.
+
+Invariants:
+1. Every decision the proxy makes is one AuditRecord: denials when they happen, allowed connections when they
+   end (with bytes each way and duration), so a record is written exactly once per connection attempt.
+2. A line is written with a single write(2) on an O_APPEND descriptor, so concurrent rcc sessions sharing
+   the file interleave whole lines, never parts of lines.
+3. Rotation (audit.jsonl -> .1 -> .2 ... keep `keep`) happens under an flock on a side file; a writer whose
+   file was rotated away by another session notices (inode changed) and reopens.
+4. Readers skip lines that are not valid records (a crash mid-write, a hand edit) instead of failing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+MAX_BYTES = 10 * 1024 * 1024
+KEEP = 3
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    time: str  # ISO 8601 UTC, when the connection was accepted
+    session: str
+    proto: str  # "http" | "connect" | "socks5"
+    host: str
+    port: int
+    addr: str  # the address connected to ("" when none: denied before resolution, or resolution failed)
+    decision: str  # "allow" | "deny" | "error" (allowed, but the connection could not be made)
+    rule: str  # the rule that decided ("" when no rule matched)
+    reason: str
+    bytes_up: int = 0  # client -> server
+    bytes_down: int = 0  # server -> client
+    duration_ms: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AuditRecord:
+        return cls(
+            time=str(d["time"]),
+            session=str(d["session"]),
+            proto=str(d["proto"]),
+            host=str(d["host"]),
+            port=int(d["port"]),
+            addr=str(d.get("addr", "")),
+            decision=str(d["decision"]),
+            rule=str(d.get("rule", "")),
+            reason=str(d.get("reason", "")),
+            bytes_up=int(d.get("bytes_up", 0)),
+            bytes_down=int(d.get("bytes_down", 0)),
+            duration_ms=int(d.get("duration_ms", 0)),
+        )
+
+
+def utc_now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def rotated_paths(path: str, keep: int = KEEP) -> list[str]:
+    """Oldest first: path.N ... path.1, path."""
+    return [f"{path}.{i}" for i in range(keep, 0, -1)] + [path]
+
+
+class AuditLog:
+    """Appends records. Not thread-safe by itself: the proxy writes from its one event-loop thread."""
+
+    def __init__(self, path: str, max_bytes: int = MAX_BYTES, keep: int = KEEP) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self._fd = -1
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        self._open()
+
+    def _open(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def write(self, record: AuditRecord) -> None:
+        if self._fd < 0:
+            return
+        line = (record.to_json() + "\n").encode()
+        try:
+            st = os.stat(self.path)
+            if st.st_ino != os.fstat(self._fd).st_ino:
+                self._open()  # another session rotated it
+            elif st.st_size + len(line) > self.max_bytes:
+                self._rotate()
+        except FileNotFoundError:
+            self._open()
+        os.write(self._fd, line)
+
+    def _rotate(self) -> None:
+        lock = os.open(self.path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            # Re-check under the lock: another session may have rotated already.
+            if os.stat(self.path).st_size > self.max_bytes // 2:
+                for i in range(self.keep - 1, 0, -1):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.replace(f"{self.path}.{i}", f"{self.path}.{i + 1}")
+                os.replace(self.path, f"{self.path}.1")
+        finally:
+            os.close(lock)
+        self._open()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+def read_records(path: str, keep: int = KEEP) -> Iterator[AuditRecord]:
+    """All records, oldest first, across rotated files. Unparseable lines are skipped."""
+    for p in rotated_paths(path, keep):
+        try:
+            f = open(p, encoding="utf-8", errors="replace")  # noqa: SIM115 (closed by the with below)
+        except FileNotFoundError:
+            continue
+        with f:
+            for line in f:
+                try:
+                    d = json.loads(line)
+                    if isinstance(d, dict):
+                        yield AuditRecord.from_dict(d)
+                except (ValueError, KeyError, TypeError):
+                    continue
