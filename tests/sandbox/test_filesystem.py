@@ -1,0 +1,250 @@
+"""Filesystem escapes: the real home, secrets, other users, the system, /tmp and host sockets.
+
+Each attack test has its control beside it; every check that matters is made on the host afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import PRIVATE, SECRETS, World
+from rcctest import is_root, require
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_read_home_secrets_is_blocked(world: World) -> None:
+    paths = " ".join(f'"$HOME/{rel}"' for rel in (*SECRETS, *PRIVATE))
+    res = world.sh(f"for p in {paths}; do cat \"$p\" 2>/dev/null && echo LEAKED:$p; done; ls -A \"$HOME\"")
+    assert res.returncode == 0, res.stderr
+    assert "SECRET" not in res.stdout and "PRIVATE" not in res.stdout and "LEAKED" not in res.stdout
+    # only the toolchain directories' parents were created in the private home
+    assert set(res.stdout.split()) <= {".local", ".cargo", ".pyenv"}, res.stdout
+
+
+def test_find_over_home_finds_no_secret(world: World) -> None:
+    res = world.sh('grep -rs SECRET "$HOME" /tmp /var /run /etc 2>/dev/null; find "$HOME" | sort')
+    assert "SECRET" not in res.stdout, res.stdout
+    assert f"{world.home}/.ssh" not in res.stdout
+
+
+def test_toolchain_visible_read_only(world: World) -> None:
+    res = world.sh(
+        'hello-tool && cargo-fake && cat "$HOME/.pyenv/versions/marker" && '
+        '{ echo x > "$HOME/.local/bin/hello-tool" && echo WROTE; '
+        'touch "$HOME/.cargo/bin/new" && echo CREATED; true; }',
+        env={"PATH": f"{world.home}/.local/bin:{world.home}/.cargo/bin:/usr/bin:/bin"},
+    )
+    assert res.returncode == 0, res.stderr
+    assert "hello-from-toolchain" in res.stdout and "cargo-fake" in res.stdout and "pyenv-marker" in res.stdout
+    assert "WROTE" not in res.stdout and "CREATED" not in res.stdout
+    assert (world.home / ".local/bin/hello-tool").read_text().startswith("#!/bin/sh")
+    assert not (world.home / ".cargo/bin/new").exists()
+
+
+def test_secret_inside_allowed_parent_stays_hidden(world: World) -> None:
+    res = world.sh(
+        'cat "$HOME/.config/other-app/settings.ini"; cat "$HOME/.config/gh/hosts.yml"; '
+        'ls -A "$HOME/.config/gh"; cat "$HOME/.cargo/credentials.toml"; echo END',
+        "--ro",
+        str(world.home / ".config"),
+        "--ro",
+        str(world.home / ".cargo"),
+    )
+    assert "PRIVATE-settings" in res.stdout, res.stderr  # control: the allowed parent is visible
+    assert "SECRET" not in res.stdout, res.stdout
+    assert res.stdout.rstrip().endswith("END")
+
+
+def test_secret_inside_writable_parent_cannot_be_replaced(world: World) -> None:
+    """--rw ~/.config must not let the agent read or overwrite ~/.config/gh/hosts.yml."""
+    res = world.sh(
+        'echo evil > "$HOME/.config/gh/hosts.yml"; rm -rf "$HOME/.config/gh" 2>/dev/null; '
+        'echo ok > "$HOME/.config/other-app/new.txt"; cat "$HOME/.config/gh/hosts.yml"; true',
+        "--rw",
+        str(world.home / ".config"),
+    )
+    assert (world.home / ".config/other-app/new.txt").read_text() == "ok\n", res.stderr  # control
+    assert (world.home / ".config/gh/hosts.yml").read_text() == "SECRET-gh-token\n"
+    assert "SECRET" not in res.stdout
+
+
+def test_private_home_writes_are_discarded(world: World) -> None:
+    res = world.sh('echo hi > "$HOME/.bashrc" && echo hi > "$HOME/new-file" && cat "$HOME/new-file"')
+    assert res.stdout == "hi\n", res.stderr  # control: the private home is writable
+    assert not (world.home / "new-file").exists()
+    assert not (world.home / ".bashrc").exists()
+    again = world.sh('ls -A "$HOME"')
+    assert "new-file" not in again.stdout
+
+
+def test_write_outside_project_fails(world: World) -> None:
+    targets = [
+        world.outside / "marker.txt",
+        world.outside / "new.txt",
+        world.home / "new.txt",
+        Path("/etc/rcc-escape-test"),
+        Path("/usr/rcc-escape-test"),
+        Path("/opt/rcc-escape-test"),
+    ]
+    script = "; ".join(f"echo PWNED > {t} 2>/dev/null" for t in targets) + "; true"
+    res = world.sh(script)
+    assert res.returncode == 0, res.stderr
+    assert (world.outside / "marker.txt").read_text() == "OUTSIDE-marker\n"
+    for t in targets[1:]:
+        assert not t.exists(), t
+
+
+def test_project_write_lands(world: World) -> None:
+    res = world.sh("echo new > new.txt && mkdir -p sub/dir && echo deep > sub/dir/f && echo more >> README.md")
+    assert res.returncode == 0, res.stderr
+    assert (world.project / "new.txt").read_text() == "new\n"
+    assert (world.project / "sub/dir/f").read_text() == "deep\n"
+    assert (world.project / "README.md").read_text() == "hello\nmore\n"
+    st = (world.project / "new.txt").stat()
+    assert (st.st_uid, st.st_gid) == (world.uid, world.gid)  # files belong to the user, not to a mapped id
+
+
+def test_project_is_at_its_real_path(world: World) -> None:
+    res = world.sh("pwd -P; id -u; id -g")
+    assert res.stdout.split() == [str(world.project.resolve()), str(world.uid), str(world.gid)], res.stderr
+
+
+def test_system_is_read_only(world: World) -> None:
+    res = world.sh(
+        "head -1 /etc/passwd >/dev/null && echo READ-OK; "
+        "touch /etc/passwd /usr/bin/rcc-x /bin/rcc-x 2>/dev/null && echo WROTE; "
+        "mkdir /usr/rcc-x 2>/dev/null && echo MKDIR; true"
+    )
+    assert "READ-OK" in res.stdout, res.stderr  # control
+    assert "WROTE" not in res.stdout and "MKDIR" not in res.stdout
+    assert not Path("/usr/bin/rcc-x").exists() and not Path("/usr/rcc-x").exists()
+
+
+def test_read_system_secrets_is_blocked(world: World) -> None:
+    res = world.sh("cat /etc/shadow /etc/gshadow 2>/dev/null | wc -c; cat /etc/hostname >/dev/null && echo READ")
+    assert res.stdout.split()[0] == "0", res.stdout
+    assert "READ" in res.stdout  # control: ordinary /etc files are readable
+
+
+def test_other_users_homes_and_root_are_invisible(world: World) -> None:
+    res = world.sh(
+        "for d in /home /root /run/user /var/lib /var/run/docker.sock /run/docker.sock /run/podman "
+        '/var/spool /srv /mnt /media; do [ -e "$d" ] && echo "VISIBLE:$d $(ls -A $d 2>&1 | head -3)"; done; true'
+    )
+    visible = [line for line in res.stdout.splitlines() if line.startswith("VISIBLE:")]
+    # /root may exist only as the private home when it *is* this user's home (not the case: HOME is elsewhere),
+    # /run/user exists on the host but /run is private in the sandbox
+    assert visible == [], visible
+
+
+def test_tmp_is_private_and_discarded(world: World) -> None:
+    tag = uuid.uuid4().hex
+    host_marker = Path(f"/tmp/rcc-host-{tag}")
+    host_marker.write_text("HOST-TMP\n")
+    shm_marker = Path(f"/dev/shm/rcc-host-{tag}")
+    shm_marker.write_text("HOST-SHM\n")
+    try:
+        res = world.sh(
+            f"cat {host_marker} /dev/shm/rcc-host-{tag} 2>/dev/null; ls /tmp /var/tmp /dev/shm; "
+            f"echo in > /tmp/rcc-in-{tag} && echo in > /var/tmp/rcc-in-{tag} && echo in > /dev/shm/rcc-in-{tag} "
+            "&& echo WROTE"
+        )
+        assert "WROTE" in res.stdout, res.stderr  # control: the private /tmp is writable
+        assert "HOST-TMP" not in res.stdout and "HOST-SHM" not in res.stdout
+        for d in ("/tmp", "/var/tmp", "/dev/shm"):
+            assert not Path(f"{d}/rcc-in-{tag}").exists()
+        again = world.sh(f"ls /tmp/rcc-in-{tag} 2>&1; true")
+        assert "No such file" in again.stdout
+    finally:
+        host_marker.unlink()
+        shm_marker.unlink()
+
+
+def test_host_unix_sockets_are_unreachable(world: World) -> None:
+    """ssh-agent, docker/podman and D-Bus sockets: by path (in /tmp, /run) and abstract ones (per netns)."""
+    tag = uuid.uuid4().hex[:12]
+    sockdir = Path(f"/tmp/ssh-rcc{tag}")
+    sockdir.mkdir(mode=0o755)
+    paths = [sockdir / "agent.1"]
+    if is_root():
+        paths.append(Path(f"/run/rcc-docker-{tag}.sock"))
+    servers = []
+    try:
+        for p in paths:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind(str(p))
+            os.chmod(p, 0o777)
+            s.listen()
+            servers.append(s)
+        abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        abstract.bind(f"\0rcc-abstract-{tag}")
+        abstract.listen()
+        servers.append(abstract)
+        probe = (
+            "import os, socket\n"
+            f"targets = {[str(p) for p in paths]!r} + ['\\0rcc-abstract-{tag}']\n"
+            "for t in targets:\n"
+            "    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+            "    try:\n"
+            "        s.connect(t); print('CONNECTED', repr(t))\n"
+            "    except OSError as e:\n"
+            "        print('refused', repr(t), e.errno)\n"
+            "print('SSH_AUTH_SOCK' in os.environ)\n"
+        )
+        res = world.rcc(
+            "run", "--no-network", "--", "python3", "-c", probe, env={"SSH_AUTH_SOCK": str(paths[0])}
+        )
+        assert res.returncode == 0, res.stderr
+        assert "CONNECTED" not in res.stdout, res.stdout
+        assert res.stdout.strip().endswith("False")
+    finally:
+        for s in servers:
+            s.close()
+        for p in paths:
+            p.unlink(missing_ok=True)
+        sockdir.rmdir()
+
+
+def test_rcc_state_and_trust_store_are_invisible(world: World) -> None:
+    """An agent that could write the trust store could trust its own .rcc.toml."""
+    world.write(world.home / ".local/state/rcc/trust.json", "{}\n")
+    world.write(world.home / ".config/rcc/config.toml", "# user config\n")
+    res = world.sh(
+        'ls -A "$HOME/.local/state/rcc" "$HOME/.config/rcc" 2>&1; true',
+        "--ro",
+        str(world.home / ".local/state"),
+        "--ro",
+        str(world.home / ".config"),
+    )
+    assert "trust.json" not in res.stdout and "config.toml" not in res.stdout, res.stdout
+
+
+def test_project_inside_hidden_path_is_refused(world: World) -> None:
+    proj = world.home / ".ssh" / "proj"
+    proj.mkdir()
+    world.own(proj)
+    res = world.rcc("run", "--no-network", "--project", str(proj), "--", "ls", "-A")
+    assert res.returncode == 66, (res.returncode, res.stderr)
+    assert "id_rsa" not in res.stdout
+
+
+def test_home_as_project_is_refused(world: World) -> None:
+    res = world.rcc("run", "--no-network", "--project", str(world.home), "--", "ls", "-A")
+    assert res.returncode == 66, (res.returncode, res.stderr)
+    assert ".ssh" not in res.stdout
+
+
+def test_root_runs_with_its_real_home_treated_like_any_home(world: World) -> None:
+    """`/root` is hidden from everyone else, but when root runs rcc with HOME=/root it is root's private home."""
+    require(world.who == "root", "only meaningful for root")
+    res = world.rcc("run", "--no-network", "--", "sh", "-c", 'echo "$HOME"; ls -A /root | head -50',
+                    env={"HOME": "/root"})
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.split()
+    assert lines[0] == "/root"
+    assert ".ssh" not in lines and ".bash_history" not in lines and ".claude" not in lines
