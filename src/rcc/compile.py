@@ -13,7 +13,6 @@ Order of mounts (later ones cover earlier ones):
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,11 +71,18 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
+def env_name_matches(name: str, pattern: str) -> bool:
+    """`NAME` matches itself; `PREFIX_*` matches names starting with PREFIX_ (the only wildcard allowed)."""
+    if pattern.endswith("*"):
+        return name.startswith(pattern[:-1])
+    return name == pattern
+
+
 def _env(policy: Policy, facts: HostFacts, session: Session, home: str) -> dict[str, str]:
     patterns = (*policy.environment.passthrough, *session.passthrough)
     env: dict[str, str] = {}
     for name, value in facts.env.items():
-        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+        if any(env_name_matches(name, p) for p in patterns):
             env[name] = value
     env.setdefault("PATH", DEFAULT_PATH)
     env.update(dict(policy.environment.set))
@@ -96,18 +102,12 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
     git = facts.info(os.path.join(project, ".git"))
     if git.kind == "dir":
         # A mount point cannot be renamed or removed: this stops "mv .git x; mkdir -p .git/hooks".
-        mounts.append(
-            Bind(os.path.join(project, ".git"), os.path.join(project, ".git"), True, "git dir pinned")
-        )
+        mounts.append(Bind(os.path.join(project, ".git"), os.path.join(project, ".git"), True, "git dir pinned"))
     elif git.kind == "file":
-        mounts.append(
-            Bind(os.path.join(project, ".git"), os.path.join(project, ".git"), False, "git pointer file")
-        )
+        mounts.append(Bind(os.path.join(project, ".git"), os.path.join(project, ".git"), False, "git pointer file"))
     rel_list = list(policy.filesystem.protect)
     if git.kind == "missing":
-        rel_list.insert(
-            0, ".git"
-        )  # no repository: `git init` inside could plant hooks; keep .git uncreatable
+        rel_list.insert(0, ".git")  # no repository: `git init` inside could plant hooks; keep .git uncreatable
     seen_ro: set[str] = set()
     for rel in rel_list:
         if git.kind != "dir" and rel.startswith(".git/"):

@@ -13,7 +13,6 @@ Invariants:
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -46,8 +45,14 @@ _SCHEMA: dict[str, tuple[str, bool]] = {
 }
 _TABLES = ("filesystem", "environment", "network")
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ENV_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{2,}\*$")  # PREFIX_*: at least 3 characters before the *
+
+def _is_env_name(n: str) -> bool:
+    return bool(n) and n.isascii() and not n[0].isdigit() and all(c.isalnum() or c == "_" for c in n)
+
+
+def _is_env_pattern(n: str) -> bool:
+    """PREFIX_*: at least 3 characters before the *, so `*` or `A*` cannot pass the whole environment."""
+    return n.endswith("*") and len(n) >= 4 and _is_env_name(n[:-1])
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,8 @@ class Effective:
 
 def _line_of(text: str, table: str, key: str) -> int:
     """Best-effort line number of `key` in `table` (tomllib does not keep positions)."""
+    import re
+
     current = ""
     for n, line in enumerate(text.splitlines(), 1):
         s = line.strip()
@@ -102,6 +109,7 @@ def _where(path: str, text: str, dotted: str) -> str:
 
 def parse_file(path: str, layer_name: str) -> tuple[Layer, str]:
     """Read and validate one TOML file into a Layer. Returns the layer and the file's text."""
+    import re
     import tomllib
 
     try:
@@ -193,14 +201,12 @@ def validate(key: str, value: Any, where: str, home: str | None = None) -> Any:
         for p in items:
             parts = p.split("/")
             if not p or os.path.isabs(p) or ".." in parts or "" in parts:
-                raise ConfigError(
-                    where, key, f"{p!r} must be a relative path inside the project (no .., no //)"
-                )
+                raise ConfigError(where, key, f"{p!r} must be a relative path inside the project (no .., no //)")
         return items
     if kind == "envnames":
         items = str_list()
         for n in items:
-            if not (_ENV_NAME.match(n) or _ENV_PATTERN.match(n)):
+            if not (_is_env_name(n) or _is_env_pattern(n)):
                 raise ConfigError(
                     where,
                     key,
@@ -211,7 +217,7 @@ def validate(key: str, value: Any, where: str, home: str | None = None) -> Any:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ConfigError(where, key, 'must be a table of NAME = "value" strings')
         for n in value:
-            if not _ENV_NAME.match(n):
+            if not _is_env_name(n):
                 raise ConfigError(where, key, f"{n!r} is not a variable name")
         return tuple(sorted(value.items()))
     if kind == "hostrules":
@@ -375,9 +381,7 @@ def load(
     layers.append(Layer("flags", tuple(flags)))
     policy = merge(layers, home)
     provenance = tuple(c for layer in layers for c in layer.contributions)
-    return Effective(
-        policy, provenance, tuple(notices), project_file if os.path.exists(project_file) else "", trusted
-    )
+    return Effective(policy, provenance, tuple(notices), project_file if os.path.exists(project_file) else "", trusted)
 
 
 def load_policy(project: str) -> Policy:
@@ -433,9 +437,7 @@ def policy_command(argv: list[str]) -> int:
     for s in sources.get("backend", []):
         out.append(f"      ({s['source']})")
     if eff.project_file:
-        out.append(
-            f"project file: {eff.project_file} ({'trusted' if eff.project_trusted else 'NOT trusted'})"
-        )
+        out.append(f"project file: {eff.project_file} ({'trusted' if eff.project_trusted else 'NOT trusted'})")
     out.extend(f"note: {n}" for n in eff.notices)
     out.append("(values without a + line are rcc's built-in defaults)")
     sys.stdout.write("\n".join(out) + "\n")

@@ -6,10 +6,10 @@ ordinary commands rarely use; 126/127 keep their shell meaning (found but not ex
 
 from __future__ import annotations
 
-import enum
 
+class ExitCode:
+    """Plain int constants (an IntEnum would cost `rcc run` an `enum` import)."""
 
-class ExitCode(enum.IntEnum):
     OK = 0
     USAGE = 64  # bad command line (unknown flag, missing command)
     PROJECT = 66  # the project directory does not exist or is unsafe to mount
@@ -24,7 +24,7 @@ class ExitCode(enum.IntEnum):
 class RccError(Exception):
     """An error the user can act on. `hint` says how to fix it."""
 
-    def __init__(self, message: str, *, hint: str = "", code: ExitCode = ExitCode.INTERNAL) -> None:
+    def __init__(self, message: str, *, hint: str = "", code: int = ExitCode.INTERNAL) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -21,35 +21,68 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 
 
-def _setns(path: str, nstype: int) -> None:
+NS_GET_USERNS = 0xB701  # ioctl on a namespace fd: an fd for the user namespace that owns it
+
+
+def _setns(fd: int, nstype: int, what: str) -> None:
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    if libc.setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns({what}): {os.strerror(err)}")
+
+
+def _join_netns(pid: int) -> None:
+    """Enter the network namespace of `pid`. An unprivileged caller first joins the user namespace that *owns*
+    that network namespace (not the process's current one: bwrap --disable-userns moves the sandbox into a
+    nested user namespace that holds no capabilities over the network namespace). Root needs no user
+    namespace: it holds every capability over namespaces its descendants own."""
+    import fcntl
+
+    net = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if libc.setns(fd, nstype) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+        if os.geteuid() != 0:
+            owner = fcntl.ioctl(net, NS_GET_USERNS)
+            try:
+                if os.fstat(owner).st_ino != os.stat("/proc/self/ns/user").st_ino:
+                    _setns(owner, CLONE_NEWUSER, "owner user namespace")
+            finally:
+                os.close(owner)
+        _setns(net, CLONE_NEWNET, f"/proc/{pid}/ns/net")
     finally:
-        os.close(fd)
+        os.close(net)
 
 
-def _same_userns(pid: int) -> bool:
-    return os.stat(f"/proc/{pid}/ns/user").st_ino == os.stat("/proc/self/ns/user").st_ino
+def _wait_for_uid_map(pid: int, timeout: float = 2.0) -> None:
+    """bwrap reports the sandbox pid right after clone(), possibly before it wrote the new user namespace's uid
+    map. Joining an unmapped user namespace gives no capabilities in it (setns to its netns then fails)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/{pid}/uid_map", "rb") as f:
+                if f.read().strip():
+                    return
+        except OSError:
+            return  # the process is gone: setns below reports it
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.0005)
 
 
 def listen_in_netns(pid: int, port: int, host: str = "127.0.0.1", backlog: int = 512) -> socket.socket:
     """Return a listening TCP socket bound to host:port inside the network namespace of `pid`."""
+    if os.geteuid() != 0:
+        _wait_for_uid_map(pid)
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    join_user = not _same_userns(pid)
     kid = os.fork()
     if kid == 0:  # child: never returns
         code = 1
         try:
             parent.close()
-            if join_user:
-                _setns(f"/proc/{pid}/ns/user", CLONE_NEWUSER)
-            _setns(f"/proc/{pid}/ns/net", CLONE_NEWNET)
+            _join_netns(pid)
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             s = socket.socket(family, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+
+TYPE_CHECKING = False  # typing costs `rcc run` an import; mypy still sees the block
+if TYPE_CHECKING:
+    from typing import Literal
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,13 @@ Invariants:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
-NetworkMode = Literal["allowlist", "none"]
-BackendName = Literal["bwrap", "podman", "docker"]
+TYPE_CHECKING = False  # typing costs `rcc run` an import; mypy still sees the block
+if TYPE_CHECKING:
+    from typing import Literal
+
+    NetworkMode = Literal["allowlist", "none"]
+    BackendName = Literal["bwrap", "podman", "docker"]
 
 # Read-only toolchain directories from the real home that are mounted when they exist. Chosen from what agents
 # actually run: language version managers, user-level installs and package-manager caches of binaries.

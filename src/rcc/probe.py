@@ -10,9 +10,12 @@ import os
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
-Kind = Literal["dir", "file", "symlink", "missing", "other"]
+TYPE_CHECKING = False  # typing costs `rcc run` an import; mypy still sees the block
+if TYPE_CHECKING:
+    from typing import Literal
+
+    Kind = Literal["dir", "file", "symlink", "missing", "other"]
 
 # Top-level system entries mounted read-only (or recreated as the same symlink, for merged-/usr systems).
 SYSTEM_ENTRIES: tuple[str, ...] = (
@@ -48,9 +51,7 @@ class HostFacts:
     project: str  # realpath of the project
     cwd: str  # realpath of the current directory
     env: Mapping[str, str]
-    paths: Mapping[str, PathInfo] = field(
-        default_factory=dict
-    )  # every absolute path compile.py may ask about
+    paths: Mapping[str, PathInfo] = field(default_factory=dict)  # every absolute path compile.py may ask about
 
     def info(self, path: str) -> PathInfo:
         return self.paths.get(path, PathInfo("missing"))

@@ -168,7 +168,7 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
         problems = backend.problems()
         if problems:
             p = problems[0]
-            raise RccError(p.message, hint=p.fix, code=ExitCode(p.code))
+            raise RccError(p.message, hint=p.fix, code=p.code)
     extra = [b.src for b in session.binds]
     facts = probe(project, interesting_paths(eff.policy, project, extra))
     plan = compile_plan(eff.policy, facts, session, session_id=os.urandom(4).hex())

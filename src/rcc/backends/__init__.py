@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from rcc.backends._base import Backend
 from rcc.errors import ExitCode, RccError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rcc.backends._base import Backend
 
 
 def resolve(name: str, image: str | None = None) -> tuple[Backend, str]:
@@ -15,8 +18,6 @@ def resolve(name: str, image: str | None = None) -> tuple[Backend, str]:
         try:
             from rcc.backends.container import ContainerBackend
         except ImportError as e:
-            raise RccError(
-                f"the {name} backend is not available in this build", code=ExitCode.DEPENDENCY
-            ) from e
+            raise RccError(f"the {name} backend is not available in this build", code=ExitCode.DEPENDENCY) from e
         return ContainerBackend(name, image), f"{name}: chosen by policy (backend = {name!r})"
     raise RccError(f"unknown backend {name!r}", code=ExitCode.CONFIG)

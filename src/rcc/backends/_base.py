@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
-from rcc.plan import Plan
+TYPE_CHECKING = False  # typing costs `rcc run` an import; mypy still sees the block
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from rcc.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -17,17 +20,19 @@ class Problem:
     code: int  # an rcc.errors.ExitCode value (DEPENDENCY or SETUP)
 
 
-class Backend(Protocol):
-    name: str
+if TYPE_CHECKING:
 
-    def problems(self) -> list[Problem]:
-        """Cheap checks (binary present, namespaces allowed). Empty list: ready."""
-        ...
+    class Backend(Protocol):
+        name: str
 
-    def render(self, plan: Plan) -> list[str]:
-        """The argv that runs the plan (pure; printed by --dry-run, asserted by tests)."""
-        ...
+        def problems(self) -> list[Problem]:
+            """Cheap checks (binary present, namespaces allowed). Empty list: ready."""
+            ...
 
-    def run(self, plan: Plan) -> int:
-        """Execute the plan; return the command's exit status."""
-        ...
+        def render(self, plan: Plan) -> list[str]:
+            """The argv that runs the plan (pure; printed by --dry-run, asserted by tests)."""
+            ...
+
+        def run(self, plan: Plan) -> int:
+            """Execute the plan; return the command's exit status."""
+            ...

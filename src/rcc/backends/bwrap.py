@@ -10,14 +10,13 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # keep `rcc run` light: typing, socket, subprocess, json and signal are not imported
+if TYPE_CHECKING:
+    import socket
+    from typing import Any
 
 from rcc.backends._base import Problem
 from rcc.errors import ExitCode, RccError
@@ -32,15 +31,11 @@ SETUP_HINT_USERNS = (
 )
 
 
-def _exit_status(returncode: int) -> int:
-    return 128 - returncode if returncode < 0 else returncode
-
-
 class BwrapBackend:
     name = "bwrap"
 
     def __init__(self, bwrap: str | None = None) -> None:
-        self.bwrap = bwrap or shutil.which("bwrap") or ""
+        self.bwrap = bwrap or which("bwrap") or ""
 
     # ------------------------------------------------------------------------------------------- checks
     def problems(self) -> list[Problem]:
@@ -140,74 +135,94 @@ class BwrapBackend:
             remove_placeholders(created)
 
     def _run(self, plan: Plan) -> int:
-        pass_fds: list[int] = []
-        close_after: list[int] = []
+        inherit: list[int] = []  # descriptors bwrap inherits; closed here once it runs
         seccomp_fd = None
         if plan.seccomp:
             seccomp_fd = _seccomp_fd()
-            pass_fds.append(seccomp_fd)
-            close_after.append(seccomp_fd)
+            inherit.append(seccomp_fd)
         # --info-fd: bwrap reports the sandbox's pid once its namespaces exist; if it exits without a word, the
         # namespaces could not be created (user namespaces blocked, AppArmor, a container forbidding them).
         info_r, info_w = os.pipe()
-        pass_fds.append(info_w)
-        close_after.append(info_w)
+        inherit.append(info_w)
         block_r = block_w = None
         if plan.net.mode == "proxy":
             block_r, block_w = os.pipe()  # holds the command until the proxy listener exists
-            pass_fds.append(block_r)
-            close_after.append(block_r)
+            inherit.append(block_r)
         argv = self.render(plan, seccomp_fd, info_w, block_r)
-        interactive = not plan.new_session
-        old = _ignore_tty_signals() if interactive else {}
+        old = _ignore_tty_signals() if not plan.new_session else {}
         proxy: Any = None
         try:
             try:
-                proc = subprocess.Popen(argv, env=dict(plan.env), pass_fds=pass_fds, close_fds=True)
+                for fd in inherit:
+                    os.set_inheritable(fd, True)
+                pid = os.posix_spawn(argv[0], argv, dict(plan.env))
             except OSError as e:
                 raise RccError(f"cannot start bubblewrap: {e}", code=ExitCode.DEPENDENCY) from e
             finally:
-                for fd in close_after:
+                for fd in inherit:
                     os.close(fd)
             try:
-                pid = _read_child_pid(info_r, proc)
+                sandbox_pid = _read_child_pid(info_r, pid)
                 if block_w is not None:
                     from rcc.netns import listen_in_netns
 
-                    listener = listen_in_netns(pid, plan.net.proxy_port)
+                    listener = listen_in_netns(sandbox_pid, plan.net.proxy_port)
                     # Release the command now: connections wait in the listener's backlog while the proxy starts.
                     os.write(block_w, b"go")
                     proxy = _start_proxy(plan, listener)
             except BaseException:
-                proc.kill()
-                proc.wait()
+                _kill(pid)
                 raise
             finally:
                 os.close(info_r)
                 if block_w is not None:
                     os.close(block_w)
-            return _exit_status(_wait(proc))
+            return _wait(pid)
         finally:
             if proxy is not None:
                 proxy.close()
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
+            if old:
+                import signal
+
+                for sig, handler in old.items():
+                    signal.signal(sig, handler)
 
 
-def _wait(proc: subprocess.Popen[bytes]) -> int:
+def which(name: str) -> str | None:
+    for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        p = os.path.join(d or ".", name)
+        if os.access(p, os.X_OK) and not os.path.isdir(p):
+            return p
+    return None
+
+
+def _kill(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
+
+
+def _wait(pid: int) -> int:
+    """Wait for bwrap; its status is the command's (bwrap reports a signal death as 128+n itself)."""
     while True:
         try:
-            return proc.wait()
+            _, status = os.waitpid(pid, 0)
+            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
         except KeyboardInterrupt:  # non-interactive: Ctrl-C reached us too; the sandbox gets it and ends
             continue
+        except ChildProcessError:
+            return ExitCode.INTERNAL
 
 
-def _ignore_tty_signals() -> dict[signal.Signals, Any]:
+def _ignore_tty_signals() -> dict[int, Any]:
     """Interactive sessions share our terminal's foreground process group: the agent receives Ctrl-C itself."""
-    old: dict[signal.Signals, Any] = {}
-    for sig in (signal.SIGINT, signal.SIGQUIT):
-        old[sig] = signal.signal(sig, signal.SIG_IGN)
-    return old
+    import signal
+
+    return {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
 
 
 def _seccomp_fd() -> int:
@@ -220,19 +235,25 @@ def _seccomp_fd() -> int:
     return r
 
 
-def _read_child_pid(info_r: int, proc: subprocess.Popen[bytes]) -> int:
+def _read_child_pid(info_r: int, pid: int) -> int:
+    """bwrap writes {"child-pid": N, ...} once the namespaces exist (parsed by hand: json is not imported)."""
     data = b""
     while b"}" not in data:
         chunk = os.read(info_r, 4096)
         if not chunk:
-            code = proc.wait()
+            code = _wait(pid)
             raise RccError(
                 f"bubblewrap could not create the sandbox (exit {code}; its message is above)",
                 hint=SETUP_HINT_USERNS,
                 code=ExitCode.SETUP,
             )
         data += chunk
-    return int(json.loads(data[: data.index(b"}") + 1])["child-pid"])
+    key = b'"child-pid"'
+    at = data.find(key)
+    digits = data[at + len(key) :].lstrip(b" \t\n:").split(b",")[0].split(b"}")[0].strip()
+    if at < 0 or not digits.isdigit():
+        raise RccError(f"unexpected --info-fd data from bubblewrap: {data[:200]!r}", code=ExitCode.INTERNAL)
+    return int(digits)
 
 
 def _start_proxy(plan: Plan, listener: socket.socket) -> Any:
