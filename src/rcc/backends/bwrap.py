@@ -13,14 +13,15 @@ from __future__ import annotations
 import os
 import sys
 
+from rcc.backends._base import Problem
+from rcc.errors import ExitCode, RccError
+from rcc.plan import Bind, Dir, FileData, Mask, Placeholder, Plan, Special, Symlink, Tmpfs
+
 TYPE_CHECKING = False  # keep `rcc run` light: typing, socket, subprocess, json and signal are not imported
 if TYPE_CHECKING:
     import socket
     from typing import Any
 
-from rcc.backends._base import Problem
-from rcc.errors import ExitCode, RccError
-from rcc.plan import Bind, Dir, FileData, Mask, Placeholder, Plan, Special, Symlink, Tmpfs
 
 SETUP_HINT_USERNS = (
     "unprivileged user namespaces are disabled. Debian/older kernels: `sudo sysctl -w "
