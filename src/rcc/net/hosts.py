@@ -21,12 +21,12 @@ Name = NewType("Name", str)
 Host = Name | IPAddress
 
 MAX_NAME = 253
-_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
-_NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0[xX][0-9a-fA-F]*)$")
+_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
+_NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0[xX][0-9a-fA-F]*)\Z")
 # authority = host [ ":" port ] (RFC 3986 §3.2; IPv6 literals in brackets, §3.2.2). The host part of the
 # second form excludes ':' so an unbracketed IPv6 literal can never be mistaken for host:port.
-_AUTH_V6 = re.compile(r"^\[(?P<host>[0-9A-Fa-f:.]+)\](?::(?P<port>[0-9]{1,5}))?$")
-_AUTH_REG = re.compile(r"^(?P<host>[^:\[\]@/?#\s]+)(?::(?P<port>[0-9]{1,5}))?$")
+_AUTH_V6 = re.compile(r"^\[(?P<host>[0-9A-Fa-f:.]+)\](?::(?P<port>[0-9]{1,5}))?\Z")
+_AUTH_REG = re.compile(r"^(?P<host>[^:\[\]@/?#\s]+)(?::(?P<port>[0-9]{1,5}))?\Z")
 
 
 class HostError(ValueError):
@@ -53,7 +53,9 @@ def parse_ipv4_loose(text: str) -> ipaddress.IPv4Address:
         if not _NUMERIC_LABEL.match(p):
             raise HostError(f"{text!r} is not an IPv4 address")
         if p[:2] in ("0x", "0X"):
-            nums.append(int(p[2:] or "0", 16))
+            if len(p) == 2:
+                raise HostError(f"{text!r} is not an IPv4 address (empty hex part)")
+            nums.append(int(p[2:], 16))
         elif len(p) > 1 and p[0] == "0":
             if not all(c in "01234567" for c in p):
                 raise HostError(f"{text!r} is not an IPv4 address (bad octal part {p!r})")

@@ -28,12 +28,12 @@ MAX_HEAD = 64 * 1024
 MAX_FIELDS = 200
 
 # RFC 9110 §5.6.2 token
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # RFC 9112 §3: request-line = method SP request-target SP HTTP-version
-_REQUEST_LINE = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/(1\.[01])$")
+_REQUEST_LINE = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/(1\.[01])\Z")
 # field-value: visible chars, SP, HTAB, obs-text (RFC 9110 §5.5); no CR, LF, NUL
-_FIELD_VALUE = re.compile(rb"^[\t\x20-\x7e\x80-\xff]*$")
-_ABSOLUTE = re.compile(r"^[hH][tT][tT][pP]://(?P<authority>[^/?#]*)(?P<rest>[/?][^#]*)?$")
+_FIELD_VALUE = re.compile(rb"^[\t\x20-\x7e\x80-\xff]*\Z")
+_ABSOLUTE = re.compile(r"^[hH][tT][tT][pP]://(?P<authority>[^/?#]*)(?P<rest>[/?][^#]*)?\Z")
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus the proxy-specific ones clients send.
 _HOP_BY_HOP = frozenset(

@@ -156,8 +156,8 @@ PUBLIC_SUFFIXES: frozenset[str] = frozenset(
 )
 
 RuleKind = Literal["name", "wildcard", "ip", "preset"]
-_PORT = re.compile(r"^(?P<host>.*?)(?::(?P<port>[0-9]{1,5}))?$")
-_PRESET = re.compile(r"^@(?P<name>[a-z][a-z0-9_-]*)$")
+_PORT = re.compile(r"^(?P<host>.*?)(?::(?P<port>[0-9]{1,5}))?\Z")
+_PRESET = re.compile(r"^@(?P<name>[a-z][a-z0-9_-]*)\Z")
 
 
 class RuleError(ValueError):
@@ -236,6 +236,8 @@ def parse_rule(text: str) -> HostRule:
     s = text.strip()
     if not s:
         raise _err(text, "empty")
+    if any(c.isspace() or not c.isprintable() for c in s):
+        raise _err(text, "whitespace or control characters inside the entry")
     if s.startswith("@"):
         m = _PRESET.match(s)
         if not m or m.group("name") not in PRESETS:
@@ -245,7 +247,7 @@ def parse_rule(text: str) -> HostRule:
         raise _err(text, "write a host name, *.domain or an IP address, optionally with :port (no URL or CIDR)")
     # Split off the port without splitting on ':' blindly: IPv6 literals must be bracketed.
     if s.startswith("["):
-        m6 = re.match(r"^\[(?P<host>[^\]]*)\](?::(?P<port>[0-9]{1,5}))?$", s)
+        m6 = re.match(r"^\[(?P<host>[^\]]*)\](?::(?P<port>[0-9]{1,5}))?\Z", s)
         if not m6:
             raise _err(text, "bracketed IPv6 literal expected, like [2001:db8::1] or [2001:db8::1]:443")
         host_s, port_s = m6.group("host"), m6.group("port")

@@ -130,7 +130,7 @@ class Socks5Handshake:
             return NeedMore(b"\x01\x00")
         if self._state == "request":
             # VER CMD RSV ATYP DST.ADDR DST.PORT (RFC 1928 §4)
-            if len(b) < 5:
+            if len(b) < 4:
                 return None
             if b[0] != VERSION:
                 return Reject(reply(GENERAL_FAILURE), "bad SOCKS5 request version")
@@ -140,6 +140,8 @@ class Socks5Handshake:
             elif atyp == ATYP_IPV6:
                 alen, off = 16, 4
             elif atyp == ATYP_DOMAIN:
+                if len(b) < 5:
+                    return None
                 alen, off = b[4], 5
                 if alen == 0:
                     return Reject(reply(GENERAL_FAILURE), "empty domain name")
