@@ -1,0 +1,301 @@
+"""rcc doctor: pure checks over simulated Facts, then real runs on this machine (as root and as a normal user)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rcc import doctor
+from rcc.doctor import Check, Facts, checks
+from rcc.firewall import nft, pf
+from rcc.firewall.spec import FirewallSpec
+from rcctest import is_root, require
+
+GOOD = Facts(
+    system="linux",
+    distro="debian",
+    euid=1000,
+    user="alice",
+    binaries=(
+        ("bwrap", "/usr/bin/bwrap"),
+        ("nft", "/usr/sbin/nft"),
+        ("podman", "/usr/bin/podman"),
+        ("newuidmap", "/usr/bin/newuidmap"),
+        ("newgidmap", "/usr/bin/newgidmap"),
+    ),
+    bwrap_version="bubblewrap 0.8.0",
+    sysctls=(("user.max_user_namespaces", "63000"),),
+    bwrap_probe="",
+    uidmap_privileged=(("newuidmap", True), ("newgidmap", True)),
+    subuid_count=65536,
+    subgid_count=65536,
+    agents=(("claude", "/home/alice/.local/bin/claude"), ("codex", "")),
+)
+
+
+def by_id(f: Facts) -> dict[str, Check]:
+    return {c.id: c for c in checks(f)}
+
+
+def test_control_healthy_machine_passes() -> None:
+    results = checks(GOOD)
+    assert doctor.passed(results)
+    assert all(c.status in ("ok", "info") for c in results), [c for c in results if c.status not in ("ok", "info")]
+    assert "every required check passed" in doctor.render_text(results)
+
+
+@pytest.mark.parametrize(
+    ("distro", "like", "fix"),
+    [
+        ("debian", (), "sudo apt-get install bubblewrap"),
+        ("ubuntu", ("debian",), "sudo apt-get install bubblewrap"),
+        ("fedora", (), "sudo dnf install bubblewrap"),
+        ("arch", (), "sudo pacman -S bubblewrap"),
+        ("opensuse-tumbleweed", ("opensuse", "suse"), "sudo zypper install bubblewrap"),
+        ("nixos", (), "pkgs.bubblewrap"),
+        ("gentoo", (), "`bubblewrap` package"),
+    ],
+)
+def test_missing_bwrap_fails_with_the_distributions_fix(distro: str, like: tuple[str, ...], fix: str) -> None:
+    f = dataclasses.replace(
+        GOOD, distro=distro, distro_like=like, binaries=(("nft", "/usr/sbin/nft"),), bwrap_probe=None
+    )
+    c = by_id(f)["bubblewrap"]
+    assert (c.status, c.required) == ("fail", True)
+    assert fix in c.fix
+    assert not doctor.passed(checks(f))
+
+
+def test_missing_bwrap_is_only_a_warning_for_the_podman_backend() -> None:
+    f = dataclasses.replace(GOOD, backend="podman", binaries=GOOD.binaries[1:], bwrap_probe=None)
+    assert by_id(f)["bubblewrap"].status == "warn"
+    assert doctor.passed(checks(f))
+
+
+@pytest.mark.parametrize(
+    ("sysctl", "value", "fix"),
+    [
+        ("kernel.unprivileged_userns_clone", "0", "sudo sysctl -w kernel.unprivileged_userns_clone=1"),
+        ("user.max_user_namespaces", "0", "sudo sysctl -w user.max_user_namespaces=15000"),
+    ],
+)
+def test_userns_sysctl_off_fails_with_exact_sysctl(sysctl: str, value: str, fix: str) -> None:
+    f = dataclasses.replace(GOOD, sysctls=((sysctl, value),), bwrap_probe="setting up uid map: Permission denied")
+    c = by_id(f)["user namespaces"]
+    assert c.status == "fail"
+    assert fix in c.fix and "/etc/sysctl.d/" in c.fix  # persistent too
+    assert by_id(f)["bubblewrap works"].status == "fail"
+    assert not doctor.passed(checks(f))
+
+
+UBUNTU_BWRAP_PROFILE = """\
+abi <abi/4.0>,
+include <tunables/global>
+profile bwrap /usr/bin/bwrap flags=(attach_disconnected,mediate_deleted) {
+  allow capability,
+  allow userns,
+  change_profile -> unpriv_bwrap,
+}
+"""
+
+
+def test_apparmor_profile_parsing_finds_userns_grants() -> None:
+    profiles = doctor.apparmor_userns_profiles(
+        {
+            "/etc/apparmor.d/bwrap-userns-restrict": UBUNTU_BWRAP_PROFILE,
+            "/etc/apparmor.d/usr.bin.man": "/usr/bin/man {\n  /** r,\n}\n",
+        }
+    )
+    assert profiles == (("bwrap", "/usr/bin/bwrap"),)
+
+
+def test_apparmor_blocks_nix_store_bwrap_even_where_usr_bin_bwrap_works() -> None:
+    nix = "/nix/store/0abc-bubblewrap-0.10.0/bin/bwrap"
+    f = dataclasses.replace(
+        GOOD,
+        distro="ubuntu",
+        binaries=(("bwrap", nix),),
+        sysctls=(("kernel.apparmor_restrict_unprivileged_userns", "1"), ("user.max_user_namespaces", "63000")),
+        apparmor_userns_profiles=(("bwrap", "/usr/bin/bwrap"),),
+        bwrap_probe="setting up uid map: Permission denied",
+    )
+    c = by_id(f)["apparmor userns"]
+    assert c.status == "fail"
+    assert nix in c.fix and "apparmor_parser -r" in c.fix
+    assert "never a /nix/store/* glob" in c.fix
+
+
+def test_control_apparmor_restriction_with_profiled_usr_bin_bwrap_passes() -> None:
+    f = dataclasses.replace(
+        GOOD,
+        distro="ubuntu",
+        sysctls=(("kernel.apparmor_restrict_unprivileged_userns", "1"),),
+        apparmor_userns_profiles=(("bwrap", "/usr/bin/bwrap"),),
+    )
+    assert by_id(f)["apparmor userns"].status == "ok"
+    assert doctor.passed(checks(f))
+
+
+@pytest.mark.parametrize(
+    ("glob", "path", "match"),
+    [
+        ("/usr/bin/bwrap", "/usr/bin/bwrap", True),
+        ("/usr/bin/bwrap", "/nix/store/x/bin/bwrap", False),
+        ("/nix/store/*/bin/bwrap", "/nix/store/abc-bubblewrap/bin/bwrap", True),
+        ("/nix/store/*/bwrap", "/nix/store/a/b/bwrap", False),
+        ("/nix/store/**/bwrap", "/nix/store/a/b/bwrap", True),
+        ("/usr/{bin,sbin}/bwrap", "/usr/sbin/bwrap", True),
+        ("/usr/bin/bwra?", "/usr/bin/bwrap", True),
+    ],
+)
+def test_apparmor_attachment_globs(glob: str, path: str, match: bool) -> None:
+    assert doctor.apparmor_glob_match(glob, path) is match
+
+
+def test_seccomp_missing_fails() -> None:
+    c = by_id(dataclasses.replace(GOOD, seccomp_filter=False))["seccomp"]
+    assert (c.status, c.required) == ("fail", True)
+
+
+def test_subuid_missing_fails_for_podman_backend_with_usermod_fix() -> None:
+    f = dataclasses.replace(GOOD, backend="podman", subuid_count=0, subgid_count=0)
+    c = by_id(f)["subuid/subgid"]
+    assert c.status == "fail"
+    assert "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 alice" in c.fix
+    assert not doctor.passed(checks(f))
+
+
+def test_subuid_missing_is_a_warning_for_the_bwrap_backend() -> None:
+    f = dataclasses.replace(GOOD, subuid_count=0)
+    assert by_id(f)["subuid/subgid"].status == "warn"
+    assert doctor.passed(checks(f))
+
+
+def test_newuidmap_without_setuid_says_chmod() -> None:
+    f = dataclasses.replace(GOOD, backend="podman", uidmap_privileged=(("newuidmap", False), ("newgidmap", True)))
+    c = by_id(f)["newuidmap/newgidmap"]
+    assert c.status == "fail" and c.fix == "sudo chmod u+s /usr/bin/newuidmap"
+
+
+def test_newuidmap_missing_says_which_package() -> None:
+    f = dataclasses.replace(GOOD, backend="podman", binaries=GOOD.binaries[:3], uidmap_privileged=())
+    assert by_id(f)["newuidmap/newgidmap"].fix == "sudo apt-get install uidmap"
+    f = dataclasses.replace(f, distro="fedora")
+    assert by_id(f)["newuidmap/newgidmap"].fix == "sudo dnf install shadow-utils"
+
+
+def test_cgroup_v1_warns_but_passes() -> None:
+    f = dataclasses.replace(GOOD, cgroup="hybrid")
+    assert by_id(f)["cgroup layout"].status == "warn"
+    assert doctor.passed(checks(f))
+
+
+def test_invalid_config_fails() -> None:
+    f = dataclasses.replace(GOOD, config_error="/home/alice/.config/rcc/config.toml:3: network.mode: bad value")
+    c = by_id(f)["config"]
+    assert (c.status, c.required) == ("fail", True)
+    assert "config.toml:3" in c.summary
+
+
+def test_no_agents_is_information_only() -> None:
+    f = dataclasses.replace(GOOD, agents=(("claude", ""),))
+    assert by_id(f)["agents"].status == "info"
+    assert doctor.passed(checks(f))
+
+
+def test_firewall_states() -> None:
+    current = nft.render_nft(FirewallSpec())
+    assert by_id(GOOD)["firewall"].status == "info"
+    assert by_id(dataclasses.replace(GOOD, firewall_file=current))["firewall"].status == "ok"
+    loaded = dataclasses.replace(
+        GOOD, firewall_file=current, firewall_loaded="current", firewall_counters=(("dns_dropped", 3),)
+    )
+    assert "dns_dropped 3" in by_id(loaded)["firewall"].summary
+    absent = by_id(dataclasses.replace(GOOD, firewall_file=current, firewall_loaded="absent"))["firewall"]
+    assert absent.status == "warn" and absent.fix == "sudo rcc setup --firewall --persist"
+    edited = current.replace("counter name dns_dropped drop", "accept")
+    c = by_id(dataclasses.replace(GOOD, firewall_file=edited))["firewall"]
+    assert c.status == "warn" and c.fix == "sudo rcc setup --firewall"
+    custom = nft.render_nft(FirewallSpec(proxy_ports=(8080,))).replace("digest", "digest 0")
+    assert by_id(dataclasses.replace(GOOD, firewall_file=custom))["firewall"].fix == (
+        "sudo rcc setup --firewall --proxy-port 8080"
+    )
+    assert doctor.passed(checks(dataclasses.replace(GOOD, firewall_file=edited)))  # optional: never fails
+
+
+def test_macos_checks() -> None:
+    mac = Facts(
+        system="darwin",
+        binaries=(("sandbox-exec", "/usr/bin/sandbox-exec"), ("pfctl", "/sbin/pfctl")),
+        firewall_file=pf.render_pf(FirewallSpec()),
+        firewall_loaded="unknown",
+    )
+    results = by_id(mac)
+    assert results["sandbox-exec"].status == "ok"
+    assert results["pf anchor"].status == "ok"
+    assert "bubblewrap" not in results
+    assert doctor.passed(list(results.values()))
+    broken = dataclasses.replace(mac, binaries=())
+    assert by_id(broken)["sandbox-exec"].status == "fail"
+
+
+def test_json_output_is_machine_readable() -> None:
+    doc = json.loads(doctor.render_json(checks(GOOD)))
+    assert doc["ok"] is True
+    assert {"id", "status", "summary", "why", "fix", "required"} <= set(doc["checks"][0])
+
+
+def test_text_output_one_line_per_check_with_fix_below() -> None:
+    f = dataclasses.replace(GOOD, subuid_count=0)
+    text = doctor.render_text(checks(f))
+    lines = text.splitlines()
+    i = next(n for n, line in enumerate(lines) if "subuid/subgid" in line)
+    assert lines[i].startswith("warn") and " -- " in lines[i]
+    assert lines[i + 1].strip().startswith("fix: sudo usermod")
+
+
+# ---------------------------------------------------------------- real runs
+
+
+def run_doctor(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    pre = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--reset-env"] if user else []
+    return subprocess.run(
+        [*pre, sys.executable, "-m", "rcc", "doctor", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd="/tmp",
+    )
+
+
+def test_real_doctor_run_gathers_facts_and_reports_every_check() -> None:
+    facts = doctor.gather_facts(os.environ, "/tmp")
+    results = checks(facts)
+    ids = {c.id for c in results}
+    assert {"bubblewrap", "seccomp", "nftables", "agents", "config", "firewall"} <= ids
+    r = run_doctor("--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == (0 if doc["ok"] else 71)
+
+
+def test_real_doctor_as_normal_user() -> None:
+    require(is_root(), "switching to the test user rccuser needs root")
+    import pwd
+
+    try:
+        pwd.getpwnam("rccuser")
+    except KeyError:
+        pytest.skip("no user rccuser on this machine")
+    r = run_doctor(user="rccuser")
+    assert r.stdout.splitlines()[-1].startswith("rcc doctor:"), r.stdout + r.stderr
+    assert "bubblewrap works" in r.stdout
+    assert "as root" not in r.stdout
+    bwrap_ok = "ok    bubblewrap works" in r.stdout
+    require(bwrap_ok, f"bubblewrap does not work for rccuser here:\n{r.stdout}")
+    assert r.returncode == 0, r.stdout
