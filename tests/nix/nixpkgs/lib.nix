@@ -130,8 +130,9 @@ let
           inherit lib config options;
         };
         load =
-          m:
+          m0:
           let
+            m = if builtins.isPath m0 || builtins.isString m0 then import m0 else m0;
             v = if isFunction m then m args else m;
           in
           if v ? options || v ? config then
@@ -146,11 +147,30 @@ let
             };
         loaded = map load modules;
         options = foldl' mergeDecls { } (map (m: m.options) loaded);
-        config = evalNode [ ] options (map (m: m.config) loaded);
+        defs = map (m: m.config) loaded;
+        config = evalNode [ ] options defs;
+        # Like NixOS, every definition must be of a declared option (checked when the result is used).
+        bad = undeclared [ ] options defs;
       in
       {
-        inherit config options;
+        config =
+          if bad == [ ] then
+            config
+          else
+            throw "The option `${concatStringsSep "." (builtins.head bad)}' does not exist.";
+        inherit options;
       };
+
+    undeclared =
+      path: decl: defs:
+      if isOption decl then
+        [ ]
+      else
+        concatLists (
+          map (
+            n: if decl ? ${n} then undeclared (path ++ [ n ]) decl.${n} (childDefs n defs) else [ (path ++ [ n ]) ]
+          ) (childNames defs)
+        );
 
     # Declarations from several modules; declaring one option twice is an error, as in NixOS.
     mergeDecls =
