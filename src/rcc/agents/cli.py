@@ -1,0 +1,137 @@
+"""`rcc claude|codex|gemini|aider [OPTIONS] [--] [AGENT ARGS...]` and `rcc shell [OPTIONS] [--agent NAME]`.
+
+rcc's own options come first (the same as `rcc run`); the first unknown argument, or whatever follows `--`,
+goes to the agent. Agent-only options: --import-settings.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from rcc.errors import UsageError
+
+if TYPE_CHECKING:
+    from rcc.compile import Session
+    from rcc.runner import RunOptions
+
+AGENT_FLAGS = frozenset({"--import-settings"})
+
+
+def _flag_env(opts: RunOptions) -> dict[str, str]:
+    """Variables the user set with `--env NAME=VALUE`: they count when deriving the agent's endpoints."""
+    out: dict[str, str] = {}
+    for c in opts.flags.contributions:
+        if c.key == "environment.set":
+            items = c.value.items() if isinstance(c.value, Mapping) else c.value
+            out.update({str(k): str(v) for k, v in items})
+    return out
+
+
+def build_session(
+    name: str,
+    opts: RunOptions,
+    cmd: list[str],
+    env: Mapping[str, str],
+    *,
+    interactive: bool,
+    argv0: tuple[str, ...] | None = None,
+) -> Session:
+    """The Session for agent `name`: its executable and install tree, state binds, env, endpoints.
+
+    `argv0` replaces the agent's executable as the command (rcc shell --agent runs a shell instead)."""
+    from rcc.agents import find, state
+    from rcc.agents.profiles import endpoints, fixed_env, passthrough, profile
+    from rcc.compile import Session
+    from rcc.plan import Bind
+
+    prof = profile(name)
+    home = os.path.realpath(env.get("HOME") or os.path.expanduser("~"))
+    found = find.require(prof, env, home)
+    view = {**env, **_flag_env(opts)}
+    project = os.path.realpath(opts.project or os.getcwd())
+    if "--import-settings" in opts.extra:
+        copied = state.import_settings(prof, home, env)
+        where = os.path.dirname(state.state_dirs(prof, home, env)[0].src) if prof.state else "?"
+        sys.stderr.write(f"rcc: imported {len(copied)} file(s) into {where}: {', '.join(copied) or 'none found'}\n")
+    binds = list(state.ensure(state.state_dirs(prof, home, env)))
+    for tree in found.trees:
+        if tree == project or tree.startswith(project.rstrip("/") + "/"):
+            continue  # already visible (and writable) as part of the project
+        binds.append(Bind(tree, tree, False, f"{name}: install tree, read-only"))
+    fixed = list(fixed_env(prof, home))
+    if argv0 is None:
+        command = (found.real, *cmd)
+    else:
+        command = (*argv0, *cmd)
+        bindir = os.path.dirname(found.path)
+        if any(bindir == t or bindir.startswith(t.rstrip("/") + "/") for t in found.trees):
+            fixed.append(("PATH", bindir + os.pathsep + env.get("PATH", "/usr/local/bin:/usr/bin:/bin")))
+    return Session(
+        argv=command,
+        name=name,
+        interactive=interactive,
+        binds=tuple(binds),
+        env=tuple(fixed),
+        passthrough=passthrough(prof, view),
+        allow=endpoints(prof, view),
+    )
+
+
+def agent_command(name: str, argv: list[str]) -> int:
+    from rcc.runner import parse_run_args, run_session
+
+    opts, cmd = parse_run_args(argv, agent=True, agent_flags=AGENT_FLAGS)
+    session = build_session(name, opts, cmd, os.environ, interactive=sys.stdin.isatty())
+    return run_session(opts, session)
+
+
+def _pop_agent(argv: list[str]) -> tuple[str, list[str]]:
+    """Take `--agent NAME` out of rcc's options (before the command / `--`)."""
+    out: list[str] = []
+    agent = ""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--" or not a.startswith("-"):
+            out += argv[i:]
+            break
+        if a == "--agent" or a.startswith("--agent="):
+            if "=" in a:
+                agent = a.partition("=")[2]
+            elif i + 1 < len(argv):
+                i += 1
+                agent = argv[i]
+            else:
+                raise UsageError("--agent needs a value", hint="e.g. rcc shell --agent claude")
+        else:
+            out.append(a)
+        i += 1
+    return agent, out
+
+
+def default_shell(env: Mapping[str, str]) -> str:
+    sh = env.get("SHELL", "")
+    # Only a shell from the read-only system directories: $SHELL from the environment could name anything.
+    if sh.startswith(("/bin/", "/usr/bin/", "/usr/local/bin/")) and os.access(sh, os.X_OK):
+        return sh
+    return "/bin/bash" if os.access("/bin/bash", os.X_OK) else "/bin/sh"
+
+
+def shell_command(argv: list[str]) -> int:
+    """An interactive shell under the same policy; with --agent NAME, with that agent's profile added
+    (its state, install tree on PATH, keys and endpoints), to see what the agent would see."""
+    from rcc.compile import Session
+    from rcc.runner import parse_run_args, run_session
+
+    agent, rest = _pop_agent(argv)
+    opts, cmd = parse_run_args(rest)
+    shell = default_shell(os.environ)
+    interactive = sys.stdin.isatty()
+    if agent:
+        session = build_session(agent, opts, cmd, os.environ, interactive=interactive, argv0=(shell,))
+    else:
+        session = Session(argv=(shell, *cmd), name="shell", interactive=interactive)
+    return run_session(opts, session)
