@@ -40,6 +40,7 @@ _DIR_ENTRIES = frozenset(
         ".git/hooks",
         ".git/modules",
         ".git/info",
+        ".git/worktrees",
         ".claude",
         ".claude/commands",
         ".claude/agents",
@@ -121,6 +122,8 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
             if info.kind == "missing":
                 is_dir = (not last) or sub in _DIR_ENTRIES or rel in _DIR_ENTRIES
                 content = "{}\n" if (not is_dir and path.endswith(".json")) else ""
+                if sub == ".git/commondir":
+                    content = ".\n"  # git refuses an empty commondir; "." is the git dir itself
                 placeholders.setdefault(path, Placeholder(path, is_dir, content))
                 if path not in seen_ro:
                     seen_ro.add(path)

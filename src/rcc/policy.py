@@ -103,6 +103,8 @@ DEFAULT_PROTECTED: tuple[str, ...] = (
     ".git/config",
     ".git/modules",
     ".git/info",
+    ".git/commondir",  # redirects git's config and hooks to another directory (one the agent could fill)
+    ".git/worktrees",  # linked worktrees' commondir/config.worktree: the same redirect for the host's worktrees
     ".gitmodules",
     ".claude/settings.json",
     ".claude/settings.local.json",
