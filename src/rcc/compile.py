@@ -33,6 +33,10 @@ from rcc.plan import (
 from rcc.policy import Policy
 from rcc.probe import SYSTEM_ENTRIES, HostFacts
 
+TYPE_CHECKING = False  # typing costs `rcc run` an import; mypy still sees the block
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 # Protected entries that are directories when they exist (a missing one gets a directory placeholder).
 _DIR_ENTRIES = frozenset(
     {
@@ -101,6 +105,8 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
     mounts: list[MountOp] = []
     placeholders: dict[str, Placeholder] = {}
     git = facts.info(os.path.join(project, ".git"))
+    if git.kind == "symlink":
+        _refuse_protected_symlink(os.path.join(project, ".git"), git.link)
     if git.kind == "dir":
         # A mount point cannot be renamed or removed: this stops "mv .git x; mkdir -p .git/hooks".
         mounts.append(Bind(os.path.join(project, ".git"), os.path.join(project, ".git"), True, "git dir pinned"))
@@ -130,21 +136,7 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
                     mounts.append(Bind(path, path, False, f"never writable: {rel} (placeholder)"))
                 break
             if info.kind == "symlink":
-                target = info.real
-                writable_roots = (project, *policy.filesystem.read_write)
-                if any(_under(target, r) for r in writable_roots):
-                    if not info.target_exists:
-                        raise RccError(
-                            f"protected path {path} is a symlink to {target}, which does not exist yet",
-                            hint="remove the symlink (an agent could create its target and the host would follow "
-                            "it) and run again",
-                            code=ExitCode.PROJECT,
-                        )
-                    if target not in seen_ro:
-                        seen_ro.add(target)
-                        mounts.append(Bind(target, target, False, f"never writable: {rel} (symlink target)"))
-                # a target outside every writable root is read-only or invisible in the sandbox already
-                break
+                _refuse_protected_symlink(path, info.link)
             if last:
                 if path not in seen_ro:
                     seen_ro.add(path)
@@ -152,6 +144,16 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
             elif info.kind != "dir":
                 break  # e.g. .claude is a file: nothing can exist below it
     return mounts, list(placeholders.values())
+
+
+def _refuse_protected_symlink(path: str, link: str) -> NoReturn:
+    """A mount covers a symlink's target, never the link: the agent could unlink it (its directory is the
+    writable project) and create the real file (.envrc, .git/hooks, ...) for the host to run. So refuse."""
+    raise RccError(
+        f"protected path {path} is a symlink (to {link}); the sandboxed command could replace it",
+        hint="replace the symlink with the file or directory itself (or remove it) and run again",
+        code=ExitCode.PROJECT,
+    )
 
 
 def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id: str = "") -> Plan:
