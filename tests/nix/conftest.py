@@ -48,8 +48,8 @@ class Nix:
         """`nix ARGS` against the private store; flake commands get the stand-in nixpkgs."""
         nix_args = list(args)
         if override and args and args[0] in ("eval", "build", "run", "flake", "develop", "path-info"):
-            # Before `--`: what follows it is the program's.
-            at = nix_args.index("--") if "--" in nix_args else len(nix_args)
+            # Right after the subcommand: after `--` or `develop -c` everything is the program's.
+            at = 2 if args[0] == "flake" else 1
             nix_args[at:at] = ["--override-input", "nixpkgs", f"path:{STAND_IN}", "--no-write-lock-file"]
         argv = ["nix", "--store", self.store, *nix_args]
         proc = subprocess.run(

@@ -238,6 +238,17 @@ def test_devshell_has_the_contributor_tools(nix: Nix, system: str) -> None:
         assert (pname in names) == _is_linux(system)
 
 
+def test_nix_develop_greets_and_puts_the_tools_on_path(nix: Nix, tmp_path: Path) -> None:
+    script = "command -v python3; command -v bwrap; command -v nft; command -v ip; echo PYTHONPATH=$PYTHONPATH"
+    proc = nix.run("develop", nix.flake, "-c", "sh", "-c", script)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("rcc dev shell:")
+    store_dir = str(Path(nix.eval_json(f"packages.{HOST}.rcc.outPath")).parent)
+    for found, name in zip(lines[1:5], ("python3", "bwrap", "nft", "ip"), strict=True):
+        assert found.startswith(store_dir + "/") and found.endswith("/bin/" + name)
+    assert lines[5].startswith("PYTHONPATH=") and lines[5].split("=", 1)[1].split(":")[0].endswith("/src")
+
+
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_checks_run_the_pure_tier_excluding_every_impure_marker(nix: Nix, system: str) -> None:
     checks = nix.eval_json(

@@ -8,6 +8,18 @@ let
   };
   runtimeShell = "/bin/sh";
 
+  # What stdenv's setup does for `nix develop` and builds, reduced: the inputs' bin/ on PATH.
+  setup = derivation {
+    name = "stdenv-stand-in";
+    inherit system;
+    builder = "/bin/sh";
+    args = [
+      "-c"
+      "/bin/mkdir $out && echo \"$text\" > $out/setup"
+    ];
+    text = ''for p in $nativeBuildInputs; do PATH="$p/bin:$PATH"; done; export PATH'';
+  };
+
   # stdenv.mkDerivation, reduced: `buildCommand` runs in the host's /bin/sh with the bin/ of
   # nativeBuildInputs (and packages, for mkShell) on PATH. passthru and meta stay out of the build.
   mkDerivation =
@@ -23,7 +35,9 @@ let
         ]
         // {
           inherit name system;
-          builder = "/bin/sh";
+          outputs = [ "out" ];
+          stdenv = setup;
+          builder = attrs.builder or "/bin/sh";
           args = [ ./builder.sh ];
           nativeBuildInputs = inputs;
           extraPath = lib.makeBinPath inputs;
@@ -31,7 +45,12 @@ let
         }
       );
     in
-    drv // (attrs.passthru or { }) // { meta = attrs.meta or { }; };
+    drv
+    // (attrs.passthru or { })
+    // {
+      meta = attrs.meta or { };
+      overrideBuilder = builder: mkDerivation (attrs // { inherit builder; });
+    };
 
   # A host program, made to look like a package: bin/NAME -> the host's binary (may dangle on hosts without it).
   hostTool =
@@ -186,6 +205,12 @@ let
       }
     ];
     ruff = marker "ruff";
+    bashInteractive = hostTool "bash" [
+      {
+        name = "bash";
+        host = "/bin/bash";
+      }
+    ];
     nixfmt-rfc-style = marker "nixfmt";
     makeWrapper = marker "make-wrapper-hook";
 
@@ -205,14 +230,16 @@ let
       name: env: buildCommand:
       mkDerivation (env // { inherit name buildCommand; });
 
+    # `nix develop` insists on a bash builder; it runs get-env.sh instead of buildCommand.
     mkShell =
       attrs:
-      mkDerivation (
+      (mkDerivation (
         {
           name = "nix-shell";
         }
         // attrs
-      );
+      )).overrideBuilder
+        "/bin/bash";
   };
 in
 pkgs
