@@ -15,6 +15,7 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -711,7 +712,8 @@ def _firewall_state(f_text: str | None, system: str, euid: int) -> tuple[str, tu
     return "current", tuple(sorted(apply.counters(runner).items()))
 
 
-def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True) -> Facts:
+def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, root: str = "/") -> Facts:
+    """Read the machine. `root` is where the firewall's files are looked for (as `rcc setup --root`)."""
     import pwd
     import shutil
 
@@ -746,7 +748,7 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True) ->
             )
         except ImportError:
             pass
-    fw_path = "/etc/rcc/pf.anchor" if system == "darwin" else "/etc/rcc/firewall.nft"
+    fw_path = os.path.join(root, "etc", "rcc", "pf.anchor" if system == "darwin" else "firewall.nft")
     fw_text = _read(fw_path)
     loaded, counters = _firewall_state(fw_text, system, euid)
     return Facts(
@@ -781,21 +783,28 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True) ->
 class DoctorOptions:
     json: bool = False
     project: str = field(default_factory=os.getcwd)
+    root: str = "/"
 
 
 def command(argv: list[str]) -> int:
     opts = DoctorOptions()
-    for arg in argv:
+    it = iter(argv)
+    for arg in it:
         if arg == "--json":
-            opts = DoctorOptions(json=True, project=opts.project)
+            opts = dataclasses.replace(opts, json=True)
+        elif arg == "--root":
+            root = next(it, "")
+            if not os.path.isabs(root):
+                raise UsageError("--root needs an absolute directory")
+            opts = dataclasses.replace(opts, root=root)
         elif arg in ("-h", "--help"):
             sys.stdout.write(
-                "usage: rcc doctor [--json]\n  check what rcc needs on this machine; exit 0 when "
-                "every required check passes\n"
+                "usage: rcc doctor [--json] [--root DIR]\n  check what rcc needs on this machine; exit 0 when "
+                "every required check passes\n  --root DIR: look for the firewall's files under DIR (as rcc setup)\n"
             )
             return ExitCode.OK
         else:
             raise UsageError(f"rcc doctor: unknown option {arg!r}", hint="usage: rcc doctor [--json]")
-    results = checks(gather_facts(os.environ, opts.project))
+    results = checks(gather_facts(os.environ, opts.project, root=opts.root))
     sys.stdout.write(render_json(results) if opts.json else render_text(results))
     return ExitCode.OK if passed(results) else ExitCode.SETUP

@@ -112,6 +112,11 @@ def topology() -> Iterator[Topology]:
             p.wait(timeout=10)
         for ns in (t.host, t.sandbox, t.outside):
             sh("ip", "netns", "del", ns, check=False)
+        # Nothing left behind: the namespaces (and with them the veths and their rulesets) are gone, and the
+        # machine's own interfaces never had a test veth.
+        left = sh("ip", "netns", "list").stdout
+        assert not any(ns in left for ns in (t.host, t.sandbox, t.outside)), left
+        assert "rcc-t0" not in sh("ip", "link", "show").stdout
 
 
 @pytest.fixture

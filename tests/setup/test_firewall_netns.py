@@ -6,6 +6,7 @@ still works and that interfaces rcc does not own are untouched.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -235,3 +236,43 @@ def test_setup_firewall_dry_run_prints_exact_ruleset_as_normal_user(clean_host: 
     assert r.returncode == 0, r.stderr
     assert nft.render_nft(FirewallSpec()) in r.stdout
     assert clean_host.host_ruleset().strip() == ""
+
+
+def firewall_check(t: Topology, root: str) -> dict[str, object]:
+    r = rcc(t, "doctor", "--json", "--root", root)
+    checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+    return checks["firewall"]
+
+
+def test_doctor_reports_installed_loaded_tampered_and_unloaded_firewall(clean_host: Topology, tmp_path: object) -> None:
+    root = str(tmp_path)
+    assert firewall_check(clean_host, root)["summary"] == "not installed (optional)"
+    assert rcc(clean_host, "setup", "--firewall", "--root", root).returncode == 0
+    clean_host.from_sandbox("udp", HOST_V4, 53)  # one dropped DNS packet shows up in the counters
+    c = firewall_check(clean_host, root)
+    assert c["status"] == "ok", c
+    assert "loaded, current" in str(c["summary"]) and "dns_dropped 1" in str(c["summary"])
+
+    sh("ip", "netns", "exec", clean_host.host, "nft", "flush", "chain", "inet", "rcc", "forward")
+    c = firewall_check(clean_host, root)
+    assert (c["status"], c["fix"]) == ("warn", "sudo rcc setup --firewall"), c
+
+    sh("ip", "netns", "exec", clean_host.host, "nft", "delete", "table", "inet", "rcc")
+    c = firewall_check(clean_host, root)
+    assert c["status"] == "warn" and "not loaded" in str(c["summary"]), c
+
+
+def test_non_root_doctor_reads_installed_firewall_without_nft_access(clean_host: Topology) -> None:
+    import shutil
+    import tempfile
+
+    root = tempfile.mkdtemp(prefix="rcc-fwroot-")  # pytest's tmp_path is not readable by other users
+    try:
+        os.chmod(root, 0o755)
+        assert rcc(clean_host, "setup", "--firewall", "--root", root).returncode == 0
+        r = rcc(clean_host, "doctor", "--json", "--root", root, user="rccuser")
+        checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+        assert checks["firewall"]["status"] == "ok", checks["firewall"]
+        assert "needs root" in checks["firewall"]["summary"]
+    finally:
+        shutil.rmtree(root)
