@@ -37,24 +37,11 @@ TYPE_CHECKING = False  # typing costs `rcc run` an import; mypy still sees the b
 if TYPE_CHECKING:
     from typing import NoReturn
 
-# Protected entries that are directories when they exist (a missing one gets a directory placeholder).
-_DIR_ENTRIES = frozenset(
-    {
-        ".git",
-        ".git/hooks",
-        ".git/modules",
-        ".git/info",
-        ".git/worktrees",
-        ".claude",
-        ".claude/commands",
-        ".claude/agents",
-        ".claude/hooks",
-        ".vscode",
-        ".idea",
-        ".config",
-        ".config/fish",
-    }
-)
+# A missing protected path gets an empty *file* as its placeholder: the name is taken, so neither a file nor a
+# directory (nor anything below it) can be created there, and a file costs far less to create and remove than a
+# directory. Only the paths that programs inside list as directories get a directory placeholder (git, Claude
+# Code); git works with .git/modules, .git/info and .git/worktrees being files.
+_DIR_PLACEHOLDERS = frozenset({".git", ".git/hooks", ".claude", ".claude/commands", ".claude/agents", ".claude/hooks"})
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 PROXY_PORT = 3128
 
@@ -126,7 +113,7 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
             info = facts.info(path)
             last = i == len(parts)
             if info.kind == "missing":
-                is_dir = (not last) or sub in _DIR_ENTRIES or rel in _DIR_ENTRIES
+                is_dir = (not last) or sub in _DIR_PLACEHOLDERS
                 content = "{}\n" if (not is_dir and path.endswith(".json")) else ""
                 if sub == ".git/commondir":
                     content = ".\n"  # git refuses an empty commondir; "." is the git dir itself

@@ -118,17 +118,11 @@ DEFAULT_PROTECTED: tuple[str, ...] = (
     ".rcc.toml",
     ".bashrc",
     ".bash_profile",
-    ".bash_login",
-    ".bash_logout",
     ".profile",
     ".zshrc",
     ".zshenv",
     ".zprofile",
-    ".zlogin",
-    ".zlogout",
-    ".vimrc",
     ".exrc",
-    ".nvimrc",
 )
 
 # Environment variables passed through from rcc's environment when set. Everything else is dropped.
