@@ -36,7 +36,7 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,34 @@ class _Server(http.server.ThreadingHTTPServer):
 class _QuietFiles(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+def routes_handler(routes: Mapping[str, tuple[str, bytes]]) -> type[http.server.BaseHTTPRequestHandler]:
+    """A handler serving exact paths: {"/path": ("content/type", body)}; anything else is 404."""
+
+    class Routes(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path not in routes:
+                self.send_error(404)
+                return
+            ctype, body = routes[path]
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Routes
 
 
 @dataclass
