@@ -103,6 +103,7 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
     if git.kind == "missing":
         rel_list.insert(0, ".git")  # no repository: `git init` inside could plant hooks; keep .git uncreatable
     seen_ro: set[str] = set()
+    pinned: set[str] = {os.path.join(project, ".git")}
     for rel in rel_list:
         if git.kind != "dir" and rel.startswith(".git/"):
             continue  # covered by the .git pointer file / placeholder
@@ -130,6 +131,11 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
                     mounts.append(Bind(path, path, False, f"never writable: {rel}"))
             elif info.kind != "dir":
                 break  # e.g. .claude is a file: nothing can exist below it
+            elif path not in seen_ro and path not in pinned:
+                # Renaming a directory moves the mounts inside it along: `mv .claude x; mkdir .claude` would
+                # leave a fresh, writable .claude/settings.json. A mount point cannot be renamed: pin it.
+                pinned.add(path)
+                mounts.append(Bind(path, path, True, f"pinned: parent of {rel}"))
     return mounts, list(placeholders.values())
 
 
