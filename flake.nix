@@ -115,7 +115,7 @@
                 cp -r ${self} source
                 chmod -R u+w source
                 cd source
-                export HOME="$TMPDIR"
+                export HOME="$TMPDIR" PYTHONPATH="$PWD/src"
                 python -m pytest -p no:cacheprovider -m ${
                   lib.escapeShellArg (lib.concatMapStringsSep " and " (m: "not ${m}") impureMarkers)
                 }

@@ -94,6 +94,10 @@ def nix(tmp_path_factory: pytest.TempPathFactory) -> Nix:
         "https_proxy": "http://127.0.0.1:9",
         "all_proxy": "http://127.0.0.1:9",
         "no_proxy": "",
+        # Nix reads the checkout with git; let it do so when the checkout belongs to another user.
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "safe.directory",
+        "GIT_CONFIG_VALUE_0": str(ROOT),
     }
     # A git checkout is evaluated as git+file (tracked files only), anything else as a plain path.
     flake = f"git+file://{ROOT}" if (ROOT / ".git").exists() else f"path:{ROOT}"
