@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from rcc.errors import ExitCode, RccError
 from rcc.plan import (
     Bind,
+    FileData,
     Mask,
     MountOp,
     Namespaces,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 # directory. Only the paths that programs inside list as directories get a directory placeholder (git, Claude
 # Code); git works with .git/modules, .git/info and .git/worktrees being files.
 _DIR_PLACEHOLDERS = frozenset({".git", ".git/hooks", ".claude", ".claude/commands", ".claude/agents", ".claude/hooks"})
+GIT_EXCLUDES = "/run/rcc/git-excludes"
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 PROXY_PORT = 3128
 
@@ -102,6 +104,10 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
     rel_list = list(policy.filesystem.protect)
     if git.kind == "missing":
         rel_list.insert(0, ".git")  # no repository: `git init` inside could plant hooks; keep .git uncreatable
+    # A submodule's `.git` (pointer file or git dir) decides which config the host's `git status` reads when it
+    # recurses into the submodule: never writable, and never creatable in an unpopulated submodule.
+    submodule_gits = {f"{s}/.git" for s in facts.submodules}
+    rel_list += sorted(submodule_gits)
     seen_ro: set[str] = set()
     pinned: set[str] = {os.path.join(project, ".git")}
     for rel in rel_list:
@@ -113,6 +119,12 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
             path = os.path.join(project, sub)
             info = facts.info(path)
             last = i == len(parts)
+            if info.kind == "missing" and last and rel in submodule_gits:
+                parent = os.path.dirname(path)  # an empty placeholder .git would break git: freeze the dir
+                if parent not in seen_ro:
+                    seen_ro.add(parent)
+                    mounts.append(Bind(parent, parent, False, f"never writable: unpopulated submodule {rel}"))
+                break
             if info.kind == "missing":
                 is_dir = (not last) or sub in _DIR_PLACEHOLDERS
                 content = "{}\n" if (not is_dir and path.endswith(".json")) else ""
@@ -207,9 +219,25 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
 
     prot_mounts, placeholders = _protected(policy, facts)
     mounts += prot_mounts
+    git_config = list(facts.git_identity)
+    excludes = [
+        "/" + os.path.relpath(p.path, project)
+        for p in placeholders
+        if not p.is_dir and not _under(p.path, os.path.join(project, ".git"))
+    ]
+    if excludes and facts.info(os.path.join(project, ".git")).kind == "dir":
+        # Placeholders must not be committed by `git add -A` inside (they vanish after the run, and the host
+        # would see them deleted): list them in an excludes file that only the sandbox's git reads.
+        mounts.append(FileData(GIT_EXCLUDES, "\n".join(excludes) + "\n", "git: ignore rcc's placeholders"))
+        git_config.append(("core.excludesFile", GIT_EXCLUDES))
 
     net = NetPlan()
     env = _env(policy, facts, session, home)
+    if git_config:  # git's own way to take config from the environment (git >= 2.31)
+        env["GIT_CONFIG_COUNT"] = str(len(git_config))
+        for i, (k, v) in enumerate(git_config):
+            env[f"GIT_CONFIG_KEY_{i}"] = k
+            env[f"GIT_CONFIG_VALUE_{i}"] = v
     if policy.network.mode == "allowlist":
         net = NetPlan(
             "proxy",

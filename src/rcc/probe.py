@@ -52,6 +52,8 @@ class HostFacts:
     cwd: str  # realpath of the current directory
     env: Mapping[str, str]
     paths: Mapping[str, PathInfo] = field(default_factory=dict)  # every absolute path compile.py may ask about
+    git_identity: tuple[tuple[str, str], ...] = ()  # user.name / user.email from the host's git config
+    submodules: tuple[str, ...] = ()  # project-relative submodule paths declared in .gitmodules
 
     def info(self, path: str) -> PathInfo:
         return self.paths.get(path, PathInfo("missing"))
@@ -70,6 +72,32 @@ def path_info(path: str) -> PathInfo:
     if stat.S_ISREG(st.st_mode):
         return PathInfo("file", path)
     return PathInfo("other", path)
+
+
+def git_identity(home: str, env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """user.name and user.email from ~/.gitconfig or $XDG_CONFIG_HOME/git/config, so commits made inside carry
+    the user's identity while the files themselves (which may hold credential helpers or tokens) stay hidden.
+    A deliberately small reader: [user] section, `key = value` lines; includes are not followed."""
+    found: dict[str, str] = {}
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    for path in (os.path.join(xdg, "git", "config"), os.path.join(home, ".gitconfig")):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read(65536)
+        except OSError:
+            continue
+        section = ""
+        for raw in text.splitlines():
+            line = raw.strip()
+            if line.startswith("["):
+                section = line.strip("[]").strip().lower()
+            elif section == "user" and "=" in line and not line.startswith(("#", ";")):
+                key, _, value = line.partition("=")
+                key = key.strip().lower()
+                value = value.strip().strip('"')
+                if key in ("name", "email") and value and f"user.{key}" not in found:
+                    found[f"user.{key}"] = value
+    return tuple(sorted(found.items()))
 
 
 def probe(
@@ -92,6 +120,9 @@ def probe(
             user = str(uid)
     wanted = {f"/{e}" for e in SYSTEM_ENTRIES}
     wanted.update(interesting)
+    real_project = os.path.realpath(project)
+    submodules = submodule_paths(real_project)
+    wanted.update(protected_candidates(real_project, [f"{s}/.git" for s in submodules]))
     facts_paths = {p: path_info(p) for p in wanted}
     return HostFacts(
         uid=uid,
@@ -103,7 +134,36 @@ def probe(
         cwd=os.path.realpath(cwd or os.getcwd()),
         env=dict(env),
         paths=facts_paths,
+        git_identity=git_identity(os.path.realpath(home_logical), env),
+        submodules=submodules,
     )
+
+
+def submodule_paths(project: str) -> tuple[str, ...]:
+    """The `path = ...` entries of the project's .gitmodules, normalised. The file comes with the repository and
+    may be hostile: entries that are absolute or leave the project are dropped, a symlinked file is not read."""
+    import re
+
+    try:
+        fd = os.open(os.path.join(project, ".gitmodules"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return ()
+    with os.fdopen(fd, "rb") as f:
+        text = f.read(1 << 20).decode("utf-8", "replace")
+    out: list[str] = []
+    for line in text.splitlines():
+        m = re.match(r"\s*path\s*=\s*(.*?)\s*$", line)
+        if not m:
+            continue
+        value = m.group(1)
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        rel = os.path.normpath(value) if value else ""
+        if not rel or rel == "." or os.path.isabs(rel) or rel == ".." or rel.startswith("../"):
+            continue
+        if rel not in out:
+            out.append(rel)
+    return tuple(out)
 
 
 def protected_candidates(project: str, rel: Iterable[str]) -> list[str]:

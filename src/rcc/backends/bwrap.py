@@ -149,7 +149,12 @@ class BwrapBackend:
         if plan.net.mode == "proxy":
             block_r, block_w = os.pipe()  # holds the command until the proxy listener exists
             inherit.append(block_r)
-        argv = self.render(plan, seccomp_fd, info_w, block_r)
+        data_fds: dict[str, int] = {}
+        for m in plan.mounts:
+            if isinstance(m, FileData):
+                data_fds[m.dest] = _data_fd(m.content.encode())
+                inherit.append(data_fds[m.dest])
+        argv = self.render(plan, seccomp_fd, info_w, block_r, data_fds)
         old = _ignore_tty_signals() if not plan.new_session else {}
         proxy: Any = None
         try:
@@ -229,9 +234,15 @@ def _ignore_tty_signals() -> dict[int, Any]:
 def _seccomp_fd() -> int:
     from rcc.seccomp import build_filter
 
-    program = build_filter()
+    return _data_fd(build_filter())
+
+
+def _data_fd(data: bytes) -> int:
+    """A pipe whose read end yields `data` then EOF (bwrap reads it whole)."""
+    if len(data) > 60000:
+        raise RccError("internal: sandbox file data too large for a pipe", code=ExitCode.INTERNAL)
     r, w = os.pipe()
-    os.write(w, program)  # a few KiB at most: fits in the pipe buffer
+    os.write(w, data)  # fits in the pipe buffer
     os.close(w)
     return r
 
