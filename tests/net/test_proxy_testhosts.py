@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 from proxyhelpers import RunningProxy
-from testhosts import TestCA, TestHost, routes_handler
 
 from rcc.net.env import proxy_env
+from testhosts import TestCA, TestHost, routes_handler
 
 pytestmark = pytest.mark.netns
 
@@ -270,7 +270,7 @@ def test_npm_install_from_test_registry_through_proxy(
                 "version": "1.0.0",
                 "dist": {"tarball": tar_url, "integrity": integrity, "shasum": hashlib.sha1(tgz).hexdigest()},
             }
-        },  # noqa: S324 (npm's format)
+        },
     }
     routes = {
         "/rcc-probe-pkg": ("application/json", json.dumps(packument).encode()),
