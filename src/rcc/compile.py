@@ -143,7 +143,7 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
                     mounts.append(Bind(path, path, False, f"never writable: {rel}"))
             elif info.kind != "dir":
                 break  # e.g. .claude is a file: nothing can exist below it
-            elif path not in seen_ro and path not in pinned:
+            elif path not in pinned and not any(_under(path, r) for r in seen_ro):  # never rw under a ro one
                 # Renaming a directory moves the mounts inside it along: `mv .claude x; mkdir .claude` would
                 # leave a fresh, writable .claude/settings.json. A mount point cannot be renamed: pin it.
                 pinned.add(path)
