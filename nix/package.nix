@@ -3,7 +3,7 @@
 # The wrapper puts rcc's runtime tools at the END of PATH (--suffix), so a system copy wins when the user has
 # one: Ubuntu's AppArmor (23.10+) lets /usr/bin/bwrap create user namespaces but blocks a bwrap that lives in
 # /nix/store. RCC_NIX_RUNTIME_PATH tells `rcc doctor` which directories are the Nix fallbacks, so it can say
-# which bwrap is used and why. Podman is the user's own (never wrapped); on darwin sandbox-exec and pfctl are
+# which bwrap is used and why; RCC_EXECUTABLE is the wrapper's own absolute path. Podman is the user's own (never wrapped); on darwin sandbox-exec and pfctl are
 # system tools in /usr/bin, so nothing from nixpkgs is needed there.
 {
   lib,
@@ -35,15 +35,23 @@ python3Packages.buildPythonApplication {
   build-system = [ python3Packages.hatchling ];
   dependencies = [ ];
 
-  makeWrapperArgs = lib.optionals (runtimeTools != [ ]) [
-    "--suffix"
-    "PATH"
-    ":"
-    runtimePath
-    "--set"
-    "RCC_NIX_RUNTIME_PATH"
-    runtimePath
-  ];
+  makeWrapperArgs =
+    [
+      # nixpkgs' Python wrapper sets sys.argv[0] to "rcc", and `sudo` does not search the user's Nix profile:
+      # the absolute path lets `rcc setup` print a sudo step that works (`sudo /nix/store/...-rcc/bin/rcc ...`).
+      "--set"
+      "RCC_EXECUTABLE"
+      "${placeholder "out"}/bin/rcc"
+    ]
+    ++ lib.optionals (runtimeTools != [ ]) [
+      "--suffix"
+      "PATH"
+      ":"
+      runtimePath
+      "--set"
+      "RCC_NIX_RUNTIME_PATH"
+      runtimePath
+    ];
 
   # The tests need bubblewrap, network namespaces and root; the pure tier runs in `checks` (flake.nix).
   doCheck = false;

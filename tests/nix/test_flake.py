@@ -121,14 +121,15 @@ def test_packages_default_and_rcc_are_the_same_well_formed_package(nix: Nix, sys
 def test_runtime_tools_are_exactly_the_expected_set_appended_to_path(nix: Nix, system: str) -> None:
     rcc = nix.eval_json(f"packages.{system}", PACKAGE_SUMMARY)["rcc"]
     args: list[str] = rcc["makeWrapperArgs"]
+    # The wrapper's own path (a placeholder for $out at evaluation time).
+    assert args[:2] == ["--set", "RCC_EXECUTABLE"] and args[2].endswith("/bin/rcc")
+    args = args[3:]
     if _is_linux(system):
         assert set(rcc["tools"]) == set(LINUX_TOOLS)
         bin_path = ":".join(rcc["toolPaths"])
         # --suffix, never --prefix: a system bwrap earlier on PATH wins (Ubuntu's AppArmor allows
         # /usr/bin/bwrap to make user namespaces, not a copy in /nix/store).
-        assert args[:4] == ["--suffix", "PATH", ":", bin_path]
-        assert "--prefix" not in args
-        assert args[4:] == ["--set", "RCC_NIX_RUNTIME_PATH", bin_path]
+        assert args == ["--suffix", "PATH", ":", bin_path, "--set", "RCC_NIX_RUNTIME_PATH", bin_path]
     else:
         # sandbox-exec and pfctl are macOS's own, in /usr/bin and /sbin: nothing from nixpkgs.
         assert rcc["tools"] == []
@@ -153,7 +154,8 @@ def _spy(tmp_path: Path) -> tuple[dict[str, str], Path]:
         "import json, os, sys\n"
         f"with open({str(record)!r}, 'w') as f:\n"
         "    json.dump({'argv': sys.argv, 'PATH': os.environ.get('PATH'),"
-        " 'RCC_NIX_RUNTIME_PATH': os.environ.get('RCC_NIX_RUNTIME_PATH')}, f)\n"
+        " 'RCC_NIX_RUNTIME_PATH': os.environ.get('RCC_NIX_RUNTIME_PATH'),"
+        " 'RCC_EXECUTABLE': os.environ.get('RCC_EXECUTABLE')}, f)\n"
     )
     return {"PYTHONPATH": str(spy)}, record
 
@@ -167,6 +169,7 @@ def test_wrapper_prefers_a_system_bubblewrap_over_the_nix_one(nix: Nix, tmp_path
     (system_bin / "bwrap").chmod(0o755)
     subprocess.run([out / "bin" / "rcc", "version"], env={**env, "PATH": str(system_bin)}, check=True)
     seen = json.loads(record.read_text())
+    assert seen["RCC_EXECUTABLE"] == str(out / "bin" / "rcc")
     assert seen["PATH"].startswith(f"{system_bin}:")
     assert shutil.which("bwrap", path=seen["PATH"]) == str(system_bin / "bwrap")
     for tool_dir in seen["RCC_NIX_RUNTIME_PATH"].split(":"):
@@ -193,9 +196,10 @@ APP_SUMMARY = "as: builtins.mapAttrs (n: a: { inherit (a) type program; descript
 def test_apps_exist_for_every_agent_and_are_well_formed(nix: Nix, system: str) -> None:
     apps = nix.eval_json(f"apps.{system}", APP_SUMMARY)
     assert set(apps) == {"default", *SUBCOMMAND_APPS}
-    rcc_out = nix.eval_json(f"packages.{system}.rcc.outPath")
-    store_dir = str(Path(rcc_out).parent)
-    assert apps["default"]["program"] == f"{rcc_out}/bin/rcc"
+    # (Compared by shape, not with a second evaluation: a checkout edited meanwhile would change the hash.)
+    store_dir = str(Path(nix.eval_json(f"packages.{system}.rcc.outPath")).parent)
+    version = re.escape(_pyproject()["project"]["version"])
+    assert re.fullmatch(rf"{re.escape(store_dir)}/[0-9a-z]{{32}}-rcc-{version}/bin/rcc", apps["default"]["program"])
     for name, app in apps.items():
         assert app["type"] == "app"
         assert app["program"].startswith(store_dir + "/"), "nix run needs a store path"
@@ -305,7 +309,7 @@ def test_module_disabled_changes_nothing(nix: Nix, tmp_path: Path) -> None:
 
 def test_module_enable_installs_rcc_and_allows_user_namespaces(nix: Nix, tmp_path: Path) -> None:
     got = _module(nix, tmp_path, {"programs": {"rcc": {"enable": True}}})
-    assert got["systemPackagePaths"] == [nix.eval_json(f"packages.{HOST}.rcc.outPath")]
+    assert got["systemPackages"] == ["rcc-" + _pyproject()["project"]["version"]]
     assert got["allowUserNamespaces"] is True and got["unprivilegedUsernsClone"] is True
     assert got["podman"] is False
     assert got["nftables"] is False, "the firewall table is opt-in"
