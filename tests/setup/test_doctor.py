@@ -9,12 +9,13 @@ import subprocess
 import sys
 
 import pytest
+from fwhosts import as_test_user
 
 from rcc import doctor
 from rcc.doctor import Check, Facts, checks
 from rcc.firewall import nft, pf
 from rcc.firewall.spec import FirewallSpec
-from rcctest import is_root, require
+from rcctest import require
 
 GOOD = Facts(
     system="linux",
@@ -263,7 +264,7 @@ def test_text_output_one_line_per_check_with_fix_below() -> None:
 
 
 def run_doctor(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
-    pre = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--reset-env"] if user else []
+    pre = as_test_user() if user else []
     return subprocess.run(
         [*pre, sys.executable, "-m", "rcc", "doctor", *args],
         capture_output=True,
@@ -285,13 +286,6 @@ def test_real_doctor_run_gathers_facts_and_reports_every_check() -> None:
 
 
 def test_real_doctor_as_normal_user() -> None:
-    require(is_root(), "switching to the test user rccuser needs root")
-    import pwd
-
-    try:
-        pwd.getpwnam("rccuser")
-    except KeyError:
-        pytest.skip("no user rccuser on this machine")
     r = run_doctor(user="rccuser")
     assert r.stdout.splitlines()[-1].startswith("rcc doctor:"), r.stdout + r.stderr
     assert "bubblewrap works" in r.stdout

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from fwhosts import as_test_user
 
 from rcc.errors import ExitCode, RccError, UsageError
 from rcc.setup import SetupContext, SetupOptions, default_config_text, missing_setup, parse_args, run
-from rcctest import is_root, require
 
 
 def env_for(home: Path) -> dict[str, str]:
@@ -131,19 +131,15 @@ def test_pf_dry_run_on_macos_renders_anchor(tmp_path: Path) -> None:
 
 def test_setup_as_new_normal_user_end_to_end() -> None:
     """What a new user sees: `rcc setup` twice, then `rcc doctor`, as the unprivileged test user."""
-    require(is_root(), "switching to the test user rccuser needs root")
     import pwd
     import shutil
     import tempfile
 
-    try:
-        pw = pwd.getpwnam("rccuser")
-    except KeyError:
-        pytest.skip("no user rccuser on this machine")
+    pre = as_test_user()
+    pw = pwd.getpwnam("rccuser")
     home = tempfile.mkdtemp(prefix="rcc-home-")
     try:
         os.chown(home, pw.pw_uid, pw.pw_gid)
-        pre = ["setpriv", "--reuid=rccuser", "--regid=rccuser", "--init-groups", "--reset-env"]
         env_cmd = [
             sys.executable,
             "-c",
