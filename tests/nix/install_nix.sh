@@ -8,5 +8,6 @@ if command -v nix >/dev/null 2>&1 && command -v nix-instantiate >/dev/null 2>&1;
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -qq --no-install-recommends nix-bin >/dev/null
+apt-get install -y -qq --no-install-recommends nix-bin >/dev/null ||
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends nix-bin >/dev/null; }
 echo "installed: $(nix --version)"
