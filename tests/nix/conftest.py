@@ -55,6 +55,8 @@ class Nix:
         proc = subprocess.run(
             argv, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=300, check=False
         )
+        # Nothing may be fetched from the network (the proxy variables below make any attempt fail on loopback).
+        assert "unable to download" not in proc.stderr, proc.stderr[-4000:]
         if check and proc.returncode != 0:
             pytest.fail(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
         return proc

@@ -54,14 +54,12 @@ def _host_system() -> str:
 # ---- files ------------------------------------------------------------------------------------------------
 
 
-def test_every_nix_file_parses() -> None:
-    from rcctest import require
-
-    require(shutil.which("nix-instantiate") is not None, "nix-instantiate is not installed (tests/nix/install_nix.sh)")
+def test_every_nix_file_parses(nix: Nix) -> None:
     files = [ROOT / "flake.nix", *(ROOT / "nix").rglob("*.nix"), *(ROOT / "tests" / "nix").rglob("*.nix")]
     assert len(files) >= 8
     for f in files:
-        proc = subprocess.run(["nix-instantiate", "--parse", str(f)], capture_output=True, text=True, check=False)
+        argv = ["nix-instantiate", "--store", nix.store, "--parse", str(f)]
+        proc = subprocess.run(argv, env=nix.env, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, f"{f}: {proc.stderr}"
 
 
