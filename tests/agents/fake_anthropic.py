@@ -6,7 +6,7 @@ It is a real HTTP server (stdlib, threads) that answers:
   POST /v1/messages/count_tokens  {"input_tokens": N}
   anything else                   logged; 200 "{}" for HEAD/GET, 404 JSON error otherwise
 
-The script is a list of turns. The turn to play is chosen from the conversation itself (the number of assistant
+The script (a JSON file, read again for every request) is a list of turns. The turn to play is chosen from the conversation itself (the number of assistant
 messages already in the request), so retries and parallel side requests do not advance it. A turn is
     {"calls": [{"name": "Bash", "input": {"command": "..."}}, ...], "text": "optional text before the calls"}
 or a final answer
@@ -126,17 +126,33 @@ def _text_of(content: Any) -> str:
 class FakeAnthropic(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, addr: tuple[str, int], turns: tuple[Turn, ...], log_path: str) -> None:
+    def __init__(self, addr: tuple[str, int], script_path: str, log_path: str) -> None:
         super().__init__(addr, Handler)
-        self.turns = turns
+        self.script_path = script_path
         self.log_path = log_path
         self.lock = threading.Lock()
         self.serial = 0
+        self.seen: set[tuple[str, str]] = set()
 
     def log(self, record: dict[str, Any]) -> None:
         with self.lock:
             with open(self.log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
+
+    def turns(self) -> tuple[Turn, ...]:
+        """The script, read again for every request: a test may replace it between runs of the agent."""
+        with open(self.script_path, encoding="utf-8") as f:
+            return parse_script(json.load(f))
+
+    def record_result(self, session: str, block: dict[str, Any]) -> None:
+        """Log a tool_result once per agent session (ids repeat across sessions: toolu_<turn>_<index>)."""
+        tid = str(block.get("tool_use_id"))
+        with self.lock:
+            if (session, tid) in self.seen:
+                return
+            self.seen.add((session, tid))
+        self.log({"kind": "tool_result", "tool_use_id": tid, "is_error": bool(block.get("is_error")),
+                  "content": _text_of(block.get("content"))})
 
     def next_id(self) -> str:
         with self.lock:
@@ -201,13 +217,13 @@ class Handler(BaseHTTPRequestHandler):
         tools = [t.get("name") for t in req.get("tools") or [] if isinstance(t, dict)]
         if tools:
             turn_no = sum(1 for m in messages if m.get("role") == "assistant")
-            last = messages[-1] if messages else {}
-            if last.get("role") == "user" and isinstance(last.get("content"), list):
-                for c in last["content"]:
-                    if isinstance(c, dict) and c.get("type") == "tool_result":
-                        self.server.log({"kind": "tool_result", "tool_use_id": c.get("tool_use_id"),
-                                         "is_error": bool(c.get("is_error")), "content": _text_of(c.get("content"))})
-            turns = self.server.turns
+            session = self.headers.get("X-Claude-Code-Session-Id", "")
+            for m in messages:  # every result so far: the agent may merge or reorder user messages
+                if m.get("role") == "user" and isinstance(m.get("content"), list):
+                    for c in m["content"]:
+                        if isinstance(c, dict) and c.get("type") == "tool_result":
+                            self.server.record_result(session, c)
+            turns = self.server.turns()
             turn = turns[turn_no] if turn_no < len(turns) else Turn(text="(end of script)")
             self._log_request({"turn": turn_no, "tools": len(tools), "stream": bool(req.get("stream"))})
         else:
@@ -244,9 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--script", required=True)
     ap.add_argument("--log", required=True)
     a = ap.parse_args(argv)
-    with open(a.script, encoding="utf-8") as f:
-        turns = parse_script(json.load(f))
-    srv = FakeAnthropic((a.host, a.port), turns, a.log)
+    srv = FakeAnthropic((a.host, a.port), a.script, a.log)
+    srv.turns()  # fail now on a bad script
     sys.stdout.write(f"listening {a.host} {srv.server_address[1]}\n")
     sys.stdout.flush()
     try:
