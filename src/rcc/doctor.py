@@ -57,6 +57,7 @@ class Facts:
     subgid_count: int = 0
     cgroup: Literal["v2", "hybrid", "v1", "none"] = "v2"
     container_problems: tuple[tuple[str, str], ...] = ()  # from the container backend: (message, fix)
+    bwrap_backend_problems: tuple[tuple[str, str], ...] = ()  # BwrapBackend().problems(): what `rcc run` refuses
     agents: tuple[tuple[str, str], ...] = ()  # name -> path ("" not found)
     backend: str = "bwrap"  # the configured backend
     config_error: str = ""  # "" when every config file that applies is valid
@@ -258,6 +259,12 @@ def _bwrap_checks(f: Facts) -> list[Check]:
     else:
         out.append(Check("apparmor userns", "ok", "no AppArmor user-namespace restriction", why_aa, required=req))
 
+    if f.bwrap_backend_problems and not any(c.status == "fail" for c in out):
+        # The runner's own view: never say "ready" when `rcc run` would refuse to start.
+        out += [
+            Check("bwrap backend", "fail" if req else "warn", m, why_bwrap, fix, req)
+            for m, fix in f.bwrap_backend_problems
+        ]
     why_probe = "the checks above can all pass and a sandbox still fail to start (containers, LSMs, seccomp)"
     if f.bwrap_probe is None:
         pass
@@ -748,6 +755,14 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, ro
             )
         except ImportError:
             pass
+    bwrap_backend_problems: tuple[tuple[str, str], ...] = ()
+    if bwrap and system == "linux":
+        try:
+            from rcc.backends.bwrap import BwrapBackend
+
+            bwrap_backend_problems = tuple((p.message, p.fix) for p in BwrapBackend(bwrap).problems())
+        except ImportError:
+            pass
     fw_path = os.path.join(root, "etc", "rcc", "pf.anchor" if system == "darwin" else "firewall.nft")
     fw_text = _read(fw_path)
     loaded, counters = _firewall_state(fw_text, system, euid)
@@ -770,6 +785,7 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, ro
         subgid_count=_subid_count("/etc/subgid", user, euid),
         cgroup=_cgroup() if system == "linux" else "none",
         container_problems=container_problems,
+        bwrap_backend_problems=bwrap_backend_problems,
         agents=_agents(env),
         backend=backend,
         config_error=config_error,

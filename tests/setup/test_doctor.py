@@ -158,6 +158,13 @@ def test_apparmor_attachment_globs(glob: str, path: str, match: bool) -> None:
     assert doctor.apparmor_glob_match(glob, path) is match
 
 
+def test_backend_refusal_is_reported_even_when_doctors_own_checks_pass() -> None:
+    f = dataclasses.replace(GOOD, bwrap_backend_problems=(("something new is off", "do X"),))
+    c = by_id(f)["bwrap backend"]
+    assert (c.status, c.fix) == ("fail", "do X")
+    assert not doctor.passed(checks(f))
+
+
 def test_seccomp_missing_fails() -> None:
     c = by_id(dataclasses.replace(GOOD, seccomp_filter=False))["seccomp"]
     assert (c.status, c.required) == ("fail", True)

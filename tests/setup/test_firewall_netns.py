@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from fwhosts import PROXY_PORT, Topology, as_test_user, sh
@@ -274,3 +275,33 @@ def test_non_root_doctor_reads_installed_firewall_without_nft_access(clean_host:
         assert "needs root" in checks["firewall"]["summary"]
     finally:
         shutil.rmtree(root)
+
+
+def test_sandbox_interface_created_after_firewall_is_covered(clean_host: Topology) -> None:
+    """Interface names match at packet time: a container network rcc creates later is protected at once."""
+    install(clean_host)
+    late = clean_host.sandbox.replace("rcct-s", "rcct-l")
+    try:
+        sh("ip", "netns", "add", late)
+        sh("ip", "-n", clean_host.host, "link", "add", "rcc-t1", "type", "veth", "peer", "name", "eth0", "netns", late)
+        sh("ip", "-n", clean_host.host, "addr", "add", "10.199.2.1/24", "dev", "rcc-t1")
+        sh("ip", "-n", late, "addr", "add", "10.199.2.2/24", "dev", "eth0")
+        for ns, dev in ((clean_host.host, "rcc-t1"), (late, "eth0"), (late, "lo")):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        sh("ip", "-n", late, "route", "add", "default", "via", "10.199.2.1")
+        assert clean_host.probe(late, "tcp", "10.199.2.1", PROXY_PORT) == "ok"
+        assert clean_host.probe(late, "tcp", OUTSIDE_V4, 80) == "timeout"
+        assert clean_host.probe(late, "udp", "10.199.2.1", 53) == "timeout"
+    finally:
+        sh("ip", "netns", "del", late, check=False)  # takes its veth (and rcc-t1 with it)
+    deadline = time.monotonic() + 10  # the kernel dismantles a deleted namespace asynchronously
+    while "rcc-t1" in sh("ip", "-n", clean_host.host, "link", "show").stdout:
+        assert time.monotonic() < deadline, "rcc-t1 left behind"
+        time.sleep(0.1)
+
+
+def test_interfaces_outside_the_prefix_are_not_matched(clean_host: Topology) -> None:
+    """The prefix is the whole key: with prefix `rccx`, the `rcc-t0` sandbox is not covered (so the default
+    prefix `rcc` is a reserved name space for rcc's interfaces)."""
+    install(clean_host, FirewallSpec(interface_prefix="rccx"))
+    assert clean_host.from_sandbox("tcp", OUTSIDE_V4, 80) == "ok"

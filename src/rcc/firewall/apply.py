@@ -71,7 +71,13 @@ class Nft:
     def run(self, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(
-                [*self.prefix, *args], input=stdin, capture_output=True, text=True, check=False, timeout=30
+                [*self.prefix, *args],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+                env={**os.environ, "LC_ALL": "C"},  # loaded_table() recognises nft's (strerror) message
             )
         except FileNotFoundError:
             raise RccError(
