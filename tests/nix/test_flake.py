@@ -267,6 +267,27 @@ def test_checks_run_the_pure_tier_excluding_every_impure_marker(nix: Nix, system
     assert f"-m '{expr}'" in checks["command"]
 
 
+def test_pure_tests_check_builds_and_runs_the_pure_tier(nix: Nix) -> None:
+    """Builds checks.<host>.pure-tests with the test runner's Python (the stand-in's has no pytest): its
+    script copies the source, runs pytest with the marker expression, and the build fails if a test fails.
+    (Nix's build sandbox is off here; `nix flake check` with the real nixpkgs runs it inside the sandbox.)"""
+    import sys
+
+    attr = f"{nix.flake}#checks.{_host_system()}.pure-tests"
+    proc = nix.run(
+        "build",
+        "--impure",
+        "--no-link",
+        "--print-build-logs",
+        attr,
+        check=False,
+        env={"RCC_NIX_TEST_PYTHON": sys.executable},
+    )
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    assert re.search(r"\d+ passed", proc.stderr), proc.stderr[-2000:]
+    assert " deselected" in proc.stderr, "the impure tiers were selected out"
+
+
 def test_overlay_adds_rcc_to_a_package_set(nix: Nix) -> None:
     name = nix.eval_json(
         "overlays.default",

@@ -84,12 +84,24 @@ let
           sitePackages = "lib/python3.11/site-packages";
           interpreter = "${self}/bin/python3";
           pkgs = python3Packages;
+          # The host's python has none of the packages. With --impure and RCC_NIX_TEST_PYTHON set (the test
+          # runner's own interpreter, which has pytest), the environment runs that one instead, so a test can
+          # build the `pure-tests` check for real.
           withPackages =
             f:
+            let
+              host = builtins.getEnv "RCC_NIX_TEST_PYTHON";
+              python = if host != "" then host else "${self}/bin/python3";
+            in
             mkDerivation {
               name = "python3-3.11-env";
               nativeBuildInputs = [ self ];
-              buildCommand = "mkdir -p $out/bin && ln -s ${self}/bin/python3 $out/bin/python3 && ln -s ${self}/bin/python3 $out/bin/python";
+              buildCommand = ''
+                mkdir -p $out/bin
+                printf '#!/bin/sh\nexec %s "$@"\n' ${lib.escapeShellArg python} > $out/bin/python3
+                chmod +x $out/bin/python3
+                ln -s python3 $out/bin/python
+              '';
               passthru.extraLibs = f python3Packages;
             };
         };
