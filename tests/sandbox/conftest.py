@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from rcctest import is_root, require
 
 REPO = Path(__file__).resolve().parents[2]

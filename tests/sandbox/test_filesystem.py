@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PRIVATE, SECRETS, World
+
 from rcctest import is_root, require
 
 pytestmark = pytest.mark.sandbox
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.sandbox
 
 def test_read_home_secrets_is_blocked(world: World) -> None:
     paths = " ".join(f'"$HOME/{rel}"' for rel in (*SECRETS, *PRIVATE))
-    res = world.sh(f"for p in {paths}; do cat \"$p\" 2>/dev/null && echo LEAKED:$p; done; ls -A \"$HOME\"")
+    res = world.sh(f'for p in {paths}; do cat "$p" 2>/dev/null && echo LEAKED:$p; done; ls -A "$HOME"')
     assert res.returncode == 0, res.stderr
     assert "SECRET" not in res.stdout and "PRIVATE" not in res.stdout and "LEAKED" not in res.stdout
     # only the toolchain directories' parents were created in the private home
@@ -196,9 +197,7 @@ def test_host_unix_sockets_are_unreachable(world: World) -> None:
             "        print('refused', repr(t), e.errno)\n"
             "print('SSH_AUTH_SOCK' in os.environ)\n"
         )
-        res = world.rcc(
-            "run", "--no-network", "--", "python3", "-c", probe, env={"SSH_AUTH_SOCK": str(paths[0])}
-        )
+        res = world.rcc("run", "--no-network", "--", "python3", "-c", probe, env={"SSH_AUTH_SOCK": str(paths[0])})
         assert res.returncode == 0, res.stderr
         assert "CONNECTED" not in res.stdout, res.stdout
         assert res.stdout.strip().endswith("False")
@@ -242,8 +241,9 @@ def test_home_as_project_is_refused(world: World) -> None:
 def test_root_runs_with_its_real_home_treated_like_any_home(world: World) -> None:
     """`/root` is hidden from everyone else, but when root runs rcc with HOME=/root it is root's private home."""
     require(world.who == "root", "only meaningful for root")
-    res = world.rcc("run", "--no-network", "--", "sh", "-c", 'echo "$HOME"; ls -A /root | head -50',
-                    env={"HOME": "/root"})
+    res = world.rcc(
+        "run", "--no-network", "--", "sh", "-c", 'echo "$HOME"; ls -A /root | head -50', env={"HOME": "/root"}
+    )
     assert res.returncode == 0, res.stderr
     lines = res.stdout.split()
     assert lines[0] == "/root"

@@ -153,7 +153,13 @@ def test_git_init_cannot_plant_hooks(world: World) -> None:
     world.write(proj / "file.txt", "x\n")
     flag = _flag(world)
     res = world.rcc(
-        "run", "--no-network", "--project", str(proj), "--", "sh", "-c",
+        "run",
+        "--no-network",
+        "--project",
+        str(proj),
+        "--",
+        "sh",
+        "-c",
         f"git init -q 2>/dev/null; mkdir -p .git/hooks 2>/dev/null; "
         f"printf '{HOOK.format(flag=flag)}' > .git/hooks/pre-commit 2>/dev/null; ls -A .git; echo done",
     )
@@ -256,7 +262,13 @@ def test_worktree_pointer_file_cannot_be_redirected(world: World) -> None:
     world.git("worktree", "add", "-q", str(wt))
     flag = _flag(world)
     res = world.rcc(
-        "run", "--no-network", "--project", str(wt), "--", "sh", "-c",
+        "run",
+        "--no-network",
+        "--project",
+        str(wt),
+        "--",
+        "sh",
+        "-c",
         "mkdir -p evilgit/hooks && cp -r ../project/.git/* evilgit/ 2>/dev/null; "
         f"printf '{HOOK.format(flag=flag)}' > evilgit/hooks/pre-commit; "
         "echo 'gitdir: evilgit' > .git; rm -f .git; echo 'gitdir: evilgit' > .git; cat .git; true",
@@ -271,8 +283,19 @@ def test_submodule_pointer_file_cannot_be_redirected(world: World) -> None:
     world.own(sub_src)
     env_user = ["-c", "protocol.file.allow=always"]
     res = world.git("-C", str(sub_src), "init", "-q", "-b", "main")
-    world.git("-C", str(sub_src), "-c", "user.name=T", "-c", "user.email=t@e.invalid", "commit", "-q",
-              "--allow-empty", "-m", "s")
+    world.git(
+        "-C",
+        str(sub_src),
+        "-c",
+        "user.name=T",
+        "-c",
+        "user.email=t@e.invalid",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "s",
+    )
     world.git(*env_user, "submodule", "add", "-q", str(sub_src), "sub")
     world.git("commit", "-q", "-m", "add submodule")
     pointer = (world.project / "sub/.git").read_text()

@@ -1,0 +1,273 @@
+"""Environment allowlist, namespaces, no new privileges, the sandbox's lifetime, terminal injection, seccomp."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+from conftest import World, kill_tree
+
+from rcctest import require
+
+pytestmark = pytest.mark.sandbox
+
+LEAKY_ENV = {
+    "AWS_SECRET_ACCESS_KEY": "SECRET-aws",
+    "GITHUB_TOKEN": "SECRET-gh",
+    "ANTHROPIC_API_KEY": "SECRET-anthropic",
+    "OPENAI_API_KEY": "SECRET-openai",
+    "SSH_AUTH_SOCK": "/tmp/ssh-XXXX/agent.1",
+    "DOCKER_HOST": "unix:///run/docker.sock",
+    "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/1000/bus",
+    "XDG_RUNTIME_DIR": "/run/user/1000",
+    "LD_PRELOAD": "/tmp/evil.so",
+    "GIT_CONFIG_PARAMETERS": "'core.fsmonitor'='evil'",
+    "PROMPT_COMMAND": "evil",
+    "BASH_ENV": "/tmp/evil",
+    "MY_APP_TOKEN": "SECRET-app",
+}
+
+
+def _env_of(out: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in out.split("\0") if "=" in line)
+
+
+def test_env_secret_does_not_leak(world: World) -> None:
+    res = world.rcc("run", "--no-network", "--", "env", "-0", env=LEAKY_ENV)
+    assert res.returncode == 0, res.stderr
+    env = _env_of(res.stdout)
+    for name in LEAKY_ENV:
+        assert name not in env, name
+    assert "SECRET" not in res.stdout
+    for name in ("PYTHONPATH", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        assert name not in env, name  # rcc's own environment stays outside
+    assert env["HOME"] == str(world.home)  # the private home, at the real home's path
+    assert env["USER"] == world.user and env["LOGNAME"] == world.user
+    assert env["TMPDIR"] == "/tmp"
+    assert env["RCC_SANDBOX"] == "1"
+    assert env["LANG"] == "C.UTF-8" and env["TERM"] == "dumb"
+
+
+def test_passed_env_var_arrives(world: World) -> None:
+    res = world.rcc(
+        "run",
+        "--no-network",
+        "--env",
+        "MY_APP_TOKEN",
+        "--env",
+        "SET_HERE=value with spaces",
+        "--env",
+        "MYPFX_*",
+        "--",
+        "env",
+        "-0",
+        env={"MY_APP_TOKEN": "passed", "TZ": "UTC", "LC_ALL": "C.UTF-8", "MYPFX_A": "a", "MYPFX_B": "b", "OTHER": "x"},
+    )
+    assert res.returncode == 0, res.stderr
+    env = _env_of(res.stdout)
+    assert env["MY_APP_TOKEN"] == "passed"
+    assert env["SET_HERE"] == "value with spaces"
+    assert env["TZ"] == "UTC" and env["LC_ALL"] == "C.UTF-8"
+    assert env["MYPFX_A"] == "a" and env["MYPFX_B"] == "b"
+    assert "OTHER" not in env
+
+
+def test_env_passed_by_trusted_project_file_only(world: World) -> None:
+    world.write(world.project / ".rcc.toml", '[environment]\npassthrough = ["MY_APP_TOKEN"]\n')
+    res = world.rcc("run", "--no-network", "--", "env", "-0", env={"MY_APP_TOKEN": "SECRET-app"})
+    assert "MY_APP_TOKEN" not in _env_of(res.stdout)
+    assert "widens access" in res.stderr and "rcc trust" in res.stderr
+    trust = world.rcc("trust")
+    assert trust.returncode == 0, trust.stderr
+    res = world.rcc("run", "--no-network", "--", "env", "-0", env={"MY_APP_TOKEN": "SECRET-app"})
+    assert _env_of(res.stdout).get("MY_APP_TOKEN") == "SECRET-app", res.stderr  # control: trusted, it applies
+
+
+def test_namespaces_are_private(world: World) -> None:
+    names = ("pid", "ipc", "uts", "cgroup", "net", "mnt")
+    res = world.sh(" ; ".join(f"readlink /proc/self/ns/{n}" for n in names) + "; hostname; ls /proc | grep -c '^[0-9]'")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.split()
+    mine = {n: os.readlink(f"/proc/self/ns/{n}") for n in names}
+    for n, inside in zip(names, lines, strict=False):
+        assert inside != mine[n], f"{n} namespace is shared with the host"
+    assert lines[len(names)] == "rcc"
+    assert int(lines[len(names) + 1]) < 10, "host processes are visible"
+
+
+def test_host_processes_cannot_be_signalled(world: World) -> None:
+    victim = subprocess.Popen(["sleep", "30"])
+    try:
+        res = world.sh(f"kill -9 {victim.pid} 2>&1; ls /proc/{victim.pid} >/dev/null 2>&1 && echo SEEN; true")
+        assert victim.poll() is None, "the sandbox killed a host process"
+        assert "SEEN" not in res.stdout
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_no_new_privileges_and_no_capabilities(world: World) -> None:
+    res = world.sh("grep -E '^(NoNewPrivs|CapEff|CapPrm|CapAmb):' /proc/self/status")
+    fields = dict(line.split(":\t") for line in res.stdout.strip().splitlines())
+    assert fields["NoNewPrivs"] == "1", res.stdout
+    assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0 and int(fields["CapAmb"], 16) == 0
+
+
+def test_setuid_binary_gains_nothing(world: World) -> None:
+    require(os.path.exists("/usr/bin/su") or os.path.exists("/bin/su"), "no setuid su here")
+    res = world.sh("su -c id root </dev/null 2>&1; id -u")
+    assert res.stdout.split()[-1] == str(world.uid), res.stdout
+
+
+def test_mount_and_unshare_are_refused(world: World) -> None:
+    """Capabilities are dropped and nested user namespaces are disabled: no remounting the read-only binds."""
+    res = world.sh(
+        f"mount -o remount,rw {world.project}/.git/hooks 2>/dev/null && echo REMOUNTED; "
+        "unshare -Ur true 2>/dev/null && echo UNSHARED; umount .git/hooks 2>/dev/null && echo UNMOUNTED; true"
+    )
+    assert res.stdout.strip() == "", res.stdout
+
+
+def _sandbox_pids(tag: str) -> list[int]:
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[0].startswith(tag.encode()):  # argv[0] set by `exec -a`
+                    pids.append(int(d))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_kill_rcc_kills_sandbox(world: World, how: signal.Signals) -> None:
+    """Even a daemon that left the session (setsid, double fork) must die with rcc."""
+    tag = f"rcc-victim-{uuid.uuid4().hex[:8]}"
+    script = (
+        f"(setsid bash -c 'exec -a {tag}-daemon sleep 300' &) ; "
+        f"bash -c 'exec -a {tag}-fg sleep 300' & echo started; wait"
+    )
+    proc = subprocess.Popen(
+        world.rcc_argv(["run", "--no-network", "--", "sh", "-c", script]),
+        cwd=world.project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"started\n"
+        deadline = time.monotonic() + 5
+        while len(_sandbox_pids(tag)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_sandbox_pids(tag)) == 2
+        rcc_pid = _rcc_python_pid(proc.pid)
+        os.kill(rcc_pid, how)
+        deadline = time.monotonic() + 5
+        while _sandbox_pids(tag) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _sandbox_pids(tag) == [], "sandboxed processes outlived rcc"
+    finally:
+        kill_tree(proc)
+        for pid in _sandbox_pids(tag):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _rcc_python_pid(top: int) -> int:
+    """The rcc process itself (under runuser/env when running as the test user)."""
+    want = b"rcc"
+    pid = top
+    for _ in range(5):
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        if b"python" in os.path.basename(argv[0]) and want in argv:
+            return pid
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = f.read().split()
+        if not children:
+            break
+        pid = int(children[0])
+    raise AssertionError("rcc process not found")
+
+
+def test_tiocsti_terminal_injection_is_blocked(world: World) -> None:
+    """Even on a real terminal (interactive session, no setsid), pushing input into it must fail."""
+    code = (
+        "import fcntl, termios, sys\n"
+        "try:\n"
+        "    fcntl.ioctl(0, termios.TIOCSTI, b'x'); print('INJECTED')\n"
+        "except OSError as e:\n"
+        "    print('blocked', e.errno)\n"
+    )
+    out = _run_on_pty(world, ["python3", "-c", code])
+    assert "blocked" in out and "INJECTED" not in out, out
+
+
+def _run_on_pty(world: World, argv: list[str]) -> str:
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        if world.who == "user":
+            os.fchown(slave, world.uid, -1)
+        proc = subprocess.Popen(
+            world.rcc_argv(["run", "--no-network", "--", *argv]),
+            cwd=world.project,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+        )
+        os.close(slave)
+        slave = -1
+        out = b""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        proc.wait(timeout=30)
+        return out.decode(errors="replace")
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+
+
+def test_keyctl_is_denied_by_seccomp(world: World) -> None:
+    """The kernel keyring is not namespaced: keyctl would reach the user's session keyring."""
+    code = (
+        "import ctypes, errno\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING = 0, -3\n"
+        "r = libc.syscall(250, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0)\n"
+        "print('keyctl', r, ctypes.get_errno())\n"
+    )
+    res = world.rcc("run", "--no-network", "--", "python3", "-c", code)
+    assert res.returncode == 0, res.stderr
+    _, r, err = res.stdout.split()
+    assert int(r) == -1 and int(err) in (1, 38), res.stdout  # EPERM or ENOSYS
+
+
+def test_ordinary_syscalls_still_work(world: World) -> None:
+    """Control for seccomp: threads, sockets on loopback, fork/exec, mmap."""
+    code = (
+        "import socket, threading, subprocess\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+        "t = threading.Thread(target=lambda: s.accept()[0].sendall(b'pong')); t.start()\n"
+        "c = socket.create_connection(s.getsockname()); print(c.recv(4).decode()); t.join()\n"
+        "print(subprocess.run(['echo', 'child'], capture_output=True, text=True).stdout.strip())\n"
+    )
+    res = world.rcc("run", "--no-network", "--", "python3", "-c", code)
+    assert res.stdout.split() == ["pong", "child"], res.stderr
