@@ -151,57 +151,68 @@ def user_setup(opts: SetupOptions, ctx: SetupContext) -> list[str]:
     return out
 
 
-def _toml_list(items: tuple[str, ...], indent: str = "#   ") -> str:
-    return "\n".join(f'{indent}"{i}",' for i in items)
+def _builtin(items: tuple[str, ...], width: int = 108) -> str:
+    """A built-in list as comment lines, wrapped: `#   built in: a, b, c`."""
+    lines, cur = [], "#   built in:"
+    for n, item in enumerate(items):
+        word = f" {item}" + ("," if n < len(items) - 1 else "")
+        if len(cur) + len(word) > width:
+            lines.append(cur)
+            cur = "#            "
+        cur += word
+    return "\n".join([*lines, cur])
 
 
 def default_config_text() -> str:
-    """The commented config `rcc setup` writes: every key, commented out, at its default."""
+    """The commented config `rcc setup` writes: every key, commented out, with its default explained.
+    Lists *add* to rcc's built-in entries (rcc.config merges layers that way), so the built-ins are shown as
+    comments, not as values to copy."""
     from rcc import policy
 
     return f"""\
-# rcc user config. Every key is commented out and shows its default; uncomment to change it.
-# A project may add its own .rcc.toml; rcc obeys it only after `rcc trust` (exact content).
-# `rcc policy show` prints the effective policy and where each value came from.
+# rcc user config. Every key is commented out at its default; uncomment a line to change it.
+# Lists ADD to rcc's built-in entries (shown as "built in:"); they never remove one.
+# A project may add its own .rcc.toml; rcc obeys the parts that widen access only after `rcc trust`.
+# `rcc policy show` prints the effective policy and where each value came from; `rcc doctor` checks this file.
 
-# Which sandbox runs the command: "bwrap" (bubblewrap, the default on Linux), "podman" or "docker".
+# Which sandbox runs commands: "bwrap" (bubblewrap, the default on Linux), "podman" or "docker".
 # backend = "bwrap"
 
 [filesystem]
-# The project directory is always read-write. Everything else of your home is invisible unless listed.
-# Read-only toolchain directories from your home, mounted when they exist:
-# toolchains = [
-{_toml_list(policy.DEFAULT_TOOLCHAINS)}
-# ]
-# Extra paths the sandbox may read (absolute or ~/...):
+# The project directory is read-write; the rest of your home is invisible unless listed here.
+# Extra read-only toolchain directories (absolute or ~/...), mounted when they exist:
+# toolchains = []
+{_builtin(policy.DEFAULT_TOOLCHAINS)}
+# false: drop the built-in toolchain list above (yours still apply).
+# default_toolchains = true
+# Extra paths the sandbox may read:
 # read_only = []
 # Extra paths the sandbox may write:
 # read_write = []
-# Never visible, even inside an allowed directory (your extra entries add to these):
-# hide = [
-{_toml_list(policy.DEFAULT_SECRETS)}
-# ]
-# Inside the project: never writable, whether or not they exist (they make your own tools run code later):
-# protect = [
-{_toml_list(policy.DEFAULT_PROTECTED)}
-# ]
+# Extra paths that are never visible, even inside an allowed directory:
+# hide = []
+{_builtin(policy.DEFAULT_SECRETS)}
+# Extra project-relative paths that are never writable, whether or not they exist (they make your own tools
+# run code later: git hooks, editor and agent settings, shell rc files):
+# protect = []
+{_builtin(policy.DEFAULT_PROTECTED)}
 
 [environment]
-# Variables passed through from your environment (names, or PREFIX_* patterns). Everything else is dropped.
-# passthrough = [
-{_toml_list(policy.DEFAULT_ENV_PASS)}
-# ]
+# Extra variables passed through from your environment (NAME, or PREFIX_* with at least 3 characters
+# before the *). Everything else is dropped:
+# passthrough = []
+{_builtin(policy.DEFAULT_ENV_PASS)}
 # Variables set to a fixed value inside the sandbox:
 # set = {{ }}
 
 [network]
-# "allowlist": only the hosts below, through rcc's egress proxy. "none": no network at all.
+# "allowlist": only the hosts allowed below, through rcc's egress proxy. "none": no network at all.
 # mode = "allowlist"
-# Hosts the sandbox may reach: names ("github.com"), wildcards ("*.github.com"), presets ("@pypi").
+# Hosts the sandbox may reach: names ("github.com"), wildcards ("*.github.com"), presets ("@pypi"):
 # allow = []
 # Hosts refused even when an allow rule matches:
 # deny = []
-# Fixed name -> address answers for the proxy (like /etc/hosts):
+# Fixed name -> address answers for the proxy (like /etc/hosts), e.g. {{ "git.internal" = "10.0.0.5" }}:
 # resolve = {{ }}
 """
 

@@ -6,6 +6,7 @@ Regenerate the golden files after an intended change with RCC_UPDATE_GOLDEN=1 an
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 
 import pytest
@@ -135,9 +136,10 @@ def test_default_config_is_valid_toml_with_every_key_commented() -> None:
 
     text = default_config_text()
     assert tomllib.loads(text) == {"filesystem": {}, "environment": {}, "network": {}}
-    for key in (
+    keys = (
         "backend",
         "toolchains",
+        "default_toolchains",
         "read_only",
         "read_write",
         "hide",
@@ -148,14 +150,37 @@ def test_default_config_is_valid_toml_with_every_key_commented() -> None:
         "allow",
         "deny",
         "resolve",
-    ):
-        assert f"# {key} = " in text, key
-    uncommented = tomllib.loads(
-        "\n".join(
-            line.removeprefix("# ")
-            for line in text.splitlines()
-            if not line.startswith("# ") or " = " in line or line.startswith("#   ") or line == "# ]"
-        )
     )
-    assert uncommented["network"]["mode"] == "allowlist"
-    assert "~/.ssh" in uncommented["filesystem"]["hide"]
+    for key in keys:
+        assert f"\n# {key} = " in text, key
+    assert "~/.ssh," in text and ".git/hooks," in text  # the built-ins are explained
+
+
+def uncommented_default_config() -> str:
+    from rcc.setup import default_config_text
+
+    key_line = re.compile(r"^# ([a-z_]+ = .*)$")
+    return "\n".join(key_line.sub(r"\1", line) for line in default_config_text().splitlines()) + "\n"
+
+
+def test_default_config_uncommented_is_the_default_policy() -> None:
+    """Uncommenting every key changes nothing: the lead's loader sees the built-in policy (keeps the file and
+    rcc.config in sync)."""
+    try:
+        from rcc import config, policy
+    except ImportError:
+        pytest.skip("rcc.config is not in this build")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as home:
+        env = {"HOME": home}
+        os.makedirs(os.path.join(home, ".config/rcc"))
+        with open(os.path.join(home, ".config/rcc/config.toml"), "w") as f:
+            f.write(uncommented_default_config())
+        project = os.path.join(home, "p")
+        os.mkdir(project)
+        eff = config.load(project, env=env, home=home)
+        assert len(eff.provenance) >= 12  # every key was really read
+        plain = config.load(project, env={"HOME": os.path.join(home, "none")}, home=home)
+        assert eff.policy == plain.policy
+        assert eff.policy.network == policy.NetworkPolicy()
