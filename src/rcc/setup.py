@@ -37,6 +37,9 @@ usage: rcc setup [--dry-run]
 """
 
 
+_HINT = "run `rcc setup --help`"
+
+
 @dataclass(frozen=True)
 class SetupOptions:
     firewall: bool = False
@@ -69,20 +72,20 @@ def parse_args(argv: list[str]) -> SetupOptions:
         elif arg == "--proxy-port" or arg.startswith("--proxy-port="):
             value = arg.split("=", 1)[1] if "=" in arg else next(it, None)
             if value is None or not value.isdigit():
-                raise UsageError(f"--proxy-port needs a port number, got {value!r}")
+                raise UsageError(f"--proxy-port needs a port number, got {value!r}", _HINT)
             ports.append(int(value))
         elif arg == "--root" or arg.startswith("--root="):
             value = arg.split("=", 1)[1] if "=" in arg else next(it, None)
             if not value or not os.path.isabs(value):
-                raise UsageError(f"--root needs an absolute directory, got {value!r}")
+                raise UsageError(f"--root needs an absolute directory, got {value!r}", _HINT)
             opts["root"] = value
         else:
-            raise UsageError(f"rcc setup: unknown option {arg!r}", hint="run `rcc setup --help`")
+            raise UsageError(f"rcc setup: unknown option {arg!r}", _HINT)
     o = SetupOptions(proxy_ports=tuple(ports), **opts)  # type: ignore[arg-type]
     if not o.firewall and (o.persist or o.uninstall or o.proxy_ports or o.root != "/"):
-        raise UsageError("--persist, --uninstall, --proxy-port and --root go with --firewall")
+        raise UsageError("--persist, --uninstall, --proxy-port and --root go with --firewall", _HINT)
     if o.uninstall and (o.persist or o.proxy_ports):
-        raise UsageError("--uninstall removes everything rcc added; it takes no --persist/--proxy-port")
+        raise UsageError("--uninstall removes everything rcc added; it takes no --persist/--proxy-port", _HINT)
     return o
 
 
