@@ -32,8 +32,8 @@ def connect_tunnel(rp: RunningProxy, target: str) -> tuple[socket.socket, bytes]
     s = socket.create_connection(("127.0.0.1", rp.port), timeout=10)
     s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
     head = b""
-    while b"\r\n\r\n" not in head:
-        d = s.recv(4096)
+    while not head.endswith(b"\r\n\r\n"):  # byte by byte: bytes after the reply belong to the tunnel
+        d = s.recv(1)
         if not d:
             break
         head += d
