@@ -1,0 +1,236 @@
+"""Audit log: records, rotation, concurrent writers, `rcc log`; the denial notifier's rate limit; /proc parsers."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from rcc.errors import UsageError
+from rcc.net import logcmd
+from rcc.net.audit import AuditLog, AuditRecord, read_records
+from rcc.net.hostaddrs import host_addresses, parse_fib_trie, parse_if_inet6
+from rcc.net.proxy import DenialNotifier, denial_message
+from rcc.net.rules import Decision
+
+
+def rec(i: int = 0, session: str = "s1", decision: str = "allow", host: str = "example.com") -> AuditRecord:
+    return AuditRecord(
+        time=f"2026-01-01T00:00:{i % 60:02d}.000Z",
+        session=session,
+        proto="connect",
+        host=host,
+        port=443,
+        addr="203.0.113.1" if decision == "allow" else "",
+        decision=decision,
+        rule="example.com" if decision == "allow" else "",
+        reason="r",
+        bytes_up=i,
+        bytes_down=2 * i,
+        duration_ms=i,
+    )
+
+
+def test_records_round_trip(tmp_path: Path) -> None:
+    log = AuditLog(str(tmp_path / "a.jsonl"))
+    for i in range(3):
+        log.write(rec(i))
+    log.close()
+    assert list(read_records(str(tmp_path / "a.jsonl"))) == [rec(0), rec(1), rec(2)]
+    assert (tmp_path / "a.jsonl").stat().st_mode & 0o777 == 0o600
+
+
+def test_rotation_keeps_a_few_files(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(str(path), max_bytes=2000, keep=3)
+    for i in range(200):
+        log.write(rec(i))
+    log.close()
+    files = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
+    assert files == ["a.jsonl", "a.jsonl.1", "a.jsonl.2", "a.jsonl.3"]
+    assert all(p.stat().st_size <= 2000 for p in tmp_path.glob("a.jsonl*"))
+    got = [r.bytes_up for r in read_records(str(path), keep=3)]
+    assert got == sorted(got) and got[-1] == 199  # oldest first, newest kept
+
+
+def _writer(path: str, who: int) -> None:
+    log = AuditLog(path, max_bytes=20_000, keep=3)
+    for i in range(300):
+        log.write(rec(i, session=f"w{who}"))
+    log.close()
+
+
+def test_concurrent_sessions_write_whole_lines(tmp_path: Path) -> None:
+    path = str(tmp_path / "a.jsonl")
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(path, w)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    for f in tmp_path.glob("a.jsonl*"):
+        if f.name.endswith(".lock"):
+            continue
+        for line in f.read_text().splitlines():
+            json.loads(line)  # every line is a whole record
+
+
+def test_reader_skips_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text(rec(1).to_json() + "\n{not json\n[1,2]\n" + '{"time": 1}\n' + rec(2).to_json() + "\n")
+    assert [r.bytes_up for r in read_records(str(path))] == [1, 2]
+
+
+# ------------------------------------------------------------------------------------------------ rcc log
+
+
+def test_log_select_last_session_and_denied() -> None:
+    recs = [rec(1, "a"), rec(2, "b", "deny"), rec(3, "b"), rec(4, "a", "deny")]
+    assert logcmd.select(recs, False, "last") == [rec(1, "a"), rec(4, "a", "deny")]
+    assert logcmd.select(recs, True, None) == [rec(2, "b", "deny"), rec(4, "a", "deny")]
+    assert logcmd.select(recs, True, "b") == [rec(2, "b", "deny")]
+    assert logcmd.select([], False, "last") == []
+
+
+def test_log_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(str(path))
+    log.write(rec(5))
+    log.write(
+        AuditRecord("2026-01-01T00:00:06.000Z", "s1", "socks5", "2001:db8::1", 22, "", "deny", "", "no allow rule")
+    )
+    log.close()
+    assert logcmd.command([], str(path)) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == [
+        "TIME",
+        "SESSION",
+        "PROTO",
+        "DESTINATION",
+        "ADDRESS",
+        "DECISION",
+        "UP",
+        "DOWN",
+        "MS",
+        "RULE",
+        "/",
+        "REASON",
+    ]
+    assert "example.com:443" in out[1] and "allow" in out[1] and out[1].endswith("example.com")
+    assert "[2001:db8::1]:22" in out[2] and out[2].endswith("no allow rule")
+
+
+def test_log_json_and_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(str(path))
+    for i in range(5):
+        log.write(rec(i))
+    log.close()
+    logcmd.command(["--json", "--limit", "2"], str(path))
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(x)["bytes_up"] for x in lines] == [3, 4]
+
+
+def test_log_without_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert logcmd.command([], str(tmp_path / "none.jsonl")) == 0
+    assert "no audit log yet" in capsys.readouterr().out
+
+
+def test_log_bad_flag_is_usage_error() -> None:
+    with pytest.raises(UsageError):
+        logcmd.command(["--nope"], "/nonexistent")
+
+
+def test_rcc_log_via_cli(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    state = tmp_path / "state"
+    (state / "rcc").mkdir(parents=True)
+    (state / "rcc" / "audit.jsonl").write_text(rec(1, decision="deny", host="denied.example").to_json() + "\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "rcc", "log", "--denied"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "XDG_STATE_HOME": str(state)},
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "denied.example:443" in r.stdout
+
+
+# ------------------------------------------------------------------------------------------------ notifier
+
+
+def test_notifier_rate_limits_per_destination_and_overall() -> None:
+    now = [0.0]
+    lines: list[str] = []
+    n = DenialNotifier(lines.append, clock=lambda: now[0], per_key=60, burst=3, window=10)
+    d = Decision(False, None, "no allow rule")
+    for _ in range(5):
+        n("a.example", 443, d)
+    assert len(lines) == 1
+    for h in ("b", "c", "d", "e"):
+        n(f"{h}.example", 443, d)
+    assert len(lines) == 3  # burst
+    now[0] = 11
+    n("f.example", 443, d)
+    assert lines[3] == "rcc: 2 more denials not shown (see `rcc log --denied`)"
+    assert lines[4].startswith("rcc: denied f.example:443")
+    now[0] = 100
+    n("a.example", 443, d)  # per-destination limit expired
+    assert lines[-1].startswith("rcc: denied a.example:443")
+
+
+def test_notifier_survives_a_broken_callback() -> None:
+    def boom(_line: str) -> None:
+        raise OSError("stderr closed")
+
+    DenialNotifier(boom)("a.example", 443, Decision(False, None, "no allow rule"))
+
+
+def test_denial_messages_name_what_would_allow() -> None:
+    assert denial_message("example.org", 8080, Decision(False, None, "no allow rule")) == (
+        "rcc: denied example.org:8080 (no allow rule) — allow with --allow example.org:8080 or network.allow in config"
+    )
+    assert "--deny" in denial_message("x.example", 443, Decision(False, "x.example", "denied by rule x.example"))
+    m = denial_message("api.test", 443, Decision(False, None, "resolves to loopback address 127.0.0.1"))
+    assert "--allow 127.0.0.1 " in m
+
+
+# ------------------------------------------------------------------------------------------------ /proc parsers
+
+FIB_TRIE = """Main:
+  +-- 0.0.0.0/0 3 0 5
+     |-- 0.0.0.0
+        /0 universe UNICAST
+     +-- 127.0.0.0/8 2 0 2
+        +-- 127.0.0.0/31 1 0 0
+           |-- 127.0.0.0
+              /8 host LOCAL
+           |-- 127.0.0.1
+              /32 host LOCAL
+     |-- 192.0.2.2
+        /32 host LOCAL
+     |-- 192.0.2.255
+        /32 link BROADCAST
+"""
+
+
+def test_parse_fib_trie() -> None:
+    assert parse_fib_trie(FIB_TRIE) == {ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv4Address("192.0.2.2")}
+
+
+def test_parse_if_inet6() -> None:
+    text = (
+        "00000000000000000000000000000001 01 80 10 80       lo\nfe800000000000000000000000000001 02 40 20 80     eth0\n"
+    )
+    assert parse_if_inet6(text) == {ipaddress.IPv6Address("::1"), ipaddress.IPv6Address("fe80::1")}
+
+
+def test_host_addresses_reads_this_namespace() -> None:
+    assert ipaddress.ip_address("127.0.0.1") in host_addresses()
