@@ -1,0 +1,397 @@
+"""Container backend: run the same Plan with podman (rootless or root) or docker.
+
+How a Plan maps onto a container (translate() does this, pure):
+  Bind     -> --mount type=bind (ro unless writable). Binds of the host's system entries (/usr, /bin, /sbin,
+              /lib*, /etc, /opt, /nix) are skipped: the image provides the system. Everything else (project,
+              toolchains, extra paths, protected paths, placeholders) is mounted at the same path.
+  Tmpfs    -> --mount type=tmpfs with the plan's mode, owned by the sandbox user (podman `U=true`; docker
+              uid=/gid= options), read-only when the plan says so.
+  Mask     -> a file: /dev/null bound read-only on it; a directory: an empty read-only tmpfs (mode 555).
+  Dir      -> an empty tmpfs owned by the user (a container cannot mkdir into its image before start).
+  FileData -> the content written to a private staging file, bound read-only.
+  Special  -> skipped: the engine always gives the container its own /dev, /proc and /dev/mqueue.
+  Symlink  -> skipped: the only symlinks compile.py makes are the merged-/usr ones and /var/run, which the
+              image has, and a logical-home link (noted by translate()).
+
+Invariants:
+1. render() is pure: a function of the Plan, the backend's engine, image, limits and HostInfo.
+2. The same-destination rule of a Plan (a later op covers an earlier one, also below it) is applied before
+   rendering, because engines refuse duplicate destinations and sort mounts by depth.
+3. A path that the engine's option syntax cannot carry (a ',' in a --mount value, a newline, an image name
+   starting with '-') is refused, never passed: "proj,dst=/etc" must not become a second mount option.
+4. Network: always `--network none`. In proxy mode the container is created and initialised but not started;
+   rcc opens the proxy listener inside the container's network namespace (rcc.netns.listen_in_netns) and only
+   then starts it, so the command never runs without its proxy, and never with any other network.
+5. Never inside: the engine's socket, the host's /run, any capability, setuid gains (no-new-privileges),
+   a writable image (read-only root; tmpfs only where the plan asks).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rcc.backends._base import Problem
+from rcc.errors import ExitCode, RccError
+from rcc.plan import Bind, Dir, FileData, Mask, MountOp, Plan, Special, Symlink, Tmpfs
+
+Engine = Literal["podman", "docker"]
+ENGINES: tuple[Engine, ...] = ("podman", "docker")
+
+# Host entries the image replaces (compile.py binds them read-only for bubblewrap).
+SYSTEM_PREFIXES: tuple[str, ...] = (
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc",
+    "/opt",
+    "/nix",
+)
+
+# The fix for the hybrid cgroup v1/v2 machines this was built on; `rcc doctor` repeats it.
+HUGETLB_FIX = (
+    "this machine mounts cgroup v1 controllers next to a cgroup v2 hierarchy that still holds a controller "
+    "(crun: 'cgroups in hybrid mode not supported, drop all controllers from cgroupv2'). Move it to v1 (as root): "
+    "`mkdir -p /sys/fs/cgroup/{c} && mount -t cgroup -o {c} cgroup /sys/fs/cgroup/{c}`, or boot with "
+    "systemd.unified_cgroup_hierarchy=1"
+)
+ULIMITS_FIX = (
+    "podman raises RLIMIT_NOFILE/RLIMIT_NPROC in every container by default, which this machine does not allow "
+    "(crun: 'setrlimit RLIMIT_NOFILE: Operation not permitted'). Let containers inherit the limits: "
+    "add `[containers]` / `default_ulimits = []` to /etc/containers/containers.conf.d/50-rcc.conf "
+    "(or ~/.config/containers/containers.conf for one user)"
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for the container (cgroups). None: no limit."""
+
+    pids: int | None = 4096
+    memory: str | None = "8g"
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """What render() needs to know about the machine: probed once by HostInfo.probe(), given directly in tests."""
+
+    rootless: bool  # podman runs as a normal user (user namespace with keep-id)
+    tty: bool  # stdin is a terminal: allocate a pty in the container
+    cgroup_limits: bool  # the engine can enforce pids/memory limits here (not rootless on cgroup v1)
+
+    @classmethod
+    def probe(cls, engine: Engine) -> HostInfo:
+        rootless = engine == "podman" and os.geteuid() != 0
+        v2 = _cgroup_v2_only()
+        return cls(
+            rootless=rootless,
+            tty=sys.stdin.isatty(),
+            cgroup_limits=not rootless or v2,
+        )
+
+
+@dataclass(frozen=True)
+class Translation:
+    """The container's view of a plan's mount operations."""
+
+    mounts: tuple[MountOp, ...]
+    skipped: tuple[tuple[MountOp, str], ...]  # (op, why it does not apply in a container)
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _cgroup_v2_only() -> bool:
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+def _dest(op: MountOp) -> str:
+    return op.dest
+
+
+def translate(plan: Plan) -> Translation:
+    """Which of the plan's mount operations apply in a container, after the covering rule (invariant 2)."""
+    kept: list[MountOp] = []
+    skipped: list[tuple[MountOp, str]] = []
+    for op in plan.mounts:
+        if isinstance(op, Special):
+            skipped.append((op, f"the engine provides {op.dest}"))
+            continue
+        if isinstance(op, Symlink):
+            if any(_under(op.dest, p) for p in (*SYSTEM_PREFIXES, "/var/run")):
+                skipped.append((op, "the image provides it"))
+            else:
+                skipped.append((op, "a container cannot create symlinks outside its image"))
+            continue
+        if isinstance(op, Bind) and any(_under(op.dest, p) for p in SYSTEM_PREFIXES) and op.src == op.dest:
+            skipped.append((op, "host system path: the image provides the system"))
+            continue
+        # A later op covers every earlier op at or below its destination.
+        d = _dest(op)
+        for old in [k for k in kept if _under(_dest(k), d)]:
+            kept.remove(old)
+            skipped.append((old, f"covered by a later mount at {d}"))
+        kept.append(op)
+    return Translation(tuple(kept), tuple(skipped))
+
+
+def _check_value(what: str, value: str, forbidden: str) -> str:
+    bad = [c for c in forbidden if c in value]
+    if bad or "\n" in value or "\0" in value:
+        raise RccError(
+            f"the container backend cannot mount {what} {value!r}: it contains {bad[0] if bad else 'a newline'!r}, "
+            "which the engine would read as option syntax",
+            hint="rename the path, or use the bwrap backend (`--backend bwrap`)",
+            code=ExitCode.CONFIG,
+        )
+    if not value.startswith("/"):
+        raise RccError(f"the container backend needs absolute paths, got {value!r}", code=ExitCode.INTERNAL)
+    return value
+
+
+class ContainerBackend:
+    """`podman` or `docker` running a Plan. Construct with the engine name and the image (None: rcc's image)."""
+
+    def __init__(
+        self,
+        engine: str = "podman",
+        image: str | None = None,
+        *,
+        host: HostInfo | None = None,
+        limits: Limits | None = None,
+        engine_path: str | None = None,
+    ) -> None:
+        if engine not in ENGINES:
+            raise RccError(f"unknown container engine {engine!r}", code=ExitCode.CONFIG)
+        self.engine: Engine = "podman" if engine == "podman" else "docker"
+        self.name = engine
+        if image is not None and (not image or image.startswith("-") or any(c.isspace() for c in image)):
+            raise RccError(f"invalid container image name {image!r}", code=ExitCode.CONFIG)
+        self.image = image
+        self.limits = limits or Limits()
+        self.engine_path = engine_path or shutil.which(engine) or ""
+        self._host = host
+
+    @property
+    def host(self) -> HostInfo:
+        if self._host is None:
+            self._host = HostInfo.probe(self.engine)
+        return self._host
+
+    def image_ref(self) -> str:
+        if self.image:
+            return self.image
+        from rcc.backends.container_image import agent_image_tag
+
+        return agent_image_tag()
+
+    # ------------------------------------------------------------------------------------------- checks
+    def problems(self) -> list[Problem]:
+        from rcc.backends.container_image import machine_problems
+
+        return machine_problems(self.engine, self.engine_path, self.image)
+
+    # ------------------------------------------------------------------------------------------- render
+    def render(self, plan: Plan) -> list[str]:
+        """`podman run ...` for the plan (proxy mode really uses create + init + start, same options)."""
+        return self.render_for(plan, "run", name=f"rcc-{plan.session_id or 'session'}", staging="/run/rcc-staging")
+
+    def render_for(self, plan: Plan, verb: Literal["run", "create"], *, name: str, staging: str) -> list[str]:
+        podman = self.engine == "podman"
+        host = self.host
+        a = [self.engine_path or self.engine, verb, "--rm", "--name", name, "--interactive"]
+        if host.tty:
+            a.append("--tty")
+        if verb == "run":
+            a += ["--detach-keys", ""]  # ctrl-p belongs to the agent, not to the engine (create: see start)
+        a += ["--pull", "never", "--log-driver", "none", "--init"]
+        # Isolation: own namespaces; no network at all (the proxy listener is added inside, invariant 4).
+        a += ["--network", "none", "--hostname", plan.hostname, "--ipc", "private", "--cgroupns", "private"]
+        a += ["--no-hosts"] if podman else []
+        # Privileges: none to gain.
+        a += ["--cap-drop", "all", "--security-opt", "no-new-privileges"]
+        if podman:
+            a += ["--systemd", "false"]
+        # The image stays read-only; writable places are the plan's tmpfs and binds only.
+        a += ["--read-only"]
+        if podman:
+            a += ["--read-only-tmpfs=false"]
+        # The same user as on the host, so files in the project stay the user's.
+        if podman and host.rootless:
+            a += ["--userns", "keep-id"]
+        a += ["--user", f"{plan.uid}:{plan.gid}"]
+        if host.cgroup_limits:
+            if self.limits.pids is not None:
+                a += ["--pids-limit", str(self.limits.pids)]
+            if self.limits.memory is not None:
+                a += ["--memory", self.limits.memory, "--memory-swap", self.limits.memory]
+        # Environment: exactly the plan's allowlist (podman: drop the image's defaults too).
+        if podman:
+            a.append("--unsetenv-all")
+        for k, v in plan.env:
+            a += ["--env", f"{k}={v}"]
+        for op in translate(plan).mounts:
+            a += self._mount_args(op, plan, staging)
+        a += ["--workdir", _check_value("working directory", plan.cwd, "")]
+        a.append(self.image_ref())
+        a += list(plan.argv)
+        return a
+
+    def _mount_args(self, op: MountOp, plan: Plan, staging: str) -> list[str]:
+        podman = self.engine == "podman"
+        owner = f"uid={plan.uid},gid={plan.gid}"
+
+        def tmpfs(dest: str, mode: int, read_only: bool) -> list[str]:
+            dest = _check_value("tmpfs", dest, ",:")
+            if podman:
+                spec = f"type=tmpfs,dst={dest},tmpfs-mode={mode:04o}"
+                spec += ",ro=true" if read_only else ",U=true"
+                return ["--mount", spec]
+            opts = f"{'ro' if read_only else 'rw'},mode={mode:04o}" + ("" if read_only else f",{owner}")
+            return ["--tmpfs", f"{dest}:{opts}"]
+
+        def bind(src: str, dest: str, writable: bool) -> list[str]:
+            src = _check_value("host path", src, ",")
+            dest = _check_value("path", dest, ",")
+            ro = "false" if writable else "true"
+            if podman:
+                return ["--mount", f"type=bind,src={src},dst={dest},ro={ro}"]
+            return ["--mount", f"type=bind,src={src},dst={dest},readonly={ro}"]
+
+        if isinstance(op, Bind):
+            return bind(op.src, op.dest, op.writable)
+        if isinstance(op, Tmpfs):
+            return tmpfs(op.dest, op.mode, op.read_only)
+        if isinstance(op, Mask):
+            return tmpfs(op.dest, 0o555, True) if op.is_dir else bind("/dev/null", op.dest, False)
+        if isinstance(op, Dir):
+            return tmpfs(op.dest, op.mode, False)
+        if isinstance(op, FileData):
+            return bind(_staging_path(staging, op), op.dest, False)
+        raise RccError(f"container backend: unexpected mount op {op!r}", code=ExitCode.INTERNAL)
+
+    # ------------------------------------------------------------------------------------------- run
+    def run(self, plan: Plan) -> int:
+        return self.run_with(plan, _egress_proxy)
+
+    def run_with(self, plan: Plan, serve: Callable[[Plan, Any], Any]) -> int:
+        """Run the plan; in proxy mode `serve(plan, listener_socket)` starts the proxy and returns something
+        with close(). Tests pass their own server here; run() passes rcc's egress proxy."""
+        if not self.engine_path:
+            raise RccError(f"{self.engine} is not installed", hint=self._install_hint(), code=ExitCode.DEPENDENCY)
+        if self.image is None:
+            from rcc.backends.container_image import ensure_agent_image
+
+            self.image = ensure_agent_image(self.engine_path, self.engine)
+        import tempfile
+
+        from rcc.backends.bwrap import make_placeholders, remove_placeholders
+
+        created = make_placeholders(plan.placeholders)
+        staging = tempfile.mkdtemp(prefix="rcc-ctr-")
+        name = f"rcc-{plan.session_id or os.urandom(4).hex()}-{os.getpid()}"
+        try:
+            for op in translate(plan).mounts:
+                if isinstance(op, FileData):
+                    with open(_staging_path(staging, op), "x") as f:
+                        f.write(op.content)
+            if plan.net.mode == "proxy":
+                return self._run_with_proxy(plan, name, staging, serve)
+            return self._attached(self.render_for(plan, "run", name=name, staging=staging))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            remove_placeholders(created)
+
+    def _attached(self, argv: list[str]) -> int:
+        try:
+            proc = subprocess.Popen(argv)
+        except OSError as e:
+            raise RccError(f"cannot start {self.engine}: {e}", code=ExitCode.DEPENDENCY) from e
+        while True:
+            try:
+                code = proc.wait()
+                break
+            except KeyboardInterrupt:  # the engine forwards the signal; wait for the container to end
+                continue
+        return 128 - code if code < 0 else code
+
+    def _engine(self, *args: str) -> str:
+        r = subprocess.run([self.engine_path, *args], capture_output=True, text=True, check=False)
+        if r.returncode != 0:
+            raise RccError(
+                f"`{self.engine} {args[0]}` failed: {r.stderr.strip() or r.stdout.strip()}",
+                hint="run `rcc doctor`",
+                code=ExitCode.SETUP,
+            )
+        return r.stdout.strip()
+
+    def _run_with_proxy(self, plan: Plan, name: str, staging: str, serve: Callable[[Plan, Any], Any]) -> int:
+        if self.engine != "podman":
+            # docker has no `init`: the network namespace exists only once the command runs. Refuse rather
+            # than start the command without its proxy (see docs/containers.md).
+            raise RccError(
+                'the docker backend supports `network.mode = "none"` only',
+                hint="use `--backend podman` for the allowlisting proxy, or `--no-network`",
+                code=ExitCode.CONFIG,
+            )
+        cid = self._engine(*self.render_for(plan, "create", name=name, staging=staging)[1:])
+        proxy: Any = None
+        try:
+            self._engine("init", cid)
+            pid = int(self._engine("inspect", "--format", "{{.State.Pid}}", cid))
+            if pid <= 0:
+                raise RccError(f"{self.engine} did not report the container's pid", code=ExitCode.SETUP)
+            from rcc.netns import listen_in_netns
+
+            listener = listen_in_netns(pid, plan.net.proxy_port)
+            proxy = serve(plan, listener)
+            start = [self.engine_path, "start", "--attach", "--detach-keys", ""]
+            if True:  # stdin is always forwarded, as with `run --interactive`
+                start.append("--interactive")
+            return self._attached([*start, cid])
+        finally:
+            if proxy is not None:
+                proxy.close()
+            subprocess.run(
+                [self.engine_path, "rm", "--force", "--ignore", cid],
+                capture_output=True,
+                check=False,
+            )
+
+    def _install_hint(self) -> str:
+        if self.engine == "podman":
+            return "install it: `sudo apt-get install podman` (Debian/Ubuntu), `sudo dnf install podman` (Fedora)"
+        return "install Docker Engine (https://docs.docker.com/engine/install/) and start the daemon"
+
+
+def _staging_path(staging: str, op: FileData) -> str:
+    import hashlib
+
+    return os.path.join(staging, hashlib.sha256(op.dest.encode()).hexdigest()[:16])
+
+
+def _egress_proxy(plan: Plan, listener: Any) -> Any:
+    """rcc's allowlisting proxy on the listener (the same one the bwrap backend starts)."""
+    from rcc import paths
+    from rcc.net.proxy import EgressProxy  # type: ignore[import-not-found,unused-ignore]
+    from rcc.net.rules import compile_rules
+
+    rules = compile_rules(plan.net.allow, plan.net.deny, dict(plan.net.resolve))
+
+    def notify(line: str) -> None:
+        sys.stderr.write(line.rstrip("\n") + "\n")
+        sys.stderr.flush()
+
+    proxy = EgressProxy(rules, paths.audit_log_file(), plan.session_id, notify)
+    proxy.start([listener])
+    return proxy
