@@ -413,3 +413,49 @@ def test_many_sequential_connections_leak_nothing(start_proxy, http_origin) -> N
     assert wait_for(lambda: rp.proxy.active_connections() == 0)
     assert wait_for(lambda: _fd_count() <= baseline + 2), (_fd_count(), baseline)
     assert threading.active_count() <= threads_before + 1
+
+
+def test_proxy_failure_closes_the_door(start_proxy, echo_server) -> None:  # type: ignore[no-untyped-def]
+    """If the proxy's accept loop dies, the listener is closed (connection refused), never left open or bypassed."""
+    rp = start_proxy([f"127.0.0.1:{echo_server}"])
+    s, head = connect_tunnel(rp, f"127.0.0.1:{echo_server}")
+    assert b" 200 " in head
+    s.close()
+    rp.proxy._listeners[0].shutdown(socket.SHUT_RDWR)  # break the listener under the running accept loop
+    assert wait_for(lambda: rp.proxy.failed is not None)
+    assert any("egress proxy stopped" in n for n in rp.notes)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", rp.port), timeout=2)
+
+
+def test_ipv6_literal_connect(start_proxy) -> None:  # type: ignore[no-untyped-def]
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python")
+    lsock = socket.socket(socket.AF_INET6)
+    try:
+        lsock.bind(("::1", 0))
+    except OSError as e:
+        lsock.close()
+        pytest.skip(f"no ::1 here: {e}")
+    lsock.listen(8)
+    port = lsock.getsockname()[1]
+
+    def serve() -> None:
+        c, _ = lsock.accept()
+        with c:
+            c.sendall(c.recv(100))
+
+    threading.Thread(target=serve, daemon=True).start()
+    rp = start_proxy([f"[::1]:{port}"])
+    s, head = connect_tunnel(rp, f"[::1]:{port}")
+    assert b" 200 " in head
+    s.sendall(b"v6")
+    assert recv_exact(s, 2) == b"v6"
+    s.close()
+    lsock.close()
+    assert rp.records()[-1]["addr"] == "::1"
+    # and the same address is refused without the literal rule (loopback guard), e.g. via an IPv4-mapped spelling
+    rp2 = start_proxy(["*.example.com"])
+    s, head = connect_tunnel(rp2, f"[::1]:{port}")
+    s.close()
+    assert b" 403 " in head

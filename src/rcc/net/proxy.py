@@ -108,6 +108,10 @@ class DenialNotifier:
             self._last.clear()
         self._emit(denial_message(host, port, decision))
 
+    def emit(self, line: str) -> None:
+        """Send a line that is not rate-limited (rare events: the proxy stopping)."""
+        self._emit(line)
+
     def _emit(self, line: str) -> None:
         with contextlib.suppress(Exception):  # a broken notifier never breaks the proxy
             self._notify(line)
@@ -347,6 +351,8 @@ class EgressProxy:
         self._stop = asyncio.Event()
         accepters = [asyncio.ensure_future(self._accept_loop(s)) for s in self._listeners]
         janitor = asyncio.ensure_future(self._janitor())
+        for t in (*accepters, janitor):
+            t.add_done_callback(self._on_essential_done)
         self._ready.set()
         try:
             await self._stop.wait()
@@ -358,6 +364,16 @@ class EgressProxy:
             for t in list(self._tasks):
                 t.cancel()
             await asyncio.gather(*accepters, janitor, *self._tasks, return_exceptions=True)
+
+    def _on_essential_done(self, task: asyncio.Future[None]) -> None:
+        """An accept loop or the janitor ended on its own: stop everything (listeners close, so the sandbox
+        gets "connection refused" instead of hanging) and say so."""
+        if task.cancelled() or self._stop is None or self._stop.is_set():
+            return
+        exc = task.exception()
+        self.failed = exc or RuntimeError("proxy task ended")
+        self._denied.emit(f"rcc: the egress proxy stopped ({self.failed}); the sandbox has no network now")
+        self._stop.set()
 
     async def _accept_loop(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
