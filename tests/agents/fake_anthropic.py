@@ -6,8 +6,9 @@ It is a real HTTP server (stdlib, threads) that answers:
   POST /v1/messages/count_tokens  {"input_tokens": N}
   anything else                   logged; 200 "{}" for HEAD/GET, 404 JSON error otherwise
 
-The script (a JSON file, read again for every request) is a list of turns. The turn to play is chosen from the conversation itself (the number of assistant
-messages already in the request), so retries and parallel side requests do not advance it. A turn is
+The script (a JSON file, read again for every request) is a list of turns. The turn to play is chosen from the
+conversation itself (the number of assistant messages already in the request), so retries and parallel side
+requests do not advance it. A turn is
     {"calls": [{"name": "Bash", "input": {"command": "..."}}, ...], "text": "optional text before the calls"}
 or a final answer
     {"text": "done"}
@@ -25,11 +26,12 @@ It prints "listening <host> <port>" on stdout once it accepts connections.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -135,9 +137,15 @@ class FakeAnthropic(ThreadingHTTPServer):
         self.seen: set[tuple[str, str]] = set()
 
     def log(self, record: dict[str, Any]) -> None:
-        with self.lock:
-            with open(self.log_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+        with self.lock, open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind() calls getfqdn(), a DNS lookup that times out in a test host's netns (10 s).
+        import socketserver
+
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def turns(self) -> tuple[Turn, ...]:
         """The script, read again for every request: a test may replace it between runs of the agent."""
@@ -264,10 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     srv.turns()  # fail now on a bad script
     sys.stdout.write(f"listening {a.host} {srv.server_address[1]}\n")
     sys.stdout.flush()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from conftest import SECRET_VALUE, FakeApi, World, claude_args
+from agentworld import SECRET_VALUE, FakeApi, World, claude_args
 
 pytestmark = [pytest.mark.agent, pytest.mark.sandbox, pytest.mark.netns]
 
@@ -36,7 +35,6 @@ def run_claude(world: World, api: FakeApi, calls: list[Call], *rcc_opts: str) ->
     results = [got.get(f"toolu_{i:02d}_0", {"content": "<no result>", "is_error": None}) for i in range(len(calls))]
     assert proc.returncode == 0, (proc.stdout, proc.stderr, results)
     assert "done" in proc.stdout, (proc.stdout, proc.stderr)
-    print(results)
     return proc, results
 
 
@@ -84,7 +82,8 @@ def test_read_host_claude_login_and_history_is_blocked(claude_world: tuple[World
     """The host's ~/.claude/.credentials.json and ~/.claude.json stay invisible: ~/.claude is rcc's state dir."""
     world, api = claude_world
     _, r = run_claude(world, api, [
-        bash("cat ~/.claude/.credentials.json ~/.claude.json; ls -a ~/.claude; echo CLAUDE_CONFIG_DIR=$CLAUDE_CONFIG_DIR"),
+        bash("cat ~/.claude/.credentials.json ~/.claude.json; ls -a ~/.claude; "
+             "echo CLAUDE_CONFIG_DIR=$CLAUDE_CONFIG_DIR"),
     ])
     assert SECRET_VALUE not in out(r, 0)
     assert "No such file" in out(r, 0)
