@@ -294,7 +294,12 @@ def test_large_transfer_both_ways_is_intact(start_proxy, echo_server, relay: str
     s, head = connect_tunnel(rp, f"127.0.0.1:{echo_server}")
     assert b" 200 " in head
     data = os.urandom(1 << 20) * 32  # 32 MiB
-    t = threading.Thread(target=lambda: (s.sendall(data), s.shutdown(socket.SHUT_WR)))
+
+    def send() -> None:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+
+    t = threading.Thread(target=send)
     t.start()
     got = recv_all(s)
     t.join()

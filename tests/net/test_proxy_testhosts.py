@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -110,7 +111,11 @@ def test_name_pointing_at_host_own_address_is_refused(start_proxy, testhost: Tes
 
 
 def test_name_pointing_at_test_host_address_is_fine(start_proxy, testhost: TestHost, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    port = testhost.serve_tcp(lambda c: (c.sendall(b"HTTP/1.1 204 No Content\r\n\r\n"), c.close()))
+    def answer(c: socket.socket) -> None:
+        with c:
+            c.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    port = testhost.serve_tcp(answer)
     rp = start_proxy([f"peer.test:{port}"], resolve={"peer.test": testhost.address})
     r = run(
         [tool("curl"), "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", f"http://peer.test:{port}/"],
@@ -251,10 +256,10 @@ def build_npm_tarball() -> bytes:
     return buf.getvalue()
 
 
-def test_npm_install_from_test_registry_through_proxy(
+def test_npm_install_from_test_registry_through_proxy(  # type: ignore[no-untyped-def]
     start_proxy,
     testhost: TestHost,
-    test_ca: TestCA,  # type: ignore[no-untyped-def]
+    test_ca: TestCA,
     tmp_path,
 ) -> None:
     npm = tool("npm")

@@ -11,6 +11,7 @@ from rcc.net.rules import (
     PRESETS,
     Decision,
     RuleError,
+    Rules,
     check_address,
     compile_rules,
     decide,
@@ -21,8 +22,8 @@ from rcc.net.rules import (
 A = ipaddress.ip_address
 
 
-def rules(allow: list[str], deny: list[str] = [], resolve: dict[str, str] = {}):  # noqa: B006
-    return compile_rules(allow, deny, resolve)
+def rules(allow: list[str], deny: list[str] | None = None, resolve: dict[str, str] | None = None) -> Rules:
+    return compile_rules(allow, deny or [], resolve or {})
 
 
 # ------------------------------------------------------------------------------------------------ syntax
