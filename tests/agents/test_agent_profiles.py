@@ -1,0 +1,277 @@
+"""Pure and local tests of the agent profiles, the finder, the state dirs and the command line (no sandbox)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rcc.agents import find, state
+from rcc.agents.cli import _pop_agent
+from rcc.agents.profiles import AIDER, CLAUDE, CODEX, GEMINI, PROFILES, endpoints, fixed_env, passthrough
+from rcc.agents.profiles import url_host_rule as rule
+from rcc.errors import ConfigError, ExitCode, RccError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# ------------------------------------------------------------------------------------------------ endpoints
+
+
+def test_claude_default_endpoints_include_login_hosts() -> None:
+    assert endpoints(CLAUDE, {}) == ("api.anthropic.com", "platform.claude.com")
+
+
+def test_base_url_replaces_default_endpoints() -> None:
+    assert endpoints(CLAUDE, {"ANTHROPIC_BASE_URL": "https://llm.corp.example/anthropic"}) == ("llm.corp.example",)
+    assert endpoints(CLAUDE, {"ANTHROPIC_BASE_URL": "http://api.test:8080"}) == ("api.test:8080",)
+    assert endpoints(CODEX, {"OPENAI_BASE_URL": "http://[::1]:9000/v1"}) == ("[::1]:9000",)
+    assert endpoints(GEMINI, {"GOOGLE_GEMINI_BASE_URL": "https://gw.example:443"}) == ("gw.example",)
+
+
+def test_bedrock_endpoint_follows_region() -> None:
+    env = {"CLAUDE_CODE_USE_BEDROCK": "1", "AWS_REGION": "eu-west-3", "ANTHROPIC_BASE_URL": "http://ignored"}
+    assert endpoints(CLAUDE, env) == ("bedrock-runtime.eu-west-3.amazonaws.com",)
+    assert endpoints(CLAUDE, {"CLAUDE_CODE_USE_BEDROCK": "true"}) == ("bedrock-runtime.us-east-1.amazonaws.com",)
+    env = {"CLAUDE_CODE_USE_BEDROCK": "1", "ANTHROPIC_BEDROCK_BASE_URL": "https://bedrock.proxy.example"}
+    assert endpoints(CLAUDE, env) == ("bedrock.proxy.example",)
+
+
+def test_vertex_endpoint_follows_region_and_global() -> None:
+    env = {"CLAUDE_CODE_USE_VERTEX": "1", "CLOUD_ML_REGION": "europe-west1"}
+    assert endpoints(CLAUDE, env) == ("europe-west1-aiplatform.googleapis.com", "oauth2.googleapis.com")
+    env = {"CLAUDE_CODE_USE_VERTEX": "1", "CLOUD_ML_REGION": "global"}
+    assert endpoints(CLAUDE, env) == ("aiplatform.googleapis.com", "oauth2.googleapis.com")
+
+
+def test_provider_switched_off_by_false_values() -> None:
+    for off in ("0", "false", "", "no"):
+        assert endpoints(CLAUDE, {"CLAUDE_CODE_USE_BEDROCK": off})[0] == "api.anthropic.com"
+
+
+def test_aider_allows_only_providers_it_has_keys_for() -> None:
+    assert endpoints(AIDER, {}) == ()
+    assert endpoints(AIDER, {"OPENAI_API_KEY": "k", "DEEPSEEK_API_KEY": "k"}) == ("api.openai.com", "api.deepseek.com")
+
+
+def test_region_injection_is_refused() -> None:
+    """A region is spliced into a host name: `x.evil.com/` or `*` must not widen the allowlist."""
+    for bad in ("us-east-1.evil.com#", "*", "a/b", "eu west"):
+        with pytest.raises(ConfigError):
+            endpoints(CLAUDE, {"CLAUDE_CODE_USE_BEDROCK": "1", "AWS_REGION": bad})
+
+
+def test_malformed_base_url_is_refused_not_widened() -> None:
+    for bad in ("api.anthropic.com", "ftp://x.example", "http://", "http://h:99999", "file:///etc/passwd"):
+        with pytest.raises(ConfigError) as e:
+            rule(bad, "ANTHROPIC_BASE_URL")
+        assert e.value.code == ExitCode.CONFIG
+
+
+def test_url_host_rule_ports() -> None:
+    assert rule("https://h.example", "V") == "h.example"
+    assert rule("http://h.example:80/x", "V") == "h.example"
+    assert rule("https://h.example:80", "V") == "h.example:80"
+    assert rule("https://[2001:db8::1]/", "V") == "[2001:db8::1]"
+    assert rule("HTTPS://H.Example", "V") == "h.example"
+
+
+# ------------------------------------------------------------------------------------------------ env
+
+
+def test_provider_credentials_pass_only_when_provider_is_on() -> None:
+    assert "AWS_SECRET_ACCESS_KEY" not in passthrough(CLAUDE, {})
+    assert "AWS_SECRET_ACCESS_KEY" in passthrough(CLAUDE, {"CLAUDE_CODE_USE_BEDROCK": "1"})
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in passthrough(CLAUDE, {"CLAUDE_CODE_USE_BEDROCK": "1"})
+
+
+def test_profiles_never_pass_broad_patterns() -> None:
+    """A pattern like `*` or `AWS_*` would hand every credential in the user's shell to the agent."""
+    for p in PROFILES.values():
+        for name in (*p.passthrough, *(x for prov in p.providers for x in prov.passthrough)):
+            assert name != "*" and not name.startswith(("AWS_*", "GOOGLE_*", "GITHUB", "GH_", "NPM_"))
+
+
+def test_fixed_env_uses_sandbox_home() -> None:
+    env = dict(fixed_env(CLAUDE, "/home/u"))
+    assert env == {"IS_SANDBOX": "1", "DISABLE_AUTOUPDATER": "1", "CLAUDE_CONFIG_DIR": "/home/u/.claude"}
+
+
+def test_every_profile_is_complete() -> None:
+    for name, p in PROFILES.items():
+        assert p.name == name and p.executable and p.install_hint and p.state
+        assert all(not s.startswith("/") and ".." not in s for s in (*p.state, *p.importable))
+
+
+# ------------------------------------------------------------------------------------------------ finder
+
+
+def test_install_tree_npm_native_venv_and_fallback() -> None:
+    def no(_: str) -> bool:
+        return False
+
+    npm = "/usr/local/lib/node_modules/@anthropic-ai/claude-code/bin/claude.exe"
+    assert find.install_tree(npm, "/home/u", no) == ("/usr/local/lib/node_modules",)
+    nvm = "/home/u/.nvm/versions/node/v22.1.0/lib/node_modules/@google/gemini-cli/bundle/gemini.js"
+    assert find.install_tree(nvm, "/home/u", lambda p: p.endswith("/bin/node")) == (
+        "/home/u/.nvm/versions/node/v22.1.0/lib/node_modules", "/home/u/.nvm/versions/node/v22.1.0/bin")
+    native = "/home/u/.local/share/claude/versions/2.1.332"
+    assert find.install_tree(native, "/home/u", no) == ("/home/u/.local/share/claude/versions",)
+    venv = "/home/u/.local/share/uv/tools/aider-chat/bin/aider"
+    assert find.install_tree(venv, "/home/u", lambda p: p.endswith("pyvenv.cfg")) == (
+        "/home/u/.local/share/uv/tools/aider-chat",)
+    assert find.install_tree("/opt/claude/claude", "/home/u", no) == ("/opt/claude/claude",)
+
+
+def test_install_tree_never_mounts_home_or_above() -> None:
+    """A venv at ~ (pyvenv.cfg in home) or node_modules at / must not expose the whole home."""
+    assert find.install_tree("/home/u/bin/aider", "/home/u", lambda p: True) == ("/home/u/bin/aider",)
+    assert find.install_tree("/srv/versions/tool", "/srv/versions/u", lambda p: False) == ("/srv/versions/tool",)
+
+
+def _exe(path: Path, body: str = "#!/bin/sh\necho fake\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body)
+    path.chmod(0o755)
+    return path
+
+
+def test_find_on_path_and_native_installer_layout(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    target = _exe(home / ".local/share/claude/versions/2.1.332")
+    (home / ".local/bin").mkdir(parents=True)
+    (home / ".local/bin/claude").symlink_to(target)
+    got = find.find(CLAUDE, {"PATH": "/nonexistent"}, str(home))
+    assert got is not None and got.real == str(target) and got.how == "~/.local/bin/claude"
+    assert got.trees == (str(target.parent),)
+    bindir = tmp_path / "bin"
+    on_path = _exe(bindir / "claude")
+    got = find.find(CLAUDE, {"PATH": str(bindir)}, str(home))
+    assert got is not None and got.real == str(on_path) and got.how == "PATH"
+
+
+def test_planted_agent_in_relative_path_entry_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PATH=".:..." would run a `claude` shipped inside a hostile repository."""
+    _exe(tmp_path / "claude", "#!/bin/sh\necho planted\n")
+    monkeypatch.chdir(tmp_path)
+    assert find.find(CLAUDE, {"PATH": os.pathsep.join([".", "", "sub"])}, str(tmp_path / "nohome")) is None
+
+
+def test_missing_agent_is_dependency_error_with_install_command(tmp_path: Path) -> None:
+    with pytest.raises(RccError) as e:
+        find.require(CODEX, {"PATH": str(tmp_path)}, str(tmp_path))
+    assert e.value.code == ExitCode.DEPENDENCY
+    assert "npm install -g @openai/codex" in e.value.hint
+
+
+def test_find_all_reports_every_agent(tmp_path: Path) -> None:
+    _exe(tmp_path / "bin" / "gemini")
+    got = find.find_all({"PATH": str(tmp_path / "bin")}, str(tmp_path))
+    assert set(got) == set(PROFILES)
+    assert got["gemini"] is not None and got["claude"] is None
+
+
+# ------------------------------------------------------------------------------------------------ state
+
+
+def test_state_dirs_created_private_and_bound_at_home(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": str(tmp_path / "state")}
+    dirs = state.state_dirs(CLAUDE, "/sandbox/home", env)
+    binds = state.ensure(dirs)
+    assert [(b.src, b.dest, b.writable) for b in binds] == [
+        (str(tmp_path / "state/rcc/agents/claude/home/.claude"), "/sandbox/home/.claude", True)]
+    assert os.stat(binds[0].src).st_mode & 0o777 == 0o700
+
+
+def test_state_dir_replaced_by_symlink_is_refused(tmp_path: Path) -> None:
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    d = tmp_path / "state/rcc/agents/claude/home"
+    d.mkdir(parents=True)
+    (d / ".claude").symlink_to("/etc")
+    with pytest.raises(RccError):
+        state.ensure(state.state_dirs(CLAUDE, "/h", env))
+
+
+def test_import_settings_copies_only_importable_files(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".claude/commands/sub").mkdir(parents=True)
+    (home / ".claude/settings.json").write_text("{}")
+    (home / ".claude/commands/sub/a.md").write_text("a")
+    (home / ".claude/.credentials.json").write_text("secret")
+    (home / ".claude/history.jsonl").write_text("secret")
+    (home / ".claude.json").write_text("secret")
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    copied = state.import_settings(CLAUDE, str(home), env)
+    assert sorted(copied) == [".claude/commands/sub/a.md", ".claude/settings.json"]
+    root = tmp_path / "state/rcc/agents/claude/home/.claude"
+    assert (root / "commands/sub/a.md").read_text() == "a"
+    assert not (root / ".credentials.json").exists() and not (root / "history.jsonl").exists()
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+
+def test_pop_agent_only_from_rcc_options() -> None:
+    assert _pop_agent(["--agent", "claude", "--no-network"]) == ("claude", ["--no-network"])
+    assert _pop_agent(["--agent=codex", "--", "-c", "--agent x"]) == ("codex", ["--", "-c", "--agent x"])
+    assert _pop_agent(["ls", "--agent", "x"]) == ("", ["ls", "--agent", "x"])
+
+
+def _rcc(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**env, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, "-m", "rcc", *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          check=False, stdin=subprocess.DEVNULL)
+
+
+def test_rcc_claude_missing_says_how_to_install(tmp_path: Path) -> None:
+    (tmp_path / "proj").mkdir()
+    r = _rcc(["claude", "-p", "hi"], {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}, tmp_path / "proj")
+    assert r.returncode == ExitCode.DEPENDENCY
+    assert "npm install -g @anthropic-ai/claude-code" in r.stderr
+
+
+def test_rcc_claude_dry_run_plan(tmp_path: Path) -> None:
+    """The plan: the install tree read-only, the state dir at ~/.claude, the endpoint, the env; agent args last."""
+    home = tmp_path / "home"
+    nm = tmp_path / "npm/lib/node_modules"
+    exe = _exe(nm / "@anthropic-ai/claude-code/bin/claude.exe")
+    (tmp_path / "npm/bin").mkdir(parents=True)
+    (tmp_path / "npm/bin/claude").symlink_to(exe)
+    (tmp_path / "proj").mkdir()
+    env = {"HOME": str(home), "PATH": f"{tmp_path}/npm/bin:/usr/bin:/bin", "ANTHROPIC_API_KEY": "k",
+           "SECRET_TOKEN": "s", "AWS_SECRET_ACCESS_KEY": "aws"}
+    home.mkdir()
+    r = _rcc(["claude", "--dry-run", "--allow", "pypi.org", "-p", "hi", "--model", "x"], env, tmp_path / "proj")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    real_home = os.path.realpath(home)
+    assert plan["argv"] == [str(exe), "-p", "hi", "--model", "x"]
+    binds = {(m["src"], m["dest"], m["writable"]) for m in plan["mounts"] if m["op"] == "bind"}
+    assert (str(nm), str(nm), False) in binds
+    state_src = f"{real_home}/.local/state/rcc/agents/claude/home/.claude"
+    assert (state_src, f"{real_home}/.claude", True) in binds
+    assert set(plan["net"]["allow"]) >= {"api.anthropic.com", "platform.claude.com", "pypi.org"}
+    assert plan["env"]["ANTHROPIC_API_KEY"] == "k" and plan["env"]["IS_SANDBOX"] == "1"
+    assert "SECRET_TOKEN" not in plan["env"] and "AWS_SECRET_ACCESS_KEY" not in plan["env"]
+    assert plan["env"]["CLAUDE_CONFIG_DIR"] == f"{real_home}/.claude"
+
+
+def test_rcc_shell_with_agent_puts_agent_on_path(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    nm = tmp_path / "pfx/node_modules"
+    exe = _exe(nm / "@openai/codex/bin/codex.js")
+    (nm / ".bin").mkdir()
+    (nm / ".bin/codex").symlink_to(exe)
+    (tmp_path / "proj").mkdir()
+    env = {"HOME": str(home), "PATH": f"{nm}/.bin:/usr/bin:/bin", "SHELL": "/bin/sh", "OPENAI_API_KEY": "k"}
+    r = _rcc(["shell", "--agent", "codex", "--dry-run"], env, tmp_path / "proj")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["argv"] == ["/bin/sh"]
+    assert plan["env"]["PATH"].startswith(f"{nm}/.bin:")
+    assert plan["env"]["OPENAI_API_KEY"] == "k"
+    assert "api.openai.com" in plan["net"]["allow"]
