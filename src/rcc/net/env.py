@@ -5,7 +5,7 @@ What honours what (checked with the versions in docs/network.md):
   HTTP_PROXY / NO_PROXY (lower- or upper-case; curl reads only lower-case http_proxy, so both are set).
 - ALL_PROXY=socks5h://... for tools that only speak SOCKS (the same port serves both protocols).
 - npm also reads npm_config_proxy / npm_config_https_proxy (set explicitly so a user .npmrc cannot be needed).
-- Node's built-in fetch/http honour the variables only with NODE_USE_ENV_PROXY=1 (Node >= 22.21 / 24.5);
+- Node's built-in fetch() honours the variables only with NODE_USE_ENV_PROXY=1 (Node >= 24, 22.21);
   Node 20 ignores them, so plain `fetch()` there gets no network (fails closed, never bypasses the proxy).
 NO_PROXY holds loopback only: nothing else is reachable without the proxy anyway.
 """
