@@ -700,7 +700,26 @@ def _config(project: str) -> tuple[str, str]:
         return e.message, "bwrap"
 
 
+def _pf_anchor_state() -> str:
+    """macOS, as root: whether rcc's anchor has rules loaded. (Not run by rcc's tests: they run on Linux.)"""
+    import subprocess
+
+    from rcc.firewall import pf
+
+    try:
+        r = subprocess.run(
+            ["pfctl", "-a", pf.ANCHOR, "-s", "rules"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if r.returncode != 0:
+        return "unknown"
+    return "current" if r.stdout.strip() else "absent"
+
+
 def _firewall_state(f_text: str | None, system: str, euid: int) -> tuple[str, tuple[tuple[str, int], ...]]:
+    if f_text is not None and euid == 0 and system == "darwin":
+        return _pf_anchor_state(), ()
     if f_text is None or euid != 0 or system != "linux":
         return ("unknown" if f_text is not None else "absent"), ()
     from rcc.errors import RccError

@@ -203,6 +203,11 @@ def test_setup_firewall_command_installs_is_noop_then_uninstalls(clean_host: Top
     assert os.readlink(link) == "../rcc-firewall.service"
     assert "ExecStart=" in read(unit)
 
+    # What the unit's ExecStart does at boot (and again on every nftables restart): load the installed file.
+    for _ in range(2):
+        sh("ip", "netns", "exec", clean_host.host, "nft", "-f", ruleset)
+    assert clean_host.host_ruleset().count("table inet rcc") == 1
+
     again = rcc(clean_host, "setup", "--firewall", "--persist", "--root", root)
     assert again.returncode == 0, again.stderr
     assert "ok       nftables table inet rcc is loaded and current" in again.stdout
