@@ -161,8 +161,9 @@ def apparmor_glob_match(glob: str, path: str) -> bool:
 def apparmor_profile_fix(bwrap: str) -> str:
     return (
         "use the distribution's bubblewrap, whose AppArmor profile allows user namespaces "
-        f"({install_fix(Facts(distro='ubuntu'), 'bwrap')}; rcc prefers /usr/bin/bwrap), or give this exact binary "
-        f"a profile: printf 'abi <abi/4.0>,\\ninclude <tunables/global>\\nprofile rcc-bwrap {bwrap} "
+        "(sudo apt-get install bubblewrap, and put /usr/bin before this bwrap's directory on PATH), "
+        "or give this exact binary a profile: printf 'abi <abi/4.0>,\\ninclude <tunables/global>\\n"
+        f"profile rcc-bwrap {bwrap} "
         "flags=(unconfined) {\\n  userns,\\n}\\n' | sudo tee /etc/apparmor.d/rcc-bwrap && "
         "sudo apparmor_parser -r /etc/apparmor.d/rcc-bwrap  (name the exact path, never a /nix/store/* glob: "
         "anyone can put a program named bwrap in the Nix store)"
