@@ -15,7 +15,7 @@ from rcc import doctor
 from rcc.doctor import Check, Facts, checks
 from rcc.firewall import nft, pf
 from rcc.firewall.spec import FirewallSpec
-from rcctest import require
+from rcctest import is_root, require
 
 GOOD = Facts(
     system="linux",
@@ -301,3 +301,37 @@ def test_real_doctor_as_normal_user() -> None:
     bwrap_ok = "ok    bubblewrap works" in r.stdout
     require(bwrap_ok, f"bubblewrap does not work for rccuser here:\n{r.stdout}")
     assert r.returncode == 0, r.stdout
+
+
+def test_real_missing_bwrap_on_path_fails_doctor(
+    tmp_path: os.PathLike[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real run where PATH has no bwrap (the sbin fallback holds no bwrap either)."""
+    require(
+        not any(os.path.exists(os.path.join(d, "bwrap")) for d in ("/usr/local/sbin", "/usr/sbin", "/sbin")),
+        "this machine has a bwrap in sbin",
+    )
+    facts = doctor.gather_facts({"PATH": str(tmp_path), "HOME": str(tmp_path)}, str(tmp_path))
+    c = {c.id: c for c in checks(facts)}["bubblewrap"]
+    assert c.status == "fail" and "bubblewrap" in c.fix
+
+
+def test_real_account_without_subuids_gets_the_usermod_fix() -> None:
+    """A real run as `nobody`, which has no /etc/subuid entry."""
+    require(is_root(), "switching to nobody needs root")
+    pre = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--reset-env"]
+    r = subprocess.run(
+        [*pre, sys.executable, "-m", "rcc", "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd="/tmp",
+    )
+    require(r.stdout.startswith("{"), f"nobody cannot run this checkout's python: {r.stderr.strip()}")
+    found = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+    require("subuid/subgid" in found, "no podman here: the rootless checks are not shown")
+    assert found["subuid/subgid"]["status"] == "warn"  # warn: the configured backend is bwrap
+    assert (
+        "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 nobody" in found["subuid/subgid"]["fix"]
+    )
