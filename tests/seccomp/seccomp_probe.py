@@ -59,6 +59,14 @@ def run(op):
         return syscall(op["nr"], op.get("args", []))
     if kind == "status":
         return {"self": status("/proc/self/status"), "init": status("/proc/1/status")}
+    if kind == "read_session_key":  # find a "user" key by description in the session keyring and read it
+        keyctl = op["keyctl"]
+        found = syscall(keyctl, [10, -3, {"buf": "user"}, {"buf": op["description"]}, 0])  # KEYCTL_SEARCH
+        if found["ret"] < 0:
+            return found
+        buf = ctypes.create_string_buffer(256)
+        got = libc.syscall(ctypes.c_long(keyctl), ctypes.c_long(11), ctypes.c_long(found["ret"]), buf, 256)
+        return {"ret": got, "data": buf.raw[: max(got, 0)].decode()}  # KEYCTL_READ
     if kind == "machine_code":
         return machine_code(op["code"])
     if kind == "workload":  # what an agent does all day: threads, subprocesses, files, loopback sockets
