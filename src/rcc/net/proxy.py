@@ -35,10 +35,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from rcc.net import http1, socks5
+from rcc.net import http1, socks5, tls
 from rcc.net.audit import AuditLog, AuditRecord, utc_now
 from rcc.net.hostaddrs import host_addresses
-from rcc.net.hosts import IPAddress, format_hostport, normalize_host, unmap
+from rcc.net.hosts import HostError, IPAddress, format_hostport, normalize_host, unmap
 from rcc.net.rules import Decision, Rules, check_address, decide, suggest_allow
 
 F_SETPIPE_SZ = 1031
@@ -455,13 +455,15 @@ class EgressProxy:
                 await loop.sock_sendall(client, http1.CONNECT_OK)
             elif conn.proto == "socks5":
                 await loop.sock_sendall(client, socks5.reply(socks5.SUCCEEDED))
-            if first_up:
+            if conn.proto == "http" and first_up:  # plain HTTP: the rewritten head goes first, nothing to inspect
                 await loop.sock_sendall(upstream, first_up)
                 conn.up += len(first_up)
+                first_up = b""
+            inspect = conn.proto != "http"
             if self.relay == "splice":
-                await self._relay_splice(client, upstream, conn)
+                await self._relay_splice(client, upstream, conn, first_up, inspect)
             else:
-                await self._relay_copy(client, upstream, conn)
+                await self._relay_copy(client, upstream, conn, first_up, inspect)
         except OSError:
             pass
         finally:
@@ -567,11 +569,78 @@ class EgressProxy:
         infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
         return [str(i[4][0]) for i in infos]
 
-    async def _relay_splice(self, client: socket.socket, upstream: socket.socket, conn: _Conn) -> None:
-        tunnel = _Tunnel(asyncio.get_running_loop(), client, upstream)
+    async def _first_flight(self, client: socket.socket, prefix: bytes, ended: asyncio.Future[None]) -> tls.Verdict:
+        """Peek (MSG_PEEK: nothing is consumed) at what the client sends first through a tunnel, without
+        blocking the server->client direction (server-speaks-first protocols such as SSH just wait here)."""
+        loop = asyncio.get_running_loop()
+        fd = client.fileno()
+        deadline: float | None = None
+        while not ended.done():
+            verdict = tls.parse_client_hello(prefix) if prefix else tls.NeedMore()
+            if not isinstance(verdict, tls.NeedMore):
+                return verdict
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _wake, readable)
+            try:
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                await asyncio.wait({readable, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                loop.remove_reader(fd)
+            if ended.done():
+                break
+            if not readable.done():
+                return tls.Malformed("incomplete ClientHello")
+            try:
+                data = client.recv(tls.MAX_HELLO + 1, socket.MSG_PEEK)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return tls.NotTls()  # the relay sees the error itself
+            if not data:
+                return tls.NotTls()  # EOF: the relay passes it on
+            verdict = tls.parse_client_hello(prefix + data)
+            if not isinstance(verdict, tls.NeedMore):
+                return verdict
+            if deadline is None:
+                deadline = loop.time() + self.handshake_timeout
+            await asyncio.sleep(0.002)  # a partial hello: the socket stays readable, so poll briefly for the rest
+        return tls.NotTls()
+
+    def _judge_first_flight(self, conn: _Conn, verdict: tls.Verdict) -> bool:
+        """Domain fronting guard: a TLS tunnel's SNI must name the allowed host (or another allowed host)."""
+        if isinstance(verdict, tls.NotTls | tls.NeedMore):
+            return True
+        if isinstance(verdict, tls.Malformed):
+            raise self._deny(conn, Decision(False, None, f"unparseable TLS ClientHello ({verdict.reason})"))
+        if verdict.server_name is None:
+            return True
+        try:
+            sni = normalize_host(verdict.server_name)
+        except HostError:
+            raise self._deny(conn, Decision(False, None, "TLS server name is not a valid host name")) from None
+        if str(sni) == conn.host or decide(self.rules, sni, conn.port).allowed:
+            return True
+        raise self._deny(conn, Decision(False, None, f"TLS server name {sni} does not match {conn.host}"))
+
+    async def _relay_splice(
+        self, client: socket.socket, upstream: socket.socket, conn: _Conn, first_up: bytes, inspect: bool
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        tunnel = _Tunnel(loop, client, upstream)
         self._tunnels.add(tunnel)
         try:
-            tunnel.start()
+            tunnel.down.start()
+            if inspect:
+                try:
+                    self._judge_first_flight(conn, await self._first_flight(client, first_up, tunnel.done))
+                except _Blocked:
+                    return
+            if tunnel.closed:
+                return
+            if first_up:
+                await loop.sock_sendall(upstream, first_up)
+                conn.up += len(first_up)
+            tunnel.up.start()
             await tunnel.done
         finally:
             tunnel.close()
@@ -579,7 +648,9 @@ class EgressProxy:
             conn.up += tunnel.up.count
             conn.down += tunnel.down.count
 
-    async def _relay_copy(self, client: socket.socket, upstream: socket.socket, conn: _Conn) -> None:
+    async def _relay_copy(
+        self, client: socket.socket, upstream: socket.socket, conn: _Conn, first_up: bytes, inspect: bool
+    ) -> None:
         """Plain user-space copy (for comparison in benchmarks; `relay="copy"`)."""
         loop = asyncio.get_running_loop()
         counts = [0, 0]
@@ -594,9 +665,21 @@ class EgressProxy:
                 await loop.sock_sendall(dst, data)
                 counts[i] += len(data)
 
+        down = asyncio.ensure_future(pump(upstream, client, 1))
+        ended: asyncio.Future[None] = loop.create_future()
         try:
-            await asyncio.gather(pump(client, upstream, 0), pump(upstream, client, 1), return_exceptions=True)
+            if inspect:
+                try:
+                    self._judge_first_flight(conn, await self._first_flight(client, first_up, ended))
+                except _Blocked:
+                    return
+            if first_up:
+                await loop.sock_sendall(upstream, first_up)
+                counts[0] += len(first_up)
+            await asyncio.gather(pump(client, upstream, 0), down, return_exceptions=True)
         finally:
+            down.cancel()
+            ended.cancel()
             conn.up += counts[0]
             conn.down += counts[1]
 
@@ -617,6 +700,11 @@ class EgressProxy:
         )
         with contextlib.suppress(OSError):
             self._audit.write(rec)
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _raise_nofile_limit(want: int) -> None:
