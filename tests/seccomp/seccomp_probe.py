@@ -5,17 +5,20 @@ Standard library only: it runs under /usr/bin/python3 as any user. It refuses to
 capability, so a broken filter can never make one of its dangerous calls succeed with privilege.
 """
 
+from __future__ import annotations
+
 import ctypes
 import json
 import mmap
 import os
 import sys
+from typing import Any
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 
 
-def status(path):
+def status(path: str) -> dict[str, str]:
     out = {}
     with open(path) as f:
         for line in f:
@@ -25,7 +28,7 @@ def status(path):
     return out
 
 
-def arg(a, keep):
+def arg(a: Any, keep: list[Any]) -> Any:
     if isinstance(a, dict):  # {"buf": "text", "size": n}: a pointer to a zero-padded buffer
         data = a.get("buf", "").encode()
         buf = ctypes.create_string_buffer(data, max(len(data), a.get("size", 0)) or 1)
@@ -34,8 +37,8 @@ def arg(a, keep):
     return ctypes.c_ulong(a & 0xFFFFFFFFFFFFFFFF)
 
 
-def syscall(nr, args):
-    keep = []
+def syscall(nr: int, args: list[Any]) -> dict[str, Any]:
+    keep: list[Any] = []
     ctypes.set_errno(0)
     ret = libc.syscall(ctypes.c_long(nr), *[arg(a, keep) for a in args])
     err = ctypes.get_errno() if ret == -1 else 0
@@ -44,7 +47,7 @@ def syscall(nr, args):
     return {"ret": ret, "errno": err}
 
 
-def machine_code(code_hex):
+def machine_code(code_hex: str) -> dict[str, Any]:
     """Run a few bytes of machine code taking no arguments and returning int (x86-64 `ret`-terminated)."""
     code = bytes.fromhex(code_hex)
     mem = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
@@ -53,7 +56,7 @@ def machine_code(code_hex):
     return {"ret": ctypes.CFUNCTYPE(ctypes.c_int)(addr)()}
 
 
-def run(op):
+def run(op: dict[str, Any]) -> dict[str, Any]:
     kind = op["op"]
     if kind == "syscall":
         return syscall(op["nr"], op.get("args", []))
@@ -75,7 +78,7 @@ def run(op):
         import tempfile
         import threading
 
-        box = []
+        box: list[str] = []
         t = threading.Thread(target=box.append, args=("thread",))
         t.start()
         t.join()
