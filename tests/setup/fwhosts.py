@@ -24,6 +24,7 @@ from rcctest import is_root, require
 
 NETPEER = os.path.join(os.path.dirname(__file__), "netpeer.py")
 PROXY_PORT = 3128
+ECHO_PORT = 9999  # a UDP echo on the outside host
 TEST_USER = "rccuser"
 
 
@@ -114,7 +115,7 @@ def topology() -> Iterator[Topology]:
         sh("ip", "netns", "exec", t.host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         sh("ip", "netns", "exec", t.host, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         servers.append(_serve(t.host, f"{PROXY_PORT},8080,53", "53"))
-        servers.append(_serve(t.outside, f"{PROXY_PORT},80,53", "53"))
+        servers.append(_serve(t.outside, f"{PROXY_PORT},80,53", f"53,{ECHO_PORT}"))
         servers.append(_serve(t.sandbox, "22", ""))
         # The topology itself must work before any test relies on a probe failing.
         for addr in ("10.199.1.2", "fd72:6364::2"):

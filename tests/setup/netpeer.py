@@ -5,12 +5,14 @@
     netpeer.py probe tcp ADDR PORT              connect and read the greeting: prints "ok", "refused" or
                                                 "timeout" (a dropped packet), exit 0 only for "ok"
     netpeer.py probe udp ADDR PORT              send one datagram, wait for the echo: "ok" or "timeout"
+    netpeer.py hammer ADDR PORT SECONDS         a datagram per millisecond; prints how many echoes came back
 
 Only the test harness runs it, and only against addresses inside namespaces the tests created.
 """
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import sys
@@ -76,6 +78,38 @@ def probe(kind: str, addr: str, port: int) -> str:
             return f"error {e.errno}"
 
 
+def hammer(addr: str, port: int, seconds: float) -> int:
+    """Send a UDP datagram every millisecond for `seconds`; return how many echoes came back. Used to show
+    there is no moment, while rules are replaced, when anything gets through."""
+    import time
+
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    echoes = 0
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.setblocking(False)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            with contextlib.suppress(OSError):
+                s.sendto(b"ping", (addr, port))
+            time.sleep(0.001)
+            while True:
+                try:
+                    s.recv(64)
+                    echoes += 1
+                except BlockingIOError:
+                    break
+                except OSError:
+                    break
+        time.sleep(0.2)
+        while True:
+            try:
+                s.recv(64)
+                echoes += 1
+            except OSError:
+                break
+    return echoes
+
+
 def main(argv: list[str]) -> int:
     if argv[0] == "serve":
         opts = dict(zip(argv[1::2], argv[2::2], strict=True))
@@ -84,6 +118,9 @@ def main(argv: list[str]) -> int:
             return [int(p) for p in s.split(",") if p]
 
         serve(ports(opts.get("--tcp", "")), ports(opts.get("--udp", "")))
+        return 0
+    if argv[0] == "hammer":
+        print(hammer(argv[1], int(argv[2]), float(argv[3])), flush=True)
         return 0
     result = probe(argv[1], argv[2], int(argv[3]))
     print(result)
