@@ -488,3 +488,57 @@ def test_ipv6_literal_connect(start_proxy) -> None:  # type: ignore[no-untyped-d
     s, head = connect_tunnel(rp2, f"[::1]:{port}")
     s.close()
     assert b" 403 " in head
+
+
+def test_terminal_escape_in_host_name_is_neutralised(start_proxy, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Attack: a SOCKS5 'name' carrying an ANSI escape sequence, shown on the user's terminal by the denial
+    notice and by `rcc log`."""
+    from rcc.net import logcmd
+
+    rp = start_proxy([])
+    s, rep = socks_connect(rp, "evil\x1b]0;pwned\x07\x1b[2J.example", 443)
+    s.close()
+    assert rep[1] == socks5.NOT_ALLOWED
+    assert rp.notes and all("\x1b" not in n and "\x07" not in n for n in rp.notes)
+    assert "evil\\x1b]0;pwned\\x07" in rp.notes[0]
+    rp.records()
+    logcmd.command([], str(rp.audit))
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "evil\\x1b" in out
+
+
+def test_printable_host_names_are_shown_unchanged(start_proxy) -> None:  # type: ignore[no-untyped-def]
+    rp = start_proxy([])
+    s, _rep = socks_connect(rp, "plain-name.example", 443)
+    s.close()
+    assert "denied plain-name.example:443 (no allow rule)" in rp.notes[0]
+
+
+def test_slow_reader_is_back_pressure_not_memory(start_proxy) -> None:  # type: ignore[no-untyped-def]
+    """A server that never reads: the client's sends stop after a bounded amount (socket buffers + one pipe);
+    the proxy does not buffer without limit."""
+    stop = threading.Event()
+
+    def never_read(c: socket.socket) -> None:
+        stop.wait(30)
+        c.close()
+
+    lsock, port = serve(never_read)
+    rp = start_proxy([f"127.0.0.1:{port}"])
+    s, head = connect_tunnel(rp, f"127.0.0.1:{port}")
+    assert b" 200 " in head
+    s.setblocking(False)
+    chunk = b"\0" * (1 << 20)
+    sent = 0
+    idle_rounds = 0
+    while idle_rounds < 20 and sent < (512 << 20):
+        try:
+            sent += s.send(chunk)
+            idle_rounds = 0
+        except BlockingIOError:
+            idle_rounds += 1
+            time.sleep(0.02)
+    stop.set()
+    s.close()
+    lsock.close()
+    assert sent < (96 << 20), f"{sent >> 20} MiB accepted by a tunnel whose server never reads"

@@ -138,6 +138,20 @@ def split_authority(text: str, default_port: int | None = None) -> tuple[str, in
     return m.group("host"), port
 
 
+def printable(text: str) -> str:
+    """Text safe to show on a terminal: anything but printable ASCII becomes a \\xNN / \\uNNNN escape.
+    Host names in denials come from the sandbox; an escape sequence in one must not reach the user's terminal."""
+    out = []
+    for c in text:
+        if c == "\\":
+            out.append("\\\\")
+        elif 0x20 <= ord(c) < 0x7F:
+            out.append(c)
+        else:
+            out.append(c.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
 def format_hostport(host: str | Host, port: int) -> str:
     s = str(host)
     return f"[{s}]:{port}" if ":" in s else f"{s}:{port}"

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from rcc.errors import UsageError
 from rcc.net.audit import AuditRecord, read_records
-from rcc.net.hosts import format_hostport
+from rcc.net.hosts import format_hostport, printable
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,10 +40,12 @@ def select(records: Iterable[AuditRecord], denied: bool, session: str | None) ->
 
 
 def render_table(records: Sequence[AuditRecord]) -> str:
-    rows = [("TIME", "SESSION", "PROTO", "DESTINATION", "ADDRESS", "DECISION", "UP", "DOWN", "MS", "RULE / REASON")]
+    raw: list[tuple[str, ...]] = [
+        ("TIME", "SESSION", "PROTO", "DESTINATION", "ADDRESS", "DECISION", "UP", "DOWN", "MS", "RULE / REASON")
+    ]
     for r in records:
         why = r.rule if r.decision == "allow" and r.rule else r.reason
-        rows.append(
+        raw.append(
             (
                 r.time.replace("T", " ").rstrip("Z")[:19],
                 r.session[:12],
@@ -57,6 +59,7 @@ def render_table(records: Sequence[AuditRecord]) -> str:
                 why,
             )
         )
+    rows = [tuple(printable(c) for c in row) for row in raw]  # hosts and reasons come from the sandbox
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     out = []
     for row in rows:

@@ -38,7 +38,7 @@ from typing import Literal
 from rcc.net import http1, socks5, tls
 from rcc.net.audit import AuditLog, AuditRecord, utc_now
 from rcc.net.hostaddrs import host_addresses
-from rcc.net.hosts import HostError, IPAddress, format_hostport, normalize_host, unmap
+from rcc.net.hosts import HostError, IPAddress, format_hostport, normalize_host, printable, unmap
 from rcc.net.rules import Decision, Rules, check_address, decide, suggest_allow
 
 F_SETPIPE_SZ = 1031
@@ -118,18 +118,20 @@ class DenialNotifier:
 
 
 def denial_message(host: str, port: int, decision: Decision) -> str:
-    """One line for stderr naming what would allow it."""
-    hp = format_hostport(host, port)
+    """One line for stderr naming what would allow it. Host and reason come from the sandbox: made printable."""
+    hp, reason = printable(format_hostport(host, port)), printable(decision.reason)
     if decision.rule:
-        return f"rcc: denied {hp} ({decision.reason}) — remove it from network.deny / --deny to allow it"
+        return f"rcc: denied {hp} ({reason}) — remove it from network.deny / --deny to allow it"
     if decision.reason.startswith("resolves to"):
         addr = decision.reason.rsplit(" ", 1)[-1]
         return (
-            f"rcc: denied {hp} ({decision.reason}) — allow that address itself with "
-            f"--allow {suggest_allow(addr, port)} if you mean it"
+            f"rcc: denied {hp} ({reason}) — allow that address itself with "
+            f"--allow {printable(suggest_allow(addr, port))} if you mean it"
         )
-    s = suggest_allow(host, port)
-    return f"rcc: denied {hp} ({decision.reason}) — allow with --allow {s} or network.allow in config"
+    if decision.reason.startswith(("invalid host", "TLS server name", "unparseable TLS", "Host header")):
+        return f"rcc: denied {hp} ({reason})"
+    s = printable(suggest_allow(host, port))
+    return f"rcc: denied {hp} ({reason}) — allow with --allow {s} or network.allow in config"
 
 
 class _Direction:
