@@ -244,6 +244,10 @@ class ContainerBackend:
             a += self._mount_args(op, plan, staging)
         a += ["--workdir", _check_value("working directory", plan.cwd, "")]
         a.append(self.image_ref())
+        # GNU env gives the shell's answer for a missing (127) or non-executable (126) command; the init process
+        # (catatonit/tini) would exit 1 for both. A first word with "=" would be an assignment, so it goes direct.
+        if plan.argv and "=" not in plan.argv[0]:
+            a += ["/usr/bin/env", "--"]
         a += list(plan.argv)
         return a
 
@@ -254,7 +258,8 @@ class ContainerBackend:
         def tmpfs(dest: str, mode: int, read_only: bool) -> list[str]:
             dest = _check_value("tmpfs", dest, ",:")
             if podman:
-                spec = f"type=tmpfs,dst={dest},tmpfs-mode={mode:04o}"
+                # notmpcopyup: an empty tmpfs, as with bwrap (podman would copy the image's files into it).
+                spec = f"type=tmpfs,dst={dest},tmpfs-mode={mode:04o},notmpcopyup"
                 spec += ",ro=true" if read_only else ",U=true"
                 return ["--mount", spec]
             opts = f"{'ro' if read_only else 'rw'},mode={mode:04o}" + ("" if read_only else f",{owner}")

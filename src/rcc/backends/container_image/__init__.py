@@ -32,6 +32,9 @@ BASE_VARIANT = "minbase"
 # Containerfile installs it only for as long as it installs the agents' CLIs.
 BASE_PACKAGES: tuple[str, ...] = ("ca-certificates", "git", "curl", "ripgrep", "python3", "nodejs")
 
+# The host's trust store (Debian/Ubuntu path): given to the image build so a TLS-inspecting proxy's CA works.
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
 # podman's own default RLIMIT_NOFILE / RLIMIT_NPROC for containers run by root.
 _PODMAN_NOFILE = 1048576
 _PODMAN_NPROC = 4194304
@@ -92,7 +95,10 @@ def ensure_agent_image(engine_path: str, engine: str, base: str | None = None, o
             f.write(containerfile_text())
         argv = [engine_path, "build", "--pull=never" if engine == "podman" else "--pull=false"]
         # The build reaches the npm registry from the host's network; the agent never runs here.
-        argv += ["--network", "host", "--build-arg", f"BASE={base}", "--tag", tag, "--file", path, ctx]
+        argv += ["--network", "host", "--build-arg", f"BASE={base}", "--tag", tag, "--file", path]
+        if os.path.isfile(HOST_CA_BUNDLE):
+            argv += ["--volume", f"{HOST_CA_BUNDLE}:/run/rcc-host-ca.crt:ro"]
+        argv.append(ctx)
         r = subprocess.run(argv, stdout=out, stderr=out, check=False)
     if r.returncode != 0:
         raise RccError(

@@ -1,0 +1,77 @@
+"""Run one command in a container the way `rcc run --backend podman` does, from the real policy pipeline.
+
+    python3 drive.py --engine podman --image IMAGE [--network none|proxy] [--project DIR] -- CMD [ARGS...]
+
+probe() + compile_plan() from the default Policy (what `rcc run` compiles), then ContainerBackend.run_with().
+In proxy mode the "proxy" is a stand-in that answers every connection with PROXY_GREETING, so a test can see that
+the listener rcc put into the container's network namespace is the one the command reaches. Exit status: the
+command's; rcc errors print like rcc does and exit with rcc's code.
+Runs as whichever user starts it (the tests use runuser for the rootless variant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import threading
+
+from rcc.backends.container import ContainerBackend
+from rcc.compile import Session, compile_plan, interesting_paths
+from rcc.errors import RccError
+from rcc.plan import Plan
+from rcc.policy import NetworkPolicy, Policy
+from rcc.probe import probe
+
+PROXY_GREETING = b"rcc-test-proxy-here\n"
+
+
+class GreetingServer:
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(PROXY_GREETING)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--engine", default="podman")
+    ap.add_argument("--image", required=True)
+    ap.add_argument("--network", choices=("none", "proxy"), default="none")
+    ap.add_argument("--project", default=os.getcwd())
+    ap.add_argument("--print-argv", action="store_true")
+    ap.add_argument("argv", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    argv = a.argv[1:] if a.argv[:1] == ["--"] else a.argv
+    policy = Policy(network=NetworkPolicy(mode="allowlist" if a.network == "proxy" else "none"))
+    project = os.path.realpath(a.project)
+    facts = probe(project, interesting_paths(policy, project))
+    plan: Plan = compile_plan(policy, facts, Session(argv=tuple(argv)), session_id=os.urandom(4).hex())
+    backend = ContainerBackend(a.engine, a.image)
+    if a.print_argv:
+        sys.stdout.write("\0".join(backend.render(plan)))
+        return 0
+    try:
+        return backend.run_with(plan, lambda _plan, listener: GreetingServer(listener))
+    except RccError as e:
+        sys.stderr.write(f"rcc: error: {e.message}\n")
+        if e.hint:
+            sys.stderr.write(f"rcc: hint: {e.hint}\n")
+        return int(e.code)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

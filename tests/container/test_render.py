@@ -1,0 +1,232 @@
+"""Pure tests: how a Plan becomes a podman/docker command line, the image tags, and the doctor's checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rcc.backends.container import ContainerBackend, HostInfo, Limits, translate
+from rcc.backends.container_image import (
+    agent_image_tag,
+    base_image_tag,
+    containers_conf_files,
+    default_ulimits,
+    hybrid_cgroup_controllers,
+)
+from rcc.backends.container_image.base import apt_mirror, debootstrap_argv
+from rcc.errors import ExitCode, RccError
+from rcc.plan import Bind, Dir, FileData, Mask, NetPlan, Plan, Special, Symlink, Tmpfs
+
+ROOTLESS = HostInfo(rootless=True, tty=False, cgroup_limits=False)
+ROOT = HostInfo(rootless=False, tty=True, cgroup_limits=True)
+P = "/home/u/proj"
+
+
+def plan(**kw: object) -> Plan:
+    base: dict[str, object] = {
+        "argv": ("claude", "--help"),
+        "cwd": P,
+        "project": P,
+        "home": "/home/u",
+        "mounts": (
+            Bind("/usr", "/usr", False, "system"),
+            Symlink("usr/bin", "/bin", "merged /usr"),
+            Bind("/etc", "/etc", False, "system"),
+            Special("dev", "/dev"),
+            Special("proc", "/proc"),
+            Tmpfs("/tmp", 0o1777),
+            Symlink("/run", "/var/run"),
+            Tmpfs("/home/u", 0o700),
+            Bind("/home/u/.local/bin", "/home/u/.local/bin", False, "toolchain"),
+            Bind(P, P, True, "project"),
+            Mask(f"{P}/.env", False, "secret"),
+            Mask("/home/u/.local/bin/creds", True, "secret dir"),
+            Bind(f"{P}/.git/hooks", f"{P}/.git/hooks", False, "protected"),
+            FileData("/run/rcc/git-excludes", "x\n"),
+        ),
+        "env": (("HOME", "/home/u"), ("PATH", "/usr/bin:/bin"), ("WEIRD", "a b=c\nd")),
+        "uid": 1000,
+        "gid": 1000,
+        "session_id": "abcd",
+    }
+    base.update(kw)
+    return Plan(**base)  # type: ignore[arg-type]
+
+
+def test_rootless_podman_argv_golden() -> None:
+    argv = ContainerBackend("podman", "localhost/img:1", host=ROOTLESS, engine_path="podman").render(plan())
+    assert argv == [
+        "podman", "run", "--rm", "--name", "rcc-abcd", "--interactive", "--detach-keys", "",
+        "--pull", "never", "--log-driver", "none", "--init",
+        "--network", "none", "--hostname", "rcc", "--ipc", "private", "--cgroupns", "private", "--no-hosts",
+        "--cap-drop", "all", "--security-opt", "no-new-privileges", "--systemd", "false",
+        "--read-only", "--read-only-tmpfs=false", "--userns", "keep-id", "--user", "1000:1000",
+        "--unsetenv-all",
+        "--env", "HOME=/home/u", "--env", "PATH=/usr/bin:/bin", "--env", "WEIRD=a b=c\nd",
+        "--mount", "type=tmpfs,dst=/tmp,tmpfs-mode=1777,notmpcopyup,U=true",
+        "--mount", "type=tmpfs,dst=/home/u,tmpfs-mode=0700,notmpcopyup,U=true",
+        "--mount", "type=bind,src=/home/u/.local/bin,dst=/home/u/.local/bin,ro=true",
+        "--mount", f"type=bind,src={P},dst={P},ro=false",
+        "--mount", f"type=bind,src=/dev/null,dst={P}/.env,ro=true",
+        "--mount", "type=tmpfs,dst=/home/u/.local/bin/creds,tmpfs-mode=0555,notmpcopyup,ro=true",
+        "--mount", f"type=bind,src={P}/.git/hooks,dst={P}/.git/hooks,ro=true",
+        "--mount", "type=bind,src=/run/rcc-staging/" + _staging_name("/run/rcc/git-excludes")
+        + ",dst=/run/rcc/git-excludes,ro=true",
+        "--workdir", P, "localhost/img:1", "/usr/bin/env", "--", "claude", "--help",
+    ]  # fmt: skip
+
+
+def _staging_name(dest: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(dest.encode()).hexdigest()[:16]
+
+
+def test_root_podman_has_limits_tty_and_no_keep_id() -> None:
+    argv = ContainerBackend("podman", "img", host=ROOT, limits=Limits(pids=100, memory="1g")).render(plan())
+    assert "--tty" in argv
+    assert "keep-id" not in argv
+    i = argv.index("--pids-limit")
+    assert argv[i + 1] == "100"
+    assert argv[argv.index("--memory") + 1] == "1g" and argv[argv.index("--memory-swap") + 1] == "1g"
+
+
+def test_rootless_on_cgroup_v1_leaves_limits_out() -> None:
+    argv = ContainerBackend("podman", "img", host=ROOTLESS).render(plan())
+    assert "--pids-limit" not in argv and "--memory" not in argv
+
+
+def test_docker_argv_uses_docker_syntax() -> None:
+    argv = ContainerBackend("docker", "img", host=ROOT, engine_path="docker").render(plan())
+    assert argv[:2] == ["docker", "run"]
+    for podman_only in ("--unsetenv-all", "--read-only-tmpfs=false", "--systemd", "--no-hosts", "keep-id"):
+        assert podman_only not in argv
+    assert "/home/u:rw,mode=0700,uid=1000,gid=1000" in argv
+    assert f"type=bind,src={P},dst={P},readonly=false" in argv
+    assert argv[argv.index("--user") + 1] == "1000:1000"
+
+
+def test_translate_skips_system_and_engine_provided_ops() -> None:
+    t = translate(plan())
+    dests = [m.dest for m in t.mounts]
+    assert "/usr" not in dests and "/etc" not in dests and "/dev" not in dests and "/bin" not in dests
+    skipped = {op.dest: why for op, why in t.skipped}
+    assert "image provides" in skipped["/bin"] and "image provides" in skipped["/usr"]
+    assert "engine provides" in skipped["/proc"]
+
+
+def test_later_op_covers_earlier_ones_at_and_below_its_destination() -> None:
+    p = plan(
+        mounts=(
+            Bind("/data/a", "/data/a", True),
+            Bind("/data/a/b", "/data/a/b", True),
+            Tmpfs("/data/a"),
+            Mask("/data/x", False),
+            Bind("/data/x", "/data/x", False),
+        )
+    )
+    t = translate(p)
+    assert t.mounts == (Tmpfs("/data/a"), Bind("/data/x", "/data/x", False))
+
+
+def test_dir_becomes_user_owned_tmpfs() -> None:
+    argv = ContainerBackend("podman", "img", host=ROOTLESS).render(plan(mounts=(Dir("/home/u/.cache", 0o700),)))
+    assert "type=tmpfs,dst=/home/u/.cache,tmpfs-mode=0700,notmpcopyup,U=true" in argv
+
+
+def test_comma_in_a_path_is_refused_not_passed() -> None:
+    evil = "/home/u/p,U=true"
+    with pytest.raises(RccError) as e:
+        ContainerBackend("podman", "img", host=ROOTLESS).render(plan(mounts=(Bind(evil, evil, True),)))
+    assert e.value.code == ExitCode.CONFIG
+
+
+def test_colon_in_tmpfs_is_refused_for_docker_syntax() -> None:
+    with pytest.raises(RccError):
+        ContainerBackend("docker", "img", host=ROOT).render(plan(mounts=(Tmpfs("/a:b"),)))
+
+
+def test_newline_in_a_path_is_refused() -> None:
+    with pytest.raises(RccError):
+        ContainerBackend("podman", "img", host=ROOT).render(plan(mounts=(Bind("/a\nb", "/a\nb"),)))
+
+
+@pytest.mark.parametrize("image", ["", "-v", "--privileged", "a b"])
+def test_option_like_image_names_are_refused(image: str) -> None:
+    with pytest.raises(RccError) as e:
+        ContainerBackend("podman", image)
+    assert e.value.code == ExitCode.CONFIG
+
+
+def test_control_registry_image_names_are_accepted() -> None:
+    b = ContainerBackend("podman", "registry.example:5000/team/agent@sha256:" + "a" * 64, host=ROOT)
+    assert b.render(plan())[-5] == b.image
+
+
+def test_unknown_engine_is_refused() -> None:
+    with pytest.raises(RccError):
+        ContainerBackend("lxc")
+
+
+def test_argv_starting_with_dash_stays_the_commands() -> None:
+    argv = ContainerBackend("podman", "img", host=ROOT).render(plan(argv=("--privileged", "x")))
+    assert argv[-4:] == ["/usr/bin/env", "--", "--privileged", "x"]
+    assert argv.index("--privileged") > argv.index("img")
+
+
+def test_network_is_always_none_even_in_proxy_mode() -> None:
+    argv = ContainerBackend("podman", "img", host=ROOT).render(plan(net=NetPlan("proxy", 3128)))
+    assert argv[argv.index("--network") + 1] == "none"
+    assert argv.count("--network") == 1
+
+
+def test_image_tags_hash_their_inputs() -> None:
+    assert base_image_tag().startswith("localhost/rcc-base:bookworm-")
+    assert agent_image_tag() == agent_image_tag()
+    assert agent_image_tag("localhost/other:1") != agent_image_tag()
+    assert ContainerBackend("podman", None, host=ROOT).render(plan())[-5] == agent_image_tag()
+
+
+def test_debootstrap_argv() -> None:
+    a = debootstrap_argv("/tmp/r", "http://mirror.example/debian")
+    assert a[0] == "debootstrap" and a[-3:] == ["bookworm", "/tmp/r", "http://mirror.example/debian"]
+    assert "--variant=minbase" in a and any(x.startswith("--include=") and "git" in x for x in a)
+
+
+def test_apt_mirror_reads_deb822_and_one_line_sources() -> None:
+    deb822 = (
+        "Types: deb\nURIs: http://deb.example/debian-security\nSuites: bookworm-security\nComponents: main\n\n"
+        "Types: deb\nURIs: http://deb.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n"
+    )
+    assert apt_mirror([("/etc/apt/sources.list.d/debian.sources", deb822)]) == "http://deb.example/debian"
+    one = "# comment\ndeb [arch=amd64] http://m.example/debian bookworm main\n"
+    assert apt_mirror([("/etc/apt/sources.list", one)]) == "http://m.example/debian"
+    assert apt_mirror([]) == "http://deb.debian.org/debian"
+
+
+def test_hybrid_cgroup_detection(tmp_path: Path) -> None:
+    (tmp_path / "unified").mkdir()
+    (tmp_path / "unified" / "cgroup.controllers").write_text("hugetlb\n")
+    assert hybrid_cgroup_controllers(str(tmp_path)) == ["hugetlb"]
+    (tmp_path / "unified" / "cgroup.controllers").write_text("\n")
+    assert hybrid_cgroup_controllers(str(tmp_path)) == []  # the fix applied: v2 holds nothing
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    assert hybrid_cgroup_controllers(str(tmp_path)) == []  # pure cgroup v2
+
+
+def test_default_ulimits_last_file_wins(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a.conf", tmp_path / "b.conf", tmp_path / "c.conf"
+    a.write_text('[containers]\ndefault_ulimits = ["nofile=1048576:1048576"]\n')
+    b.write_text("[containers]\ndefault_ulimits = []\n")
+    c.write_text("[engine]\nevents_logger = 'file'\n")
+    assert default_ulimits([str(a)]) == ["nofile=1048576:1048576"]
+    assert default_ulimits([str(a), str(b), str(c)]) == []
+    assert default_ulimits([str(c)]) is None
+    assert default_ulimits([str(tmp_path / "missing.conf")]) is None
+
+
+def test_containers_conf_files_include_user_files_only_rootless(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    assert not any(str(tmp_path) in f for f in containers_conf_files(False, env))
+    assert str(tmp_path / ".config" / "containers" / "containers.conf") in containers_conf_files(True, env)
