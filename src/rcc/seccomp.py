@@ -364,18 +364,21 @@ RULES: Final[tuple[Rule, ...]] = (
 
 
 # --------------------------------------------------------------------------------------- assembler
-@dataclass(frozen=True)
 class _Jump:
-    code: int
-    k: int
-    jt: str | int  # a label, or a relative offset
-    jf: str | int
+    """A conditional jump; jt/jf are labels or relative offsets. (Plain classes: cheaper to define than
+    dataclasses, and this module loads on every `rcc run`.)"""
+
+    __slots__ = ("code", "jf", "jt", "k")
+
+    def __init__(self, code: int, k: int, jt: str | int, jf: str | int) -> None:
+        self.code, self.k, self.jt, self.jf = code, k, jt, jf
 
 
-@dataclass(frozen=True)
 class _Insn:
-    code: int
-    k: int
+    __slots__ = ("code", "k")
+
+    def __init__(self, code: int, k: int) -> None:
+        self.code, self.k = code, k
 
 
 _Item = _Jump | _Insn | str  # str: a label marking the next instruction
