@@ -406,10 +406,11 @@ class EgressProxy:
                 if now - t.last > self.idle_timeout:
                     t.abort()
 
-    def _own_addresses(self) -> frozenset[IPAddress]:
+    async def _own_addresses(self) -> frozenset[IPAddress]:
+        """This host's addresses, re-read at most every 2 s, off the loop (/proc/net/fib_trie can be large)."""
         now = time.monotonic()
         if now - self._host_addrs_at > 2.0:
-            self._host_addrs = host_addresses()
+            self._host_addrs = await asyncio.get_running_loop().run_in_executor(None, host_addresses)
             self._host_addrs_at = now
         return self._host_addrs
 
@@ -532,7 +533,7 @@ class EgressProxy:
                 raise self._error(conn, f"could not resolve: {e or 'timeout'}", socks5.HOST_UNREACHABLE) from None
             if not addrs:
                 raise self._error(conn, "could not resolve: no addresses", socks5.HOST_UNREACHABLE)
-        own = self._own_addresses()
+        own = await self._own_addresses()
         for a in addrs:
             ad = check_address(self.rules, a, conn.port, own)
             if not ad.allowed:
