@@ -165,6 +165,10 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
         sys.stderr.write(f"rcc: note: {n}\n")
     backend, _why = resolve(eff.policy.backend)
     if not opts.dry_run:
+        from rcc.setup import missing_setup
+
+        if hint := missing_setup():
+            sys.stderr.write(f"rcc: note: {hint}\n")
         problems = backend.problems()
         if problems:
             p = problems[0]

@@ -14,10 +14,11 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from rcc import paths
 from rcc.errors import ExitCode, RccError, UsageError
+
+TYPE_CHECKING = False  # `rcc run` imports this module for missing_setup(): no typing import
 
 if TYPE_CHECKING:
     from rcc.firewall.spec import FirewallSpec
