@@ -44,9 +44,13 @@ def main() -> int:
         "GIT_COMMITTER_NAME": "demo",
         "GIT_COMMITTER_EMAIL": "demo@example.invalid",
     }
+    for k in [k for k in env if k.startswith("SUDO_")]:
+        del env[k]  # the demo user is the fake HOME's owner, not whoever ran sudo
     subprocess.run(["git", "init", "-q", project], check=True)
     rcc = [sys.executable, "-m", "rcc"]
     print(f"{BOLD}rcc demo{RESET}: project {project}, a fake HOME with a planted SSH key at {home}")
+    print(f"{BOLD}$ rcc setup{RESET}  (config and state directories for this account; no root needed)")
+    subprocess.run([*rcc, "setup"], env=env, check=True)
     print(f"{BOLD}$ rcc run --env GIT_AUTHOR_NAME ... -- sh -c '<the steps below>'{RESET}")
     script = SCRIPT.replace("{outside}", outside)
     cmd = [*rcc, "run", "--project", project]
