@@ -17,6 +17,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tty
 from dataclasses import dataclass
 from pathlib import Path
@@ -379,3 +380,46 @@ def test_control_native_syscall_instruction_works_and_int80_works_unfiltered(box
     _x86_only()
     assert box.run([{"op": "machine_code", "code": X86_GETPID_NATIVE}]).first["ret"] > 0
     assert box.run([{"op": "machine_code", "code": X86_GETPID_INT80}], filtered=False).first["ret"] > 0
+
+
+# ------------------------------------------------------------------------------------------- through rcc run
+def _rcc_run_on_a_terminal(tmp_path: Path, code: str) -> tuple[subprocess.CompletedProcess[str], bytes]:
+    """`rcc run` from a terminal (interactive: no --new-session, so the agent keeps job control): its stdin is
+    the controlling terminal, as when a user starts an agent from their shell."""
+    require(shutil.which("bwrap") is not None, "bubblewrap (bwrap) is not installed")
+    require(shutil.which("setsid") is not None, "setsid (util-linux) is needed for a controlling terminal")
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    home.mkdir()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
+    master, slave = os.openpty()
+    try:
+        tty.setraw(slave)
+        argv = ["setsid", "--ctty", sys.executable, "-m", "rcc", "run", "--", PYTHON, "-I", "-c", code]
+        p = subprocess.run(
+            argv, stdin=slave, capture_output=True, text=True, cwd=project, env=env, timeout=120, check=False
+        )
+        return p, _pending_input(slave)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+IOCTL_ON_STDIN = """
+import ctypes, json, sys
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(b"X", 8)
+ret = libc.ioctl(0, ctypes.c_ulong(int(sys.argv[1], 0)), buf)
+print(json.dumps({"ret": ret, "errno": ctypes.get_errno() if ret else 0}))
+"""
+
+
+def test_rcc_run_agent_typing_into_the_users_terminal_is_denied(tmp_path: Path) -> None:
+    p, pending = _rcc_run_on_a_terminal(tmp_path, IOCTL_ON_STDIN.replace("sys.argv[1]", '"0x5412"'))
+    assert json.loads(p.stdout.splitlines()[-1]) == DENIED_EPERM, p.stderr
+    assert pending == b""
+
+
+def test_control_rcc_run_agent_reads_the_terminal_size(tmp_path: Path) -> None:
+    p, _ = _rcc_run_on_a_terminal(tmp_path, IOCTL_ON_STDIN.replace("sys.argv[1]", f'"{TIOCGWINSZ:#x}"'))
+    assert json.loads(p.stdout.splitlines()[-1]) == {"ret": 0, "errno": 0}, p.stderr
