@@ -92,6 +92,16 @@ def test_root_podman_has_limits_tty_and_no_keep_id() -> None:
     assert argv[argv.index("--memory") + 1] == "1g" and argv[argv.index("--memory-swap") + 1] == "1g"
 
 
+def test_host_ca_bundle_is_the_only_file_of_host_etc() -> None:
+    host = HostInfo(rootless=True, tty=False, cgroup_limits=False, ca_bundle="/etc/ssl/certs/ca-certificates.crt")
+    argv = ContainerBackend("podman", "img", host=host).render(plan())
+    etc = [a for a in argv if "dst=/etc" in a]
+    assert etc == ["type=bind,src=/etc/ssl/certs/ca-certificates.crt,dst=/etc/ssl/certs/ca-certificates.crt,ro=true"]
+    # a plan that does not show the host's /etc (none does today, but the rule is the plan's) gets nothing
+    no_etc = plan(mounts=tuple(m for m in plan().mounts if m.dest != "/etc"))
+    assert not [a for a in ContainerBackend("podman", "img", host=host).render(no_etc) if "/etc/" in a]
+
+
 def test_rootless_on_cgroup_v1_leaves_limits_out() -> None:
     argv = ContainerBackend("podman", "img", host=ROOTLESS).render(plan())
     assert "--pids-limit" not in argv and "--memory" not in argv

@@ -57,6 +57,10 @@ SYSTEM_PREFIXES: tuple[str, ...] = (
     "/nix",
 )
 
+# The host's trust store: the only file of the host's /etc the container sees (a TLS-inspecting proxy's CA must
+# work in the container as it does with bwrap, which shows the host's whole /etc read-only).
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
 # The fix for the hybrid cgroup v1/v2 machines this was built on; `rcc doctor` repeats it.
 HUGETLB_FIX = (
     "this machine mounts cgroup v1 controllers next to a cgroup v2 hierarchy that still holds a controller "
@@ -87,6 +91,7 @@ class HostInfo:
     rootless: bool  # podman runs as a normal user (user namespace with keep-id)
     tty: bool  # stdin is a terminal: allocate a pty in the container
     cgroup_limits: bool  # the engine can enforce pids/memory limits here (not rootless on cgroup v1)
+    ca_bundle: str = ""  # the host's CA bundle (public certificates), shown where the plan shows the host's /etc
 
     @classmethod
     def probe(cls, engine: Engine) -> HostInfo:
@@ -96,6 +101,7 @@ class HostInfo:
             rootless=rootless,
             tty=sys.stdin.isatty(),
             cgroup_limits=not rootless or v2,
+            ca_bundle=HOST_CA_BUNDLE if os.path.isfile(HOST_CA_BUNDLE) else "",
         )
 
 
@@ -201,6 +207,29 @@ class ContainerBackend:
 
         return machine_problems(self.engine, self.engine_path, self.image)
 
+    def image_problems(self) -> list[Problem]:
+        """For `rcc doctor` only (asks the engine, ~0.1 s): is the image there, or can rcc build it?"""
+        from rcc.backends.container_image import base_image_tag, base_missing_error, image_exists
+
+        if not self.engine_path:
+            return []
+        ref = self.image_ref()
+        if image_exists(self.engine_path, self.engine, ref):
+            return []
+        if self.image:
+            return [
+                Problem(
+                    f"the configured image {ref} is not in {self.engine}'s image store",
+                    f"`{self.engine} pull {ref}` (or build it), or remove `image` from the config to use rcc's image",
+                    ExitCode.SETUP,
+                )
+            ]
+        base = base_image_tag()
+        if image_exists(self.engine_path, self.engine, base):
+            return []  # the agent image is built from it on first use (a few minutes, with progress)
+        e = base_missing_error(self.engine, base)
+        return [Problem(e.message, e.hint, ExitCode.SETUP)]
+
     # ------------------------------------------------------------------------------------------- render
     def render(self, plan: Plan) -> list[str]:
         """`podman run ...` for the plan (proxy mode really uses create + init + start, same options)."""
@@ -240,8 +269,12 @@ class ContainerBackend:
             a.append("--unsetenv-all")
         for k, v in plan.env:
             a += ["--env", f"{k}={v}"]
-        for op in translate(plan).mounts:
+        t = translate(plan)
+        for op in t.mounts:
             a += self._mount_args(op, plan, staging)
+        shows_etc = any(isinstance(op, Bind) and op.dest == "/etc" for op, _ in t.skipped)
+        if host.ca_bundle and shows_etc and not any(_under(host.ca_bundle, m.dest) for m in t.mounts):
+            a += self._mount_args(Bind(host.ca_bundle, host.ca_bundle, False), plan, staging)
         a += ["--workdir", _check_value("working directory", plan.cwd, "")]
         a.append(self.image_ref())
         # GNU env gives the shell's answer for a missing (127) or non-executable (126) command; the init process
