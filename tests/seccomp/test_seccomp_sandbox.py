@@ -392,6 +392,8 @@ def _rcc_run_on_a_terminal(tmp_path: Path, code: str) -> tuple[subprocess.Comple
     project.mkdir()
     home.mkdir()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
+    if "PYTHONPATH" in os.environ:  # how this interpreter finds rcc when it is not installed into it
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     master, slave = os.openpty()
     try:
         tty.setraw(slave)
@@ -416,10 +418,12 @@ print(json.dumps({"ret": ret, "errno": ctypes.get_errno() if ret else 0}))
 
 def test_rcc_run_agent_typing_into_the_users_terminal_is_denied(tmp_path: Path) -> None:
     p, pending = _rcc_run_on_a_terminal(tmp_path, IOCTL_ON_STDIN.replace("sys.argv[1]", '"0x5412"'))
+    assert p.stdout.strip(), p.stderr
     assert json.loads(p.stdout.splitlines()[-1]) == DENIED_EPERM, p.stderr
     assert pending == b""
 
 
 def test_control_rcc_run_agent_reads_the_terminal_size(tmp_path: Path) -> None:
     p, _ = _rcc_run_on_a_terminal(tmp_path, IOCTL_ON_STDIN.replace("sys.argv[1]", f'"{TIOCGWINSZ:#x}"'))
+    assert p.stdout.strip(), p.stderr
     assert json.loads(p.stdout.splitlines()[-1]) == {"ret": 0, "errno": 0}, p.stderr
