@@ -542,3 +542,29 @@ def test_slow_reader_is_back_pressure_not_memory(start_proxy) -> None:  # type: 
     s.close()
     lsock.close()
     assert sent < (96 << 20), f"{sent >> 20} MiB accepted by a tunnel whose server never reads"
+
+
+def test_close_does_not_wait_for_a_hanging_lookup(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from rcc.net.proxy import EgressProxy
+    from rcc.net.rules import compile_rules
+
+    async def hanging(name: str, port: int) -> list[str]:
+        await asyncio.get_running_loop().run_in_executor(None, time.sleep, 20)  # a resolver thread stuck in DNS
+        return []
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    proxy = EgressProxy(compile_rules(["slow.example"], []), str(tmp_path / "a.jsonl"), "s", lambda _m: None,
+                        resolver=hanging)
+    proxy.start([lsock])
+    s = socket.create_connection(lsock.getsockname(), timeout=5)
+    s.sendall(b"CONNECT slow.example:443 HTTP/1.1\r\n\r\n")
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    proxy.close()
+    assert time.monotonic() - t0 < 3
+    assert s.recv(100) == b""
+    s.close()

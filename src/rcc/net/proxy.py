@@ -22,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import fcntl
@@ -336,6 +337,9 @@ class EgressProxy:
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
+        # Our own pool for getaddrinfo and /proc reads, so close() need not wait for a hanging DNS lookup.
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="rcc-proxy-resolve")
+        loop.set_default_executor(pool)
         self._loop = loop
         try:
             loop.run_until_complete(self._main())
@@ -345,8 +349,7 @@ class EgressProxy:
             for s in self._listeners:
                 s.close()
             self._ready.set()
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_default_executor())
+            pool.shutdown(wait=False, cancel_futures=True)
             loop.close()
 
     async def _main(self) -> None:
