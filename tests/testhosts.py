@@ -17,9 +17,10 @@ Pytest fixtures (re-export them from your conftest: `from testhosts import testh
 
 Invariants:
 1. Addresses come from 10.200.0.0/16 only, one random /30 per host: .1 is the host side of the veth (in the
-   namespace the test runs in), .2 the test host inside its own netns `rcc-t-<6 hex>`.
+   namespace the test runs in), .2 the test host inside its own netns `rcc-t-<pid>-<6 hex>`.
 2. Everything a TestHost creates (netns, veth, server threads, processes started with `run_bg`) is removed
-   by `close()`, which the context manager and the fixture always call.
+   by `close()`, which the context manager and the fixture always call. Namespaces of test processes that
+   died (killed mid-test) are removed by the next test_host() (remove_stale()).
 3. Listening sockets are created inside the netns by a short-lived thread that setns()es there and back;
    the server itself runs in an ordinary thread of the test process (a socket keeps its netns for life).
 """
@@ -61,9 +62,7 @@ def _ip(*args: str) -> None:
 
 
 def _used_prefixes() -> set[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    out = subprocess.run(
-        ["ip", "-o", "-4", "addr", "show"], check=True, capture_output=True, text=True
-    ).stdout
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show"], check=True, capture_output=True, text=True).stdout
     nets: set[ipaddress.IPv4Network | ipaddress.IPv6Network] = set()
     for line in out.splitlines():
         parts = line.split()
@@ -272,11 +271,25 @@ class TestHost:
         subprocess.run(["ip", "link", "del", self.veth], check=False, capture_output=True)
 
 
+def remove_stale() -> None:
+    """Delete test netns left behind by test processes that died (their pid is in the name)."""
+    try:
+        names = os.listdir("/run/netns")
+    except OSError:
+        return
+    for n in names:
+        parts = n.split("-")
+        stale = len(parts) == 4 and parts[:2] == ["rcc", "t"] and parts[2].isdigit()
+        if stale and not os.path.exists(f"/proc/{parts[2]}"):
+            subprocess.run(["ip", "netns", "del", n], check=False, capture_output=True)
+
+
 @contextlib.contextmanager
 def test_host() -> Iterator[TestHost]:
     """Create a netns with one veth pair and a /30 from 10.200.0.0/16; remove it all on exit."""
+    remove_stale()
     tag = secrets.token_hex(3)
-    name, veth, peer = f"rcc-t-{tag}", f"rt{tag}h", f"rt{tag}p"
+    name, veth, peer = f"rcc-t-{os.getpid()}-{tag}", f"rt{tag}h", f"rt{tag}p"
     net = _pick_subnet()
     gw, addr = str(net.network_address + 1), str(net.network_address + 2)
     host = TestHost(name=name, address=addr, gateway=gw, veth=veth)
@@ -348,9 +361,7 @@ class TestCA:
             except ValueError:
                 sans.append(f"DNS:{n}")
         ext = base.with_suffix(".ext")
-        ext.write_text(
-            f"subjectAltName={','.join(sans)}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"
-        )
+        ext.write_text(f"subjectAltName={','.join(sans)}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
         key, csr, cert = f"{base}.key", f"{base}.csr", f"{base}.pem"
         subprocess.run(
             [
