@@ -202,9 +202,15 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
         info = facts.info(path)
         if info.kind == "missing" or (info.kind == "symlink" and not info.target_exists):
             return
-        src = info.real if info.kind == "symlink" else path
-        if any(_under(src, s) for s in policy.filesystem.hide):
+        src = info.real or path  # resolved in every component
+        if any(_under(src, s) or _under(src, facts.info(s).real or s) for s in policy.filesystem.hide):
             return  # a toolchain link into a secret stays hidden
+        if src == "/" or _under(home, src) or _under(facts.home_logical, src):
+            raise RccError(
+                f"{path} resolves to {src}, which would expose the whole home directory or filesystem",
+                hint="name the directories the agent needs, e.g. ~/.cargo/bin",
+                code=ExitCode.CONFIG,
+            )
         mounts.append(Bind(src, path, writable, why))
 
     for p in policy.filesystem.toolchains:
@@ -283,8 +289,8 @@ def _masks(policy: Policy, facts: HostFacts, binds: Sequence[Bind]) -> list[Moun
             if not info.target_exists:
                 continue
             host, is_dir = info.real, info.target_is_dir
-        else:
-            host, is_dir = secret, info.kind == "dir"
+        else:  # resolved: binds are compared by their resolved sources (the home itself may be a symlink)
+            host, is_dir = info.real or secret, info.kind == "dir"
         for b in binds:
             if not _under(host, b.src):
                 continue

@@ -67,11 +67,14 @@ def path_info(path: str) -> PathInfo:
     if stat.S_ISLNK(st.st_mode):
         real = os.path.realpath(path)
         return PathInfo("symlink", real, os.path.exists(real), os.path.isdir(real), os.readlink(path))
+    # `real` resolves symlinks in *every* component: `--ro /x/link/.ssh` (link -> home) is the secret ~/.ssh,
+    # and only the resolved path can be compared with the hidden ones.
+    real = os.path.realpath(path)
     if stat.S_ISDIR(st.st_mode):
-        return PathInfo("dir", path)
+        return PathInfo("dir", real)
     if stat.S_ISREG(st.st_mode):
-        return PathInfo("file", path)
-    return PathInfo("other", path)
+        return PathInfo("file", real)
+    return PathInfo("other", real)
 
 
 def git_identity(home: str, env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
