@@ -9,7 +9,7 @@ import time
 import uuid
 
 import pytest
-from conftest import World, kill_tree
+from escape_world import World, kill_tree
 
 from rcctest import require
 

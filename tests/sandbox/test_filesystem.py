@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import PRIVATE, SECRETS, World
+from escape_world import PRIVATE, SECRETS, World
 
 from rcctest import is_root, require
 

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import World
+from escape_world import World
 
 pytestmark = pytest.mark.sandbox
 
