@@ -1,0 +1,175 @@
+"""Interactive sessions through a real pty (pexpect): the real Claude Code UI, and `rcc shell` for what a terminal
+user expects: typing, window resize (SIGWINCH), Ctrl-C, Ctrl-Z, exit status, no stray processes afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from agentworld import RCC, FakeApi, World, claude_args, sandbox_ready
+
+pytestmark = [pytest.mark.sandbox]
+
+KEY = "sk-ant-test-key-0123456789abcdefghij"
+PROMPT = r"bash-[0-9.]+[#$] "
+
+
+def spawn(world: World, args: list[str], rows: int = 40, cols: int = 120) -> pexpect.spawn:
+    child = pexpect.spawn(RCC[0], [*RCC[1:], *args], cwd=str(world.project), env=world.env, dimensions=(rows, cols),
+                          encoding="utf-8", timeout=30)
+    return child
+
+
+def no_sandbox_left(marker: str) -> bool:
+    """No bwrap or sandboxed process whose command line mentions `marker` (the test's private paths)."""
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    return not any(marker in line and "ps -eo" not in line for line in out.splitlines())
+
+
+def seed_claude_state(world: World) -> None:
+    """Skip the first-run dialogs (theme, API key approval, folder trust) in rcc's state dir for claude."""
+    st = world.home / ".local/state/rcc/agents/claude/home/.claude"
+    st.mkdir(parents=True)
+    (st / ".claude.json").write_text(json.dumps({
+        "hasCompletedOnboarding": True,
+        "theme": "dark",
+        "numStartups": 1,
+        "customApiKeyResponses": {"approved": [KEY[-20:]], "rejected": []},
+        "projects": {str(world.project): {"hasTrustDialogAccepted": True, "hasCompletedProjectOnboarding": True}},
+    }))
+
+
+@pytest.mark.agent
+@pytest.mark.netns
+def test_claude_interactive_type_resize_ctrl_c_exit(claude_world: tuple[World, FakeApi]) -> None:
+    world, api = claude_world
+    seed_claude_state(world)
+    world.env["ANTHROPIC_API_KEY"] = KEY
+    api.set_turns([{"text": "PONG-7731"}])
+    child = spawn(world, claude_args(api))
+    try:
+        child.expect("for shortcuts|❯", timeout=30)  # the prompt box is up: raw mode and colours work
+        time.sleep(1.0)
+        child.send("hello there")
+        child.expect("there")  # echoed by Claude Code's own line editor (raw mode)
+        child.send("\r")
+        child.expect("PONG-7731", timeout=30)
+        child.setwinsize(50, 150)  # the UI redraws for the new width
+        child.expect("─{140,}", timeout=10)
+        child.sendcontrol("c")
+        child.expect("again to exit", timeout=10)
+        child.sendcontrol("c")
+        child.expect(pexpect.EOF, timeout=15)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, (child.exitstatus, child.signalstatus)
+    asked = [r for r in api.records() if r["kind"] == "request" and r.get("tools")]
+    assert asked, "the typed prompt reached the model"
+    assert no_sandbox_left(str(world.project))
+
+
+def _world_shell(world: World) -> list[str]:
+    world.env["SHELL"] = "/bin/bash"
+    return ["shell", "--no-network", "--", "--norc", "--noprofile", "-i"]
+
+
+def test_shell_exit_status_passes_through(world: World) -> None:
+    sandbox_ready()
+    child = spawn(world, _world_shell(world))
+    child.expect(PROMPT)
+    child.sendline("echo inside-$RCC_SANDBOX; exit 7")
+    child.expect("inside-1")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 7
+    assert no_sandbox_left(str(world.project))
+
+
+def test_shell_window_resize_reaches_sandboxed_process(world: World) -> None:
+    sandbox_ready()
+    child = spawn(world, _world_shell(world), rows=30, cols=100)
+    child.expect(PROMPT)
+    child.sendline("python3 -c 'import signal, os, time; signal.signal(signal.SIGWINCH, lambda *a: print(\"WIN\" + "
+                   "\"CH\", *os.get_terminal_size(), flush=True)); print(\"rea\" + \"dy\", flush=True); time.sleep(30)'")
+    child.expect("ready")
+    time.sleep(0.3)
+    child.setwinsize(33, 111)
+    child.expect("WINCH 111 33", timeout=10)
+    child.sendcontrol("c")
+    child.expect(PROMPT)
+    child.sendline("exit 0")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_shell_ctrl_c_interrupts_the_sandboxed_command(world: World) -> None:
+    """Ctrl-C stops the command running in the sandbox, not the shell: rcc must not start the sandbox with
+    SIGINT ignored (an ignored signal stays ignored across exec)."""
+    sandbox_ready()
+    child = spawn(world, _world_shell(world))
+    child.expect(PROMPT)
+    child.sendline("grep -i sigign /proc/self/status; sleep 30; echo after=$?")
+    time.sleep(0.5)
+    child.sendcontrol("c")
+    child.expect("after=130", timeout=10)
+    child.sendline("exit 0")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_shell_ctrl_z_suspends_job_inside(world: World) -> None:
+    sandbox_ready()
+    child = spawn(world, _world_shell(world))
+    child.expect(PROMPT)
+    child.sendline("sleep 30")
+    time.sleep(0.5)
+    child.sendcontrol("z")
+    child.expect("Stopped", timeout=10)
+    child.sendline("kill -9 %1")
+    child.expect(PROMPT)
+    child.sendline("exit 3")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 3
+
+
+def test_terminal_injection_with_tiocsti_is_blocked(world: World) -> None:
+    """A sandboxed process pushing `rm -rf ~` into the terminal's input queue runs it in the user's shell after
+    rcc exits (TIOCSTI). The seccomp filter refuses the ioctl; the control shows the terminal otherwise works."""
+    sandbox_ready()
+    child = spawn(world, _world_shell(world))
+    child.expect(PROMPT)
+    child.sendline("python3 -c 'import fcntl, termios\ntry:\n fcntl.ioctl(0, termios.TIOCSTI, b\"X\")\n"
+                   " print(\"INJ\" + \"ECTED\")\nexcept OSError as e:\n print(\"ref\" + \"used\", e.errno)'")
+    i = child.expect(["refused", "INJECTED"])
+    assert i == 0, "TIOCSTI must be refused inside the sandbox"
+    child.sendline("stty size; exit 0")  # control: ordinary terminal ioctls work
+    child.expect(r"\d+ \d+")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+@pytest.mark.parametrize("net", [["--no-network"], []], ids=["no-network", "proxy"])
+def test_killing_rcc_leaves_no_sandbox_behind(world: World, tmp_path: Path, net: list[str]) -> None:
+    sandbox_ready()
+    marker = str(tmp_path / "marker-dir")
+    child = spawn(world, ["run", *net, "--", "python3", "-c", "import time; time.sleep(1000)", marker])
+    deadline = time.time() + 10
+    while no_sandbox_left(f"time.sleep(1000) {marker}") and time.time() < deadline:
+        time.sleep(0.1)
+    assert not no_sandbox_left(f"time.sleep(1000) {marker}"), "the sandboxed command started"
+    os.kill(child.pid, 9)
+    deadline = time.time() + 5
+    while not no_sandbox_left(marker) and time.time() < deadline:
+        time.sleep(0.1)
+    child.close(force=True)
+    assert no_sandbox_left(marker), "bwrap and the command die with rcc (SIGKILL)"
