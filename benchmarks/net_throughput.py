@@ -9,6 +9,8 @@ Measures, in one run:
      (median time per connection, added latency);
   3. --tunnels concurrent tunnels each exchanging a message (errors, wall time);
   4. peak RSS (VmHWM) of each proxy process.
+CPU s/GB: "ends" is the data server plus this client, "proxy" the proxy process (softirq time of loopback TCP
+is not always charged to a process, so these do not add up to the machine's busy time).
 The data server: first byte b"D" + 8-byte size -> that many bytes then close; b"P" -> one byte back, close.
 """
 
@@ -208,28 +210,44 @@ def main() -> None:
         # Interleaved: each run downloads directly and then through every variant, so a change in machine load
         # hits both sides of a ratio alike; ratios are computed per run, then the median is taken.
         variants = [(relay, mode) for relay in proxies for mode in ("connect", "socks5")]
-        times: dict[tuple[str, str], list[float]] = {("direct", "direct"): []}
+        direct_key = ("direct", "direct")
+        times: dict[tuple[str, str], list[float]] = {direct_key: []}
         ratios: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
-        cpu: dict[tuple[str, str], float] = dict.fromkeys(variants, 0.0)
+        # CPU seconds per variant: [server + client, proxy]; softirq time is not always charged to a process.
+        cpu: dict[tuple[str, str], list[float]] = {k: [0.0, 0.0] for k in (direct_key, *variants)}
+
+        def own_cpu() -> float:
+            t = os.times()
+            return t.user + t.system
+
+        def measure(key: tuple[str, str], mode: str, pport: int, ppid: int | None) -> float:
+            s0, c0, p0 = cpu_seconds(data.pid), own_cpu(), cpu_seconds(ppid) if ppid else 0.0
+            t = download(mode, dport, pport, size)
+            cpu[key][0] += cpu_seconds(data.pid) - s0 + own_cpu() - c0
+            if ppid:
+                cpu[key][1] += cpu_seconds(ppid) - p0
+            times.setdefault(key, []).append(t)
+            return t
+
         tot0, idle0 = machine_busy()
         for _ in range(a.runs):
-            d = download("direct", dport, 0, size)
-            times[("direct", "direct")].append(d)
+            d = measure(direct_key, "direct", 0, None)
             for relay, mode in variants:
                 p, pport = proxies[relay]
-                c0 = cpu_seconds(p.pid)
-                t = download(mode, dport, pport, size)
-                cpu[(relay, mode)] += cpu_seconds(p.pid) - c0
-                times.setdefault((relay, mode), []).append(t)
-                ratios[(relay, mode)].append(d / t)
+                ratios[(relay, mode)].append(d / measure((relay, mode), mode, pport, p.pid))
         tot1, idle1 = machine_busy()
-        direct = statistics.median(times[("direct", "direct")])
-        print(f"direct                 {size / direct / 1e9:6.2f} GB/s")
+        gb = a.runs * size / 1e9
+        direct = statistics.median(times[direct_key])
+        print(
+            f"direct                 {size / direct / 1e9:6.2f} GB/s"
+            f"                   CPU s/GB: ends {cpu[direct_key][0] / gb:.2f}"
+        )
         for v in variants:
             t = statistics.median(times[v])
+            ratio = statistics.median(ratios[v])
             print(
-                f"{v[1]:8s} relay={v[0]:6s} {size / t / 1e9:6.2f} GB/s  ({statistics.median(ratios[v]):5.1%} of direct)"
-                f"  proxy CPU {cpu[v] / (a.runs * size / 1e9):.2f} s/GB"
+                f"{v[1]:8s} relay={v[0]:6s} {size / t / 1e9:6.2f} GB/s  ({ratio:5.1%} of direct)"
+                f"  CPU s/GB: ends {cpu[v][0] / gb:.2f} proxy {cpu[v][1] / gb:.2f}"
             )
         print(
             f"(machine CPU busy during downloads: {1 - (idle1 - idle0) / (tot1 - tot0):.0%} of "
