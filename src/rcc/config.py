@@ -124,7 +124,9 @@ def parse_file(path: str, layer_name: str) -> tuple[Layer, str]:
         raise ConfigError(path, "", "not UTF-8 text") from e
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))
-        where = f"{path}:{m.group(1)}" if m else path
+        # "(at end of document)" carries no line (an unclosed array or string): point at the last line
+        line = m.group(1) if m else str(max(1, len(text.splitlines())))
+        where = f"{path}:{line}"
         raise ConfigError(where, "", f"TOML syntax error: {e}") from e
     contributions: list[Contribution] = []
     for top, value in doc.items():
