@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import pexpect
 import pytest
-
 from agentworld import RCC, FakeApi, World, claude_args, sandbox_ready
 
 pytestmark = [pytest.mark.sandbox]
@@ -27,9 +25,16 @@ def spawn(world: World, args: list[str], rows: int = 40, cols: int = 120) -> pex
 
 
 def no_sandbox_left(marker: str) -> bool:
-    """No bwrap or sandboxed process whose command line mentions `marker` (the test's private paths)."""
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-    return not any(marker in line and "ps -eo" not in line for line in out.splitlines())
+    """No process (bwrap, the sandboxed command) whose command line mentions `marker` (the test's own paths)."""
+    me = os.getpid()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(pid) != me and marker in cmdline:
+            return False
+    return True
 
 
 def seed_claude_state(world: World) -> None:
@@ -54,7 +59,7 @@ def test_claude_interactive_type_resize_ctrl_c_exit(claude_world: tuple[World, F
     api.set_turns([{"text": "PONG-7731"}])
     child = spawn(world, claude_args(api))
     try:
-        child.expect("for shortcuts|❯", timeout=30)  # the prompt box is up: raw mode and colours work
+        child.expect("for shortcuts|\u276f", timeout=30)  # the prompt box is up: raw mode and colours work
         time.sleep(1.0)
         child.send("hello there")
         child.expect("there")  # echoed by Claude Code's own line editor (raw mode)
@@ -96,7 +101,8 @@ def test_shell_window_resize_reaches_sandboxed_process(world: World) -> None:
     child = spawn(world, _world_shell(world), rows=30, cols=100)
     child.expect(PROMPT)
     child.sendline("python3 -c 'import signal, os, time; signal.signal(signal.SIGWINCH, lambda *a: print(\"WIN\" + "
-                   "\"CH\", *os.get_terminal_size(), flush=True)); print(\"rea\" + \"dy\", flush=True); time.sleep(30)'")
+                   "\"CH\", *os.get_terminal_size(), flush=True)); print(\"rea\" + \"dy\", flush=True); "
+                   "time.sleep(30)'")
     child.expect("ready")
     time.sleep(0.3)
     child.setwinsize(33, 111)
