@@ -557,8 +557,9 @@ def test_close_does_not_wait_for_a_hanging_lookup(tmp_path) -> None:  # type: ig
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(8)
-    proxy = EgressProxy(compile_rules(["slow.example"], []), str(tmp_path / "a.jsonl"), "s", lambda _m: None,
-                        resolver=hanging)
+    proxy = EgressProxy(
+        compile_rules(["slow.example"], []), str(tmp_path / "a.jsonl"), "s", lambda _m: None, resolver=hanging
+    )
     proxy.start([lsock])
     s = socket.create_connection(lsock.getsockname(), timeout=5)
     s.sendall(b"CONNECT slow.example:443 HTTP/1.1\r\n\r\n")
