@@ -1,0 +1,136 @@
+"""Network through `rcc run`: --no-network leaves loopback only; the default mode reaches only rcc's proxy on
+127.0.0.1:3128 inside, which forwards allowed hosts only. Remote peers are test hosts in network namespaces
+the test creates (10.200.0.0/16, removed afterwards); nothing else is ever contacted."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from escape_world import World
+
+from rcctest import is_root, require
+from testhosts import TestHost, test_host
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.netns]
+
+CONNECT = """
+import socket, sys
+for spec in sys.argv[1:]:
+    host, _, port = spec.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close(); print("CONNECTED", spec)
+    except OSError as e:
+        print("failed", spec, e.errno)
+"""
+
+HTTP_GET = """
+import os, sys, urllib.request
+for url in sys.argv[1:]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            print("OK", url, r.read().decode().strip())
+    except Exception as e:
+        print("ERR", url, getattr(e, "code", None) or type(e).__name__)
+"""
+
+
+@pytest.fixture
+def host() -> Iterator[TestHost]:
+    require(is_root(), "test hosts live in network namespaces the test creates (root)")
+    with test_host() as h:
+        yield h
+
+
+@pytest.fixture
+def loopback_listener() -> Iterator[int]:
+    """A listener on the host's own loopback: must not be the sandbox's loopback."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    stop = threading.Event()
+
+    def accept() -> None:
+        s.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                s.accept()[0].close()
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield s.getsockname()[1]
+    stop.set()
+    t.join()
+    s.close()
+
+
+def _serve_hello(host: TestHost) -> int:
+    def hello(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n")
+
+    return host.serve_tcp(hello)
+
+
+def test_no_network_reaches_nothing_but_its_own_loopback(world: World, host: TestHost, loopback_listener: int) -> None:
+    port = _serve_hello(host)
+    assert socket.create_connection((host.address, port), timeout=3)  # control: the test host is up
+    res = world.rcc(
+        "run",
+        "--no-network",
+        "--",
+        "python3",
+        "-c",
+        CONNECT,
+        f"{host.address}:{port}",
+        f"127.0.0.1:{loopback_listener}",
+        f"{host.gateway}:{port}",
+    )
+    assert res.returncode == 0, res.stderr
+    assert "CONNECTED" not in res.stdout, res.stdout
+    links = world.sh("cat /proc/net/dev | tail -n +3 | cut -d: -f1")
+    assert links.stdout.split() == ["lo"], links.stdout
+
+
+def test_own_loopback_works_without_network(world: World) -> None:
+    """Control: servers and clients inside the sandbox talk over its own loopback."""
+    code = (
+        "import socket, threading\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+        "threading.Thread(target=lambda: s.accept()[0].sendall(b'pong'), daemon=True).start()\n"
+        "print(socket.create_connection(s.getsockname()).recv(4).decode())\n"
+    )
+    res = world.rcc("run", "--no-network", "--", "python3", "-c", code)
+    assert res.stdout.strip() == "pong", res.stderr
+
+
+def test_default_mode_reaches_only_the_proxy(world: World, host: TestHost, loopback_listener: int) -> None:
+    port = _serve_hello(host)
+    res = world.rcc(
+        "run",
+        "--",
+        "python3",
+        "-c",
+        CONNECT,
+        f"{host.address}:{port}",
+        f"127.0.0.1:{loopback_listener}",
+        "127.0.0.1:3128",
+    )
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert "CONNECTED 127.0.0.1:3128" in lines, res.stdout  # the proxy is there
+    assert not any(line.startswith("CONNECTED") and "3128" not in line for line in lines), res.stdout
+
+
+def test_proxy_denies_unlisted_host_and_forwards_allowed_one(world: World, host: TestHost) -> None:
+    port = _serve_hello(host)
+    url = f"http://{host.address}:{port}/"
+    denied = world.rcc("run", "--", "python3", "-c", HTTP_GET, url)
+    assert "OK" not in denied.stdout and "403" in denied.stdout, (denied.stdout, denied.stderr)
+    allowed = world.rcc("run", "--allow", f"{host.address}:{port}", "--", "python3", "-c", HTTP_GET, url)
+    assert f"OK {url} hello" in allowed.stdout, (allowed.stdout, allowed.stderr)  # control
