@@ -279,7 +279,15 @@ def _start_proxy(plan: Plan, listener: socket.socket) -> Any:
         sys.stderr.write(line.rstrip("\n") + "\n")
         sys.stderr.flush()
 
-    proxy = EgressProxy(rules, paths.audit_log_file(), plan.session_id, notify)
+    audit = paths.audit_log_file()
+    try:
+        proxy = EgressProxy(rules, audit, plan.session_id, notify)
+    except OSError as e:  # no audit log, no network: never an unrecorded door
+        raise RccError(
+            f"cannot open the audit log {audit}: {e.strerror}",
+            hint="fix the permissions of rcc's state directory, or run with --no-network",
+            code=ExitCode.SETUP,
+        ) from e
     proxy.start([listener])
     return proxy
 
