@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Literal
 
 import pytest
 from hypothesis import given
@@ -268,7 +269,7 @@ def test_no_writable_bind_ever_follows_a_read_only_one_it_would_cover(rels: list
     earlier read-only one inside the project."""
     paths = {}
     for rel in rels:
-        kind = data.draw(st.sampled_from(["dir", "file"]))
+        kind: Literal["dir", "file"] = data.draw(st.sampled_from(["dir", "file"]))
         parts = rel.split("/")
         for i in range(1, len(parts)):
             paths[f"{PROJECT}/{'/'.join(parts[:i])}"] = PathInfo("dir", f"{PROJECT}/{'/'.join(parts[:i])}")
