@@ -10,6 +10,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from ctrbox import PRIVATE, SECRETS, Box
@@ -283,3 +284,83 @@ def test_control_project_path_with_spaces_and_colons_works(box: Box) -> None:
 def test_exit_status_passes_through(box: Box) -> None:
     assert box.sh("exit 7").returncode == 7
     assert box.run("no-such-command-xyz").returncode in (126, 127)
+
+
+# ----------------------------------------------------------------------------------------------- lifetime
+
+
+def _containers(box: Box) -> set[str]:
+    import subprocess
+
+    out = subprocess.run(
+        box.as_user([box.engine, "ps", "--all", "--format", "{{.Names}}"]),
+        capture_output=True,
+        text=True,
+        cwd="/",
+        check=False,
+    )
+    return {n for n in out.stdout.split() if n.startswith("rcc-")}
+
+
+@pytest.mark.parametrize("network", ["none", "proxy"])
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_container_outliving_a_killed_rcc_is_prevented(box: Box, sig: str, network: str) -> None:
+    import signal
+    import subprocess
+    import time
+
+    before = _containers(box)
+    marker = box.project / "still-running"
+    script = f"sleep 2; while true; do date >> {marker}; sleep 0.2; done"
+    driver = [box.python, str(Path(__file__).parent / "drive.py"), "--engine", box.engine, "--image"]
+    from ctrbox import base_image
+
+    driver += [base_image(), "--network", network, "--project", str(box.project), "--", "sh", "-c", script]
+    proc = subprocess.Popen(box.as_user(driver), cwd=box.project, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), "the container never started"
+        # the driver (rcc) is the python process under runuser/env: signal exactly that one
+        rcc_pid = _python_child(proc.pid)
+        os.kill(rcc_pid, getattr(signal, sig))
+        deadline = time.monotonic() + 30
+        while _containers(box) - before and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not (_containers(box) - before), "the container outlived rcc"
+        size = marker.stat().st_size
+        time.sleep(1)
+        assert marker.stat().st_size == size, "the command still runs"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        leftover = sorted(_containers(box) - before)  # only the ones this test started
+        if leftover:
+            subprocess.run(
+                box.as_user([box.engine, "rm", "--force", "--time", "0", *leftover]), capture_output=True, check=False
+            )
+
+
+def _python_child(pid: int) -> int:
+    """The python process at or below `pid` (runuser and env exec or fork into it)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        todo = [pid]
+        while todo:
+            p = todo.pop()
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    cmd = f.read().split(b"\0")
+                with open(f"/proc/{p}/task/{p}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            if any(b"drive.py" in c for c in cmd) and b"python" in cmd[0]:
+                return p
+            todo += kids
+        time.sleep(0.1)
+    raise AssertionError("driver process not found")

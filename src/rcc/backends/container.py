@@ -41,6 +41,7 @@ from rcc.errors import ExitCode, RccError
 from rcc.plan import Bind, Dir, FileData, Mask, MountOp, Plan, Special, Symlink, Tmpfs
 
 Engine = Literal["podman", "docker"]
+_PR_SET_PDEATHSIG = 1
 ENGINES: tuple[Engine, ...] = ("podman", "docker")
 
 # Host entries the image replaces (compile.py binds them read-only for bubblewrap).
@@ -351,16 +352,41 @@ class ContainerBackend:
             remove_placeholders(created)
 
     def _attached(self, argv: list[str]) -> int:
+        """Run the attached engine client; the container lives exactly as long as it does.
+
+        The client proxies signals to the container (--sig-proxy, the default when attached). So that the
+        container cannot outlive rcc: SIGTERM/SIGHUP to rcc are passed on to the client, and the client gets
+        SIGTERM if rcc dies without a chance to pass anything on (SIGKILL: PR_SET_PDEATHSIG)."""
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: the child only makes one syscall
+
+        def die_with_rcc() -> None:
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
         try:
-            proc = subprocess.Popen(argv)
+            proc = subprocess.Popen(argv, preexec_fn=die_with_rcc)  # noqa: PLW1509 (one async-signal-safe call)
         except OSError as e:
             raise RccError(f"cannot start {self.engine}: {e}", code=ExitCode.DEPENDENCY) from e
-        while True:
-            try:
-                code = proc.wait()
-                break
-            except KeyboardInterrupt:  # the engine forwards the signal; wait for the container to end
-                continue
+
+        def forward(signum: int, _frame: object) -> None:
+            proc.send_signal(signum)
+
+        import threading
+
+        main = threading.current_thread() is threading.main_thread()  # handlers can only be set there
+        old = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)} if main else {}
+        try:
+            while True:
+                try:
+                    code = proc.wait()
+                    break
+                except KeyboardInterrupt:  # the engine forwards the signal; wait for the container to end
+                    continue
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
         return 128 - code if code < 0 else code
 
     def _engine(self, *args: str) -> str:
