@@ -221,6 +221,7 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
         bind_existing(p, True, "policy: read_write")
     mounts.append(Bind(project, project, True, "the project"))
     mounts += session.binds
+    _refuse_writable_rcc_state(facts, [m for m in mounts if isinstance(m, Bind) and m.writable])
     mounts += _masks(policy, facts, [m for m in mounts if isinstance(m, Bind)])
 
     prot_mounts, placeholders = _protected(policy, facts)
@@ -274,12 +275,31 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
     )
 
 
+def _refuse_writable_rcc_state(facts: HostFacts, writable: Sequence[Bind]) -> None:
+    """rcc's own config and state (user config.toml, trust store) must never sit under a writable bind: the
+    sandbox could create or replace them (even when missing, or by renaming a parent of their mask) and widen
+    its next session's policy."""
+    from rcc import paths
+
+    own = {paths.config_dir(facts.env), paths.state_dir(facts.env)}
+    own |= {facts.info(p).real for p in own if facts.info(p).real}
+    for b in writable:
+        for d in sorted(own):
+            if _under(d, b.src) or _under(d, b.dest):
+                raise RccError(
+                    f"{b.dest} would be writable in the sandbox and contains rcc's own files ({d})",
+                    hint="name a narrower directory (rcc's config and trust store must stay out of reach)",
+                    code=ExitCode.CONFIG,
+                )
+
+
 def _masks(policy: Policy, facts: HostFacts, binds: Sequence[Bind]) -> list[MountOp]:
     """Hide every secret that some bind would make visible, at the place where it would appear.
 
     A bind src -> dest shows host path src/X at dest/X. A secret that is a symlink is hidden where its target
     appears (the link itself then dangles)."""
     out: list[MountOp] = []
+    pins: list[MountOp] = []
     done: set[str] = set()
     for secret in policy.filesystem.hide:
         info = facts.info(secret)
@@ -295,10 +315,22 @@ def _masks(policy: Policy, facts: HostFacts, binds: Sequence[Bind]) -> list[Moun
             if not _under(host, b.src):
                 continue
             at = b.dest + host[len(b.src.rstrip("/")) :] if host != b.src else b.dest
+            if b.writable and at != b.dest:
+                # Renaming a directory carries the mask inside it away (`mv fish x; mkdir fish` would leave a
+                # fresh secret path to plant): pin every directory between the bind and the mask, unless the
+                # pin would cover a read-only bind made earlier (then that bind already stops the rename).
+                rel = os.path.relpath(os.path.dirname(at), b.dest)
+                parts = [] if rel == "." else rel.split("/")
+                for i in range(1, len(parts) + 1):
+                    pin = os.path.join(b.dest, *parts[:i])
+                    if pin in done or any(not o.writable and _under(o.dest, pin) for o in binds):
+                        continue
+                    done.add(pin)
+                    pins.append(Bind(os.path.join(b.src, *parts[:i]), pin, True, f"pinned: parent of {secret}"))
             if at not in done:
                 done.add(at)
                 out.append(Mask(at, is_dir, f"secret: {secret}"))
-    return out
+    return [*pins, *out]  # every pin before every mask: a pin must never cover a mask
 
 
 def interesting_paths(policy: Policy, project: str, extra: Sequence[str] = ()) -> list[str]:
