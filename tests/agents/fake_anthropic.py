@@ -4,6 +4,7 @@ It is a real HTTP server (stdlib, threads) that answers:
   POST /v1/messages               streaming SSE (message_start, content_block_*, message_delta, message_stop)
                                   or a plain JSON message when the request does not ask for a stream
   POST /v1/messages/count_tokens  {"input_tokens": N}
+  POST /v1beta/models/*:(stream)generateContent   the Gemini API, just enough for `gemini -p` (first turn's text)
   anything else                   logged; 200 "{}" for HEAD/GET, 404 JSON error otherwise
 
 The script (a JSON file, read again for every request) is a list of turns. The turn to play is chosen from the
@@ -191,7 +192,8 @@ class Handler(BaseHTTPRequestHandler):
     def _log_request(self, extra: dict[str, Any]) -> None:
         self.server.log({"kind": "request", "method": self.command, "path": self.path,
                          "host": self.headers.get("Host", ""),
-                         "auth": bool(self.headers.get("x-api-key") or self.headers.get("Authorization")),
+                         "auth": bool(self.headers.get("x-api-key") or self.headers.get("Authorization")
+                                     or self.headers.get("x-goog-api-key")),
                          **extra})
 
     def do_HEAD(self) -> None:
@@ -213,12 +215,29 @@ class Handler(BaseHTTPRequestHandler):
             self._log_request({})
             self._send(200, "application/json", b'{"input_tokens": 42}')
             return
+        if "/v1beta/models/" in path:
+            self._gemini(path)
+            return
         if not path.endswith("/v1/messages"):
             self._log_request({})
             self._send(404, "application/json",
                        b'{"type":"error","error":{"type":"not_found_error","message":"fake: no such endpoint"}}')
             return
         self._messages(req)
+
+    def _gemini(self, path: str) -> None:
+        """Just enough of the Gemini API for `gemini -p`: the first turn's text as the model's answer."""
+        self._log_request({"api": "gemini"})
+        turns = self.server.turns()
+        text = turns[0].text if turns and turns[0].text else "ok"
+        doc = {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP",
+                               "index": 0}],
+               "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
+               "modelVersion": MODEL}
+        if ":streamGenerateContent" in path:
+            self._send(200, "text/event-stream", f"data: {json.dumps(doc)}\r\n\r\n".encode())
+        else:
+            self._send(200, "application/json", json.dumps(doc).encode())
 
     def _messages(self, req: dict[str, Any]) -> None:
         messages = req.get("messages") or []

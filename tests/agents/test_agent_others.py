@@ -1,0 +1,69 @@
+"""codex and gemini (real CLIs from npm) inside the sandbox.
+
+gemini can be pointed at a local endpoint (GOOGLE_GEMINI_BASE_URL), so it answers from the fake API on a test
+host. codex 0.171 ignores OPENAI_BASE_URL (it only takes a base URL from its own config), so for codex the test
+is that it starts inside the sandbox, from its read-only install tree, and prints its version.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from agentworld import FakeApi, World, agent_bin, sandbox_ready, start_fake_api
+
+from testhosts import TestHost
+
+pytestmark = [pytest.mark.agent, pytest.mark.sandbox]
+
+
+def _rcc(world: World, args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rcc", *args], cwd=world.project, env={**world.env, **(env or {})},
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+
+
+@pytest.mark.parametrize(("name", "expect"), [("codex", "codex-cli 0.171.0"), ("gemini", "0.61.0"),
+                                              ("claude", "2.1.332 (Claude Code)")])
+def test_agent_starts_in_sandbox_and_prints_version(world: World, name: str, expect: str) -> None:
+    sandbox_ready()
+    exe = agent_bin(name)
+    world.env["PATH"] = f"{exe.parent}:/usr/local/bin:/usr/bin:/bin"
+    r = _rcc(world, [name, "--no-network", "--version"])
+    assert r.returncode == 0, r.stderr
+    assert expect in r.stdout
+
+
+def test_agent_install_tree_is_read_only(world: World) -> None:
+    """A hostile agent rewriting its own executable would run modified code on the host's next plain run."""
+    sandbox_ready()
+    exe = agent_bin("gemini")
+    world.env["PATH"] = f"{exe.parent}:/usr/local/bin:/usr/bin:/bin"
+    real = exe.resolve()
+    r = _rcc(world, ["shell", "--agent", "gemini", "--no-network", "--", "-c",
+                     f'echo x >> "{real}"; echo rc=$?; which gemini'])
+    assert "Read-only file system" in r.stderr + r.stdout
+    assert "rc=0" not in r.stdout
+    assert str(exe) in r.stdout, "control: the agent is on PATH in `rcc shell --agent`"
+
+
+@pytest.mark.netns
+def test_gemini_answers_from_endpoint_named_in_its_env(world: World, testhost: TestHost) -> None:
+    sandbox_ready()
+    exe = agent_bin("gemini")
+    api: FakeApi = start_fake_api(testhost, world.project.parent, [{"text": "GEMINI-SAYS-HI"}])
+    state = world.home / ".local/state/rcc/agents/gemini/home/.gemini"
+    state.mkdir(parents=True)
+    state.joinpath("settings.json").write_text(json.dumps({
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "privacy": {"usageStatisticsEnabled": False},
+    }))
+    world.env.update({"PATH": f"{exe.parent}:/usr/local/bin:/usr/bin:/bin", "GEMINI_API_KEY": "g-test-key",
+                      "GOOGLE_GEMINI_BASE_URL": "http://api.test:8080"})
+    r = _rcc(world, ["gemini", "--resolve", f"api.test={testhost.address}", "--skip-trust", "-m", "gemini-2.5-flash",
+                     "-p", "say hi"])
+    assert r.returncode == 0, r.stderr
+    assert "GEMINI-SAYS-HI" in r.stdout
+    reqs = [x for x in api.records() if x.get("api") == "gemini"]
+    assert reqs and all(x["auth"] for x in reqs), "the key named by the profile reached gemini"
