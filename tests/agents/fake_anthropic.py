@@ -31,6 +31,7 @@ import contextlib
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -190,7 +191,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _log_request(self, extra: dict[str, Any]) -> None:
-        self.server.log({"kind": "request", "method": self.command, "path": self.path,
+        self.server.log({"kind": "request", "t": time.time(), "method": self.command, "path": self.path,
                          "host": self.headers.get("Host", ""),
                          "auth": bool(self.headers.get("x-api-key") or self.headers.get("Authorization")
                                      or self.headers.get("x-goog-api-key")),
