@@ -43,7 +43,12 @@ class Nix:
     flake: str
 
     def run(
-        self, *args: str, check: bool = True, env: dict[str, str] | None = None, override: bool = True
+        self,
+        *args: str,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        override: bool = True,
+        timeout: float = 240,
     ) -> subprocess.CompletedProcess[str]:
         """`nix ARGS` against the private store; flake commands get the stand-in nixpkgs."""
         nix_args = list(args)
@@ -52,9 +57,7 @@ class Nix:
             at = 2 if args[0] == "flake" else 1
             nix_args[at:at] = ["--override-input", "nixpkgs", f"path:{STAND_IN}", "--no-write-lock-file"]
         argv = ["nix", "--store", self.store, *nix_args]
-        proc = subprocess.run(
-            argv, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=300, check=False
-        )
+        proc = _run(argv, {**self.env, **(env or {})}, timeout)
         # Nothing may be fetched from the network (the proxy variables below make any attempt fail on loopback).
         assert "unable to download" not in proc.stderr, proc.stderr[-4000:]
         if check and proc.returncode != 0:
@@ -73,7 +76,24 @@ class Nix:
 
     def realise(self, drv: str) -> subprocess.CompletedProcess[str]:
         argv = ["nix-store", "--store", self.store, "--realise", drv]
-        return subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=300, check=False)
+        return _run(argv, self.env, 240)
+
+
+def _run(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run nix; on timeout interrupt it (SIGTERM: it stops its builders) instead of killing it outright,
+    which would leave a builder running."""
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.terminate()
+            try:
+                out, err = p.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, err = p.communicate()
+            pytest.fail(f"{' '.join(argv)} took longer than {timeout} s:\n{err[-4000:]}")
+    return subprocess.CompletedProcess(argv, p.returncode, out, err)
 
 
 @pytest.fixture(scope="session")

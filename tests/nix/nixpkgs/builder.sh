@@ -2,8 +2,8 @@
 set -eu
 # Real Nix builds as an unprivileged build user. Here the build may run as root: a user namespace without a
 # mapping makes us "nobody" (uid 65534) for everything that asks, while files keep working as before.
-if [ "$(id -u)" = 0 ] && [ -z "${RCC_STAND_IN_UNPRIVILEGED:-}" ]; then
-    RCC_STAND_IN_UNPRIVILEGED=1 exec unshare --user /bin/sh "$0" "$@"
+if [ "$(/usr/bin/id -u)" = 0 ] && [ -z "${RCC_STAND_IN_UNPRIVILEGED:-}" ]; then
+    RCC_STAND_IN_UNPRIVILEGED=1 exec /usr/bin/unshare --user /bin/sh "$0" "$@"
 fi
 PATH="${extraPath:+$extraPath:}/usr/bin:/bin"
 export PATH
