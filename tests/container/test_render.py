@@ -240,3 +240,36 @@ def test_containers_conf_files_include_user_files_only_rootless(tmp_path: Path) 
     env = {"HOME": str(tmp_path)}
     assert not any(str(tmp_path) in f for f in containers_conf_files(False, env))
     assert str(tmp_path / ".config" / "containers" / "containers.conf") in containers_conf_files(True, env)
+
+
+def test_rcc_run_dry_run_prints_the_podman_command(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    project = tmp_path / "proj"
+    project.mkdir()
+    env = {
+        "HOME": str(tmp_path / "home"),
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PYTHONPATH": str(src),
+        "LANG": "C.UTF-8",
+    }
+    os.makedirs(env["HOME"])
+    res = subprocess.run(
+        [sys.executable, "-m", "rcc", "run", "--backend", "podman", "--dry-run", "--", "echo", "hi"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    argv = doc["backend"]["argv"]
+    assert doc["backend"]["name"] == "podman"
+    assert argv[1] == "run" and argv[argv.index("--network") + 1] == "none"
+    assert f"type=bind,src={project},dst={project},ro=false" in argv
+    assert agent_image_tag() in argv and argv[-2:] == ["echo", "hi"]
