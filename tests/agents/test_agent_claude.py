@@ -208,3 +208,49 @@ def test_write_outside_project_does_not_reach_host(claude_world: tuple[World, Fa
     assert not Path("/usr/local/bin/evil").exists() and not Path("/etc/evil").exists()
     assert "rc=0" not in out(r, 3)
     assert not (sibling / "evil.txt").exists()
+
+
+# ------------------------------------------------------------------------------------------------ normal user
+
+
+def test_control_claude_as_unprivileged_user(claude_world: tuple[World, FakeApi]) -> None:
+    """The same run as a normal user (rccuser): unprivileged user namespaces, files land owned by that user."""
+    import os
+    import pwd
+    import shutil
+    import tempfile
+
+    from rcctest import require
+
+    try:
+        user = pwd.getpwnam("rccuser")
+    except KeyError:
+        user = None
+    require(user is not None, "no user `rccuser` (CI creates it: useradd --create-home rccuser)")
+    assert user is not None
+    probe = subprocess.run(["runuser", "-u", "rccuser", "--", "python3", "-c",
+                            "import sys; sys.exit(sys.version_info < (3, 11))"], capture_output=True, check=False)
+    require(probe.returncode == 0, "rccuser has no python3 >= 3.11 on PATH")
+    world, api = claude_world
+    base = Path(tempfile.mkdtemp(prefix="rcc-agent-user-"))  # pytest's tmp_path is private to root
+    try:
+        os.chmod(base, 0o755)
+        from agentworld import make_world
+
+        uworld = make_world(base)
+        subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", str(base)], check=True)
+        env = {**uworld.env, "ANTHROPIC_BASE_URL": api.base_url, "ANTHROPIC_API_KEY": "sk-ant-user",
+               "PATH": world.env["PATH"], "USER": "rccuser", "LOGNAME": "rccuser"}
+        api.set_turns([{"calls": [{"name": "Bash", "input": {
+            "command": "id -u; echo hi > made-by-agent.txt; cat ~/.ssh/id_ed25519"}}]}, {"text": "done"}])
+        r = subprocess.run(["runuser", "-u", "rccuser", "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
+                            "python3", "-m", "rcc", *claude_args(api, "-p", "go", "--dangerously-skip-permissions")],
+                           cwd=uworld.project, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                           check=False)
+        assert r.returncode == 0, r.stderr
+        res = api.results()["toolu_00_0"]["content"]
+        assert str(user.pw_uid) in res and "No such file" in res and SECRET_VALUE not in res
+        made = uworld.project / "made-by-agent.txt"
+        assert made.read_text() == "hi\n" and made.stat().st_uid == user.pw_uid
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
