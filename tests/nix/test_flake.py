@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, SYSTEMS, Nix
+from nixtest import ROOT, SYSTEMS, Nix
 
 pytestmark = pytest.mark.nix
 
