@@ -129,11 +129,24 @@ class BwrapBackend:
     def run(self, plan: Plan) -> int:
         if not self.bwrap:
             raise RccError("bubblewrap (bwrap) is not installed", code=ExitCode.DEPENDENCY)
-        created = make_placeholders(plan.placeholders)
+        import fcntl
+
+        ledger, in_use = _project_lock(plan.project, "ledger"), _project_lock(plan.project, "in-use")
         try:
-            return self._run(plan)
+            fcntl.flock(ledger, fcntl.LOCK_EX)  # set-up and clean-up of one project's placeholders: one at a time
+            try:
+                created = make_placeholders(plan.placeholders)
+                _ledger_write(ledger, [*_ledger_read(ledger), *created])
+                fcntl.flock(in_use, fcntl.LOCK_SH)  # held while the sandbox runs
+            finally:
+                fcntl.flock(ledger, fcntl.LOCK_UN)
+            try:
+                return self._run(plan)
+            finally:
+                _remove_placeholders_if_last(ledger, in_use)
         finally:
-            remove_placeholders(created)
+            os.close(ledger)
+            os.close(in_use)
 
     def _run(self, plan: Plan) -> int:
         inherit: list[int] = []  # descriptors bwrap inherits; closed here once it runs
@@ -335,6 +348,69 @@ def make_placeholders(placeholders: tuple[Placeholder, ...]) -> list[tuple[str, 
             code=ExitCode.PROJECT,
         ) from e
     return created
+
+
+# Several sessions may run in one project. Each binds the placeholders it found (its own or another session's)
+# read-only; removing one while another session still runs would detach that session's mount (the kernel lazily
+# unmounts a deleted mount point in every namespace) and let its sandbox create the protected file. So every
+# session holds a shared lock on a per-project file in rcc's state directory (which no sandbox can see), the
+# placeholders created are recorded there, and only a session that can take the lock exclusively at its end,
+# i.e. the last one, removes them all.
+
+
+def _project_lock(project: str, kind: str) -> int:
+    import hashlib
+
+    from rcc import paths
+
+    directory = os.path.join(paths.state_dir(), "sessions")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        name = f"{hashlib.sha256(project.encode()).hexdigest()[:32]}.{kind}"
+        return os.open(os.path.join(directory, name), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise RccError(
+            f"cannot open the session lock in {directory}: {e.strerror}",
+            hint="rcc's state directory must be writable (set XDG_STATE_HOME to move it)",
+            code=ExitCode.SETUP,
+        ) from e
+
+
+def _ledger_read(lock: int) -> list[tuple[str, bool, int]]:
+    import json
+
+    os.lseek(lock, 0, os.SEEK_SET)
+    data = b""
+    while chunk := os.read(lock, 65536):
+        data += chunk
+    try:
+        entries = json.loads(data or b"[]")
+        return [(str(p), bool(d), int(i)) for p, d, i in entries]
+    except (ValueError, TypeError):
+        return []  # unreadable: forget it (placeholders left behind stay harmless, read-only-looking files)
+
+
+def _ledger_write(lock: int, entries: list[tuple[str, bool, int]]) -> None:
+    import json
+
+    data = json.dumps(sorted(set(entries))).encode()
+    os.ftruncate(lock, 0)
+    os.pwrite(lock, data, 0)
+
+
+def _remove_placeholders_if_last(ledger: int, in_use: int) -> None:
+    import fcntl
+
+    fcntl.flock(ledger, fcntl.LOCK_EX)
+    try:
+        try:
+            fcntl.flock(in_use, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours was shared: succeeds only if we are alone
+        except BlockingIOError:
+            return  # another session of this project still relies on them: the last one removes them
+        remove_placeholders(_ledger_read(ledger))
+        _ledger_write(ledger, [])
+    finally:
+        fcntl.flock(ledger, fcntl.LOCK_UN)
 
 
 def remove_placeholders(created: list[tuple[str, bool, int]]) -> None:
