@@ -62,15 +62,16 @@ def test_secret_inside_allowed_parent_stays_hidden(world: World) -> None:
 
 
 def test_secret_inside_writable_parent_cannot_be_replaced(world: World) -> None:
-    """--rw ~/.config must not let the agent read or overwrite ~/.config/gh/hosts.yml."""
+    """--rw ~/.cargo must not let the agent read or overwrite ~/.cargo/credentials.toml (a registry token)."""
     res = world.sh(
-        'echo evil > "$HOME/.config/gh/hosts.yml"; rm -rf "$HOME/.config/gh" 2>/dev/null; '
-        'echo ok > "$HOME/.config/other-app/new.txt"; cat "$HOME/.config/gh/hosts.yml"; true',
+        'cat "$HOME/.cargo/credentials.toml"; echo evil > "$HOME/.cargo/credentials.toml"; '
+        'rm -f "$HOME/.cargo/credentials.toml"; mv "$HOME/.cargo/credentials.toml" "$HOME/.cargo/x"; '
+        'echo ok > "$HOME/.cargo/new.txt"; true',
         "--rw",
-        str(world.home / ".config"),
+        str(world.home / ".cargo"),
     )
-    assert (world.home / ".config/other-app/new.txt").read_text() == "ok\n", res.stderr  # control
-    assert (world.home / ".config/gh/hosts.yml").read_text() == "SECRET-gh-token\n"
+    assert (world.home / ".cargo/new.txt").read_text() == "ok\n", res.stderr  # control: the parent is writable
+    assert (world.home / ".cargo/credentials.toml").read_text() == "SECRET-cargo-token\n"
     assert "SECRET" not in res.stdout
 
 

@@ -323,3 +323,32 @@ def test_plant_claude_settings_via_rename_parent_fails(world: World) -> None:
     assert (world.project / ".claude/settings.json").read_text() == '{"safe": true}\n'
     assert (world.project / ".claude/notes.md").read_text() == "notes\nmore\n"  # control: other files writable
     assert not (world.project / ".claude-old").exists()
+
+
+def test_ending_session_does_not_unprotect_a_concurrent_one(world: World) -> None:
+    """Session A creates placeholders; B starts and binds them read-only; A ends. If A removed them, B's mounts
+    would be detached and B's sandbox could create .mcp.json (an MCP server the host's agent then runs)."""
+    import subprocess
+    import time
+
+    a = subprocess.Popen(
+        world.rcc_argv(
+            ["run", "--no-network", "--", "sh", "-c", "while [ ! -e b-started ]; do sleep 0.05; done; touch a-done"]
+        ),
+        cwd=world.project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 10
+    while not (world.project / ".mcp.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    b = world.sh(
+        "touch b-started; while [ ! -e a-done ]; do sleep 0.05; done; sleep 1; "
+        'echo \'{"mcpServers": {"x": {"command": "evil"}}}\' > .mcp.json 2>/dev/null && echo PLANTED; '
+        "echo evil > .envrc 2>/dev/null && echo PLANTED; true"
+    )
+    a.wait(timeout=30)
+    assert "PLANTED" not in b.stdout, (b.stdout, b.stderr)
+    assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
+    left = sorted(p.name for p in world.project.iterdir())
+    assert left == [".git", "README.md", "a-done", "b-started"], left  # the last session removed them all
