@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from rcc.agents.profiles import AgentProfile
@@ -69,17 +69,20 @@ def install_tree(real: str, home: str, exists: Callable[[str], bool] = os.path.e
     return tuple(dict.fromkeys(safe))
 
 
-def candidates(profile: AgentProfile, env: Mapping[str, str], home: str) -> list[tuple[str, str]]:
-    """(path, how) in search order; only the ones that exist as executables."""
-    out: list[tuple[str, str]] = []
+def candidates(profile: AgentProfile, env: Mapping[str, str], home: str) -> Iterator[tuple[str, str]]:
+    """(path, how) in search order, only those that exist as executables; lazy, so the first hit stops the
+    search before any glob runs."""
     for d in env.get("PATH", "").split(os.pathsep):
         if os.path.isabs(d):
-            out.append((os.path.join(d, profile.executable), "PATH"))
+            p = os.path.join(d, profile.executable)
+            if _is_exe(p):
+                yield p, "PATH"
     for pattern in profile.candidates:
         p = home + pattern[1:] if pattern.startswith("~/") else pattern
         matches = sorted(glob.glob(p), reverse=True) if any(c in p for c in "*?[") else [p]
-        out += [(m, pattern) for m in matches]
-    return [(p, how) for p, how in out if _is_exe(p)]
+        for m in matches:
+            if _is_exe(m):
+                yield m, pattern
 
 
 def find(profile: AgentProfile, env: Mapping[str, str], home: str) -> Found | None:
