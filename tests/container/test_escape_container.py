@@ -143,6 +143,35 @@ def test_becoming_root_with_setuid_binaries_is_blocked(box: Box) -> None:
     assert "uid=0" not in res.stdout.replace(f"uid={box.uid}(", "") or box.uid == 0
 
 
+SYSCALLS = (
+    "import ctypes,os,sys\n"
+    "libc=ctypes.CDLL(None,use_errno=True)\n"
+    "calls={'keyctl':(250,0,-3,0,0,0),'add_key':(248,b'user',b'k',b'v',1,-3),'unshare_user':(272,0x10000000)}\n"
+    "for name,args in calls.items():\n"
+    "    r=libc.syscall(*[ctypes.c_char_p(a) if isinstance(a,bytes) else ctypes.c_long(a) for a in args])\n"
+    "    print(name, 'ALLOWED' if r>=0 else 'DENIED')\n"
+)
+
+
+def test_kernel_keyring_and_new_user_namespaces_are_blocked(box: Box) -> None:
+    res = box.run("python3", "-c", SYSCALLS)
+    _ok(res)
+    assert res.stdout.split("\n")[:3] == ["keyctl DENIED", "add_key DENIED", "unshare_user DENIED"]
+    res = box.run("unshare", "--user", "true")
+    assert res.returncode != 0
+
+
+def test_control_processes_and_threads_still_start(box: Box) -> None:
+    script = (
+        "import subprocess,threading\n"
+        "t=threading.Thread(target=print,args=('thread-ok',)); t.start(); t.join()\n"
+        "print(subprocess.run(['sh','-c','echo fork-ok'],capture_output=True,text=True).stdout.strip())\n"
+    )
+    res = box.run("python3", "-c", script)
+    _ok(res)
+    assert res.stdout.split() == ["thread-ok", "fork-ok"]
+
+
 def test_control_the_command_runs_as_the_user(box: Box) -> None:
     res = box.run("id", "-u")
     _ok(res)

@@ -60,7 +60,8 @@ def test_rootless_podman_argv_golden() -> None:
         "podman", "run", "--rm", "--name", "rcc-abcd", "--interactive", "--detach-keys", "",
         "--pull", "never", "--log-driver", "none", "--init",
         "--network", "none", "--hostname", "rcc", "--ipc", "private", "--cgroupns", "private", "--no-hosts",
-        "--cap-drop", "all", "--security-opt", "no-new-privileges", "--systemd", "false",
+        "--cap-drop", "all", "--security-opt", "no-new-privileges",
+        "--security-opt", "seccomp=/run/rcc-staging/seccomp.json", "--systemd", "false",
         "--read-only", "--read-only-tmpfs=false", "--userns", "keep-id", "--user", "1000:1000",
         "--unsetenv-all",
         "--env", "HOME=/home/u", "--env", "PATH=/usr/bin:/bin", "--env", "WEIRD=a b=c\nd",
@@ -189,6 +190,39 @@ def test_network_is_always_none_even_in_proxy_mode() -> None:
     argv = ContainerBackend("podman", "img", host=ROOT).render(plan(net=NetPlan("proxy", 3128)))
     assert argv[argv.index("--network") + 1] == "none"
     assert argv.count("--network") == 1
+
+
+def test_seccomp_profile_denies_keyring_and_user_namespaces() -> None:
+    from rcc.backends.container import harden_seccomp
+
+    default = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [
+            {"names": ["read", "keyctl", "unshare", "clone", "clone3", "add_key"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["setns"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+        ],
+    }
+    out = harden_seccomp(default)
+    allowed_always = [
+        n for r in out["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" and not r.get("args") for n in r["names"]
+    ]
+    assert allowed_always == ["read"]
+    denied = {n for r in out["syscalls"] if r["action"] == "SCMP_ACT_ERRNO" and not r.get("args") for n in r["names"]}
+    assert {"keyctl", "add_key", "request_key", "setns"} <= denied
+    clone = [r for r in out["syscalls"] if "clone" in r["names"]]
+    assert {(r["action"], r["args"][0]["valueTwo"]) for r in clone} == {
+        ("SCMP_ACT_ALLOW", 0),
+        ("SCMP_ACT_ERRNO", 0x10000000),
+    }
+    assert default["syscalls"][0]["names"][1] == "keyctl"  # the input is not modified
+
+
+def test_missing_engine_seccomp_profile_refuses_to_start(tmp_path: Path) -> None:
+    from rcc.backends.container import seccomp_profile_text
+
+    with pytest.raises(RccError) as e:
+        seccomp_profile_text(str(tmp_path / "absent.json"))
+    assert e.value.code == ExitCode.DEPENDENCY
 
 
 def test_image_tags_hash_their_inputs() -> None:

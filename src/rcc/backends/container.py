@@ -77,6 +77,58 @@ ULIMITS_FIX = (
 )
 
 
+# The engine's default seccomp profile (containers-common); rcc narrows it (harden_seccomp) to what the bwrap
+# backend's own filter blocks. Without it rcc refuses to start: never a container with a wider syscall surface.
+ENGINE_SECCOMP_PROFILE = "/usr/share/containers/seccomp.json"
+SECCOMP_FILE = "seccomp.json"  # in the run's staging directory
+_CLONE_NEWUSER = 0x10000000
+_EPERM = 1
+
+
+def harden_seccomp(profile: dict[str, Any]) -> dict[str, Any]:
+    """podman's default profile allows keyctl, unshare/clone of user namespaces and every ioctl (it relies on
+    capabilities). Deny what rcc's bwrap filter denies: the kernel keyring (keyctl, add_key, request_key: other
+    sessions' secrets) and new user namespaces (unshare/clone with CLONE_NEWUSER: kernel attack surface; clone3
+    cannot be filtered by flags and returns ENOSYS, so libc falls back to clone). Pure.
+    Not needed here: TIOCSTI/TIOCLINUX. The container never holds the user's terminal (the engine relays it through
+    a pty of its own, or pipes), so injected input can only reach the container itself."""
+    out = dict(profile)
+    drop = {"keyctl", "add_key", "request_key", "unshare", "clone", "clone3"}
+    rules: list[dict[str, Any]] = []
+    for rule in profile.get("syscalls", []):
+        r = dict(rule)
+        if r.get("action") == "SCMP_ACT_ALLOW":
+            r["names"] = [n for n in r.get("names", []) if n not in drop]
+            if not r["names"]:
+                continue
+        rules.append(r)
+    no_newuser = {"index": 0, "value": _CLONE_NEWUSER, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}
+    newuser = {"index": 0, "value": _CLONE_NEWUSER, "valueTwo": _CLONE_NEWUSER, "op": "SCMP_CMP_MASKED_EQ"}
+    rules += [
+        {"names": ["keyctl", "add_key", "request_key"], "action": "SCMP_ACT_ERRNO", "errnoRet": _EPERM},
+        {"names": ["unshare", "clone"], "action": "SCMP_ACT_ALLOW", "args": [no_newuser]},
+        {"names": ["unshare", "clone"], "action": "SCMP_ACT_ERRNO", "args": [newuser], "errnoRet": _EPERM},
+    ]
+    out["syscalls"] = rules
+    return out
+
+
+def seccomp_profile_text(source: str = ENGINE_SECCOMP_PROFILE) -> str:
+    import json
+
+    try:
+        with open(source) as f:
+            profile = json.load(f)
+    except (OSError, ValueError) as e:
+        raise RccError(
+            f"cannot read the container engine's default seccomp profile {source}: {e}",
+            hint="install containers-common (Debian: golang-github-containers-common, comes with podman); rcc "
+            "does not start a container without its seccomp filter",
+            code=ExitCode.DEPENDENCY,
+        ) from e
+    return json.dumps(harden_seccomp(profile))
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits for the container (cgroups). None: no limit."""
@@ -250,6 +302,7 @@ class ContainerBackend:
         a += ["--no-hosts"] if podman else []
         # Privileges: none to gain.
         a += ["--cap-drop", "all", "--security-opt", "no-new-privileges"]
+        a += ["--security-opt", f"seccomp={os.path.join(staging, SECCOMP_FILE)}"]
         if podman:
             a += ["--systemd", "false"]
         # The image stays read-only; writable places are the plan's tmpfs and binds only.
@@ -340,6 +393,8 @@ class ContainerBackend:
         staging = tempfile.mkdtemp(prefix="rcc-ctr-")
         name = f"rcc-{plan.session_id or os.urandom(4).hex()}-{os.getpid()}"
         try:
+            with open(os.path.join(staging, SECCOMP_FILE), "x") as f:
+                f.write(seccomp_profile_text())
             for op in translate(plan).mounts:
                 if isinstance(op, FileData):
                     with open(_staging_path(staging, op), "x") as f:
