@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from rcc.errors import ConfigError
 
@@ -259,6 +258,8 @@ def _truthy(v: str | None) -> bool:
 def url_host_rule(url: str, var: str) -> str:
     """The allow rule for the host a base URL names: `host` for the default port of its scheme (rules allow
     80 and 443 without a port), `host:port` otherwise. Never splits on ':' by hand (IPv6)."""
+    from urllib.parse import urlsplit  # only when a base URL is set: keeps start-up light
+
     try:
         u = urlsplit(url.strip())
         port = u.port

@@ -14,7 +14,6 @@ Invariants:
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -93,6 +92,8 @@ def _copy_file(src: str, dest: str) -> None:
             hint=f"remove it: rm -r {dest}",
             code=ExitCode.SETUP,
         )
+    import shutil
+
     tmp = dest + ".rcc-import"
     with open(src, "rb") as fi:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
