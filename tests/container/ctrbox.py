@@ -237,4 +237,4 @@ def box(request: pytest.FixtureRequest) -> Iterator[Box]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-__all__ = ["MUST_WORK", "Box", "base_image", "box", "engine_ready"]
+__all__ = ["HERE", "MUST_WORK", "Box", "base_image", "box", "engine_ready"]
