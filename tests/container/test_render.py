@@ -307,3 +307,9 @@ def test_rcc_run_dry_run_prints_the_podman_command(tmp_path: Path) -> None:
     assert argv[1] == "run" and argv[argv.index("--network") + 1] == "none"
     assert f"type=bind,src={project},dst={project},ro=false" in argv
     assert agent_image_tag() in argv and argv[-2:] == ["echo", "hi"]
+
+
+def test_rootless_podman_needs_no_rlimit_fix() -> None:
+    from rcc.backends.container_image import ulimits_problem
+
+    assert ulimits_problem(rootless=True) is False  # it asks for the limits it already has
