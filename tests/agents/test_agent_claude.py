@@ -81,13 +81,18 @@ def test_read_ssh_key_and_cloud_credentials_is_blocked(claude_world: tuple[World
 def test_read_host_claude_login_and_history_is_blocked(claude_world: tuple[World, FakeApi]) -> None:
     """The host's ~/.claude/.credentials.json and ~/.claude.json stay invisible: ~/.claude is rcc's state dir."""
     world, api = claude_world
+    other = world.home / ".local/state/rcc/agents/codex/home/.codex"
+    other.mkdir(parents=True)
+    (other / "auth.json").write_text(SECRET_VALUE)  # another agent's login in rcc's state
     _, r = run_claude(world, api, [
         bash("cat ~/.claude/.credentials.json ~/.claude.json; ls -a ~/.claude; "
              "echo CLAUDE_CONFIG_DIR=$CLAUDE_CONFIG_DIR"),
+        bash("cat ~/.local/state/rcc/agents/codex/home/.codex/auth.json; ls ~/.local/state/rcc; echo end"),
     ])
-    assert SECRET_VALUE not in out(r, 0)
+    assert SECRET_VALUE not in out(r, 0) + out(r, 1)
     assert "No such file" in out(r, 0)
     assert f"CLAUDE_CONFIG_DIR={world.home}/.claude" in out(r, 0)
+    assert "No such file" in out(r, 1)
 
 
 def test_control_agent_state_persists_between_runs(claude_world: tuple[World, FakeApi]) -> None:

@@ -67,3 +67,29 @@ def test_gemini_answers_from_endpoint_named_in_its_env(world: World, testhost: T
     assert "GEMINI-SAYS-HI" in r.stdout
     reqs = [x for x in api.records() if x.get("api") == "gemini"]
     assert reqs and all(x["auth"] for x in reqs), "the key named by the profile reached gemini"
+
+
+def test_claude_from_native_installer_layout_runs_in_sandbox(world: World) -> None:
+    """~/.local/bin/claude -> ~/.local/share/claude/versions/X (the native installer), not on PATH: rcc finds it,
+    mounts the versions directory read-only, and Claude Code runs."""
+    import os
+    import shutil
+
+    sandbox_ready()
+    real = agent_bin("claude").resolve()
+    versions = world.home / ".local/share/claude/versions"
+    versions.mkdir(parents=True)
+    target = versions / "2.1.332"
+    try:
+        os.link(real, target)  # same file system: no 400 MB copy
+    except OSError:
+        shutil.copy2(real, target)
+    (world.home / ".local/bin").mkdir(parents=True)
+    (world.home / ".local/bin/claude").symlink_to(target)
+    world.env["PATH"] = "/usr/bin:/bin"
+    r = _rcc(world, ["claude", "--no-network", "--version"])
+    assert r.returncode == 0, r.stderr
+    assert "2.1.332 (Claude Code)" in r.stdout
+    plan = json.loads(_rcc(world, ["claude", "--dry-run", "--version"]).stdout)
+    binds = {(m["src"], m["writable"]) for m in plan["mounts"] if m["op"] == "bind"}
+    assert (os.path.realpath(versions), False) in binds
