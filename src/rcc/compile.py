@@ -108,6 +108,8 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
     # recurses into the submodule: never writable, and never creatable in an unpopulated submodule.
     submodule_gits = {f"{s}/.git" for s in facts.submodules}
     rel_list += sorted(submodule_gits)
+    if facts.hooks_path:
+        rel_list.append(facts.hooks_path)  # core.hooksPath inside the project: its hooks are project files
     seen_ro: set[str] = set()
     pinned: set[str] = {os.path.join(project, ".git")}
     for rel in rel_list:

@@ -106,6 +106,12 @@ DEFAULT_PROTECTED: tuple[str, ...] = (
     ".git/commondir",  # redirects git's config and hooks to another directory (one the agent could fill)
     ".git/worktrees",  # linked worktrees' commondir/config.worktree: the same redirect for the host's worktrees
     ".gitmodules",
+    # hook managers: the host's next `git commit` runs what these name (husky's scripts, pre-commit's and
+    # lefthook's `run`/`entry` commands). A core.hooksPath inside the project is protected too (compile.py).
+    ".husky",
+    ".pre-commit-config.yaml",
+    "lefthook.yml",
+    ".lefthook.yml",
     ".claude/settings.json",
     ".claude/settings.local.json",
     ".claude/commands",

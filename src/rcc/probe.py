@@ -54,6 +54,7 @@ class HostFacts:
     paths: Mapping[str, PathInfo] = field(default_factory=dict)  # every absolute path compile.py may ask about
     git_identity: tuple[tuple[str, str], ...] = ()  # user.name / user.email from the host's git config
     submodules: tuple[str, ...] = ()  # project-relative submodule paths declared in .gitmodules
+    hooks_path: str = ""  # git's core.hooksPath when it lies inside the project (project-relative)
 
     def info(self, path: str) -> PathInfo:
         return self.paths.get(path, PathInfo("missing"))
@@ -125,7 +126,8 @@ def probe(
     wanted.update(interesting)
     real_project = os.path.realpath(project)
     submodules = submodule_paths(real_project)
-    wanted.update(protected_candidates(real_project, [f"{s}/.git" for s in submodules]))
+    hooks = hooks_path(real_project, os.path.realpath(home_logical), env)
+    wanted.update(protected_candidates(real_project, [f"{s}/.git" for s in submodules] + ([hooks] if hooks else [])))
     facts_paths = {p: path_info(p) for p in wanted}
     return HostFacts(
         uid=uid,
@@ -139,7 +141,45 @@ def probe(
         paths=facts_paths,
         git_identity=git_identity(os.path.realpath(home_logical), env),
         submodules=submodules,
+        hooks_path=hooks,
     )
+
+
+def _git_config_value(path: str, section: str, key: str) -> str | None:
+    """The last `key = value` of `[section]` in a git config file (a small reader: includes are not followed)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read(1 << 20)
+    except OSError:
+        return None
+    current, value = "", None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            current = line[1:].split("]", 1)[0].strip().lower()
+            line = line.split("]", 1)[1].strip() if "]" in line else ""
+        if current == section and "=" in line and not line.startswith(("#", ";")):
+            k, _, v = line.partition("=")
+            if k.strip().lower() == key:
+                value = v.split(" #", 1)[0].split(" ;", 1)[0].strip().strip('"')
+    return value
+
+
+def hooks_path(project: str, home: str, env: Mapping[str, str]) -> str:
+    """core.hooksPath (repository config first, then the user's) when it points inside the project: those hook
+    files are project files, and the host's next `git commit` runs them (.githooks, husky's .husky/_)."""
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    for cfg in (os.path.join(project, ".git", "config"), os.path.join(home, ".gitconfig"), f"{xdg}/git/config"):
+        value = _git_config_value(cfg, "core", "hookspath")
+        if not value:
+            continue
+        if value == "~" or value.startswith("~/"):
+            value = home + value[1:]
+        full = os.path.normpath(os.path.join(project, value))  # relative: to the top of the working tree
+        if full.startswith(project + "/"):
+            return os.path.relpath(full, project)
+        return ""
+    return ""
 
 
 def submodule_paths(project: str) -> tuple[str, ...]:
