@@ -352,3 +352,33 @@ def test_ending_session_does_not_unprotect_a_concurrent_one(world: World) -> Non
     assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
     left = sorted(p.name for p in world.project.iterdir())
     assert left == [".git", "README.md", "a-done", "b-started"], left  # the last session removed them all
+
+
+@pytest.mark.parametrize("hooks_dir", [".githooks", ".husky", "tools/hooks"])
+def test_plant_hook_in_core_hookspath_dir_fails(world: World, hooks_dir: str) -> None:
+    """Projects that keep their hooks in the tree (core.hooksPath = .githooks, husky's .husky): the hook files
+    are project files, and the host's next `git commit` runs them."""
+    hook = world.write(world.project / hooks_dir / "pre-commit", "#!/bin/sh\nexit 0\n", 0o755)
+    world.git("config", "core.hooksPath", hooks_dir)
+    flag = _flag(world)
+    res = world.sh(
+        f"printf '{HOOK.format(flag=flag)}' > {hooks_dir}/pre-commit; "
+        f"printf '{HOOK.format(flag=flag)}' > {hooks_dir}/post-commit; chmod +x {hooks_dir}/post-commit; "
+        f"mv {hooks_dir} moved-hooks 2>/dev/null; true"
+    )
+    assert hook.read_text() == "#!/bin/sh\nexit 0\n", (res.stdout, res.stderr)
+    assert not (world.project / hooks_dir / "post-commit").exists()
+    _host_commit_runs_nothing(world, flag)
+
+
+def test_plant_pre_commit_framework_config_fails(world: World) -> None:
+    """With the pre-commit framework installed as the git hook, .pre-commit-config.yaml decides what the host's
+    next `git commit` runs (`repo: local` hooks are arbitrary commands)."""
+    res = world.sh(
+        "printf 'repos:\\n- repo: local\\n  hooks:\\n  - id: x\\n    name: x\\n    entry: sh -c evil\\n"
+        "    language: system\\n' > .pre-commit-config.yaml 2>/dev/null && echo PLANTED; "
+        "echo 'pre-commit: {commands: {x: {run: evil}}}' > lefthook.yml 2>/dev/null && echo PLANTED; true"
+    )
+    assert "PLANTED" not in res.stdout
+    assert not (world.project / ".pre-commit-config.yaml").exists()
+    assert not (world.project / "lefthook.yml").exists()
