@@ -275,3 +275,8 @@ def test_rcc_shell_with_agent_puts_agent_on_path(tmp_path: Path) -> None:
     assert plan["env"]["PATH"].startswith(f"{nm}/.bin:")
     assert plan["env"]["OPENAI_API_KEY"] == "k"
     assert "api.openai.com" in plan["net"]["allow"]
+
+
+def test_rcc_help_for_agents_without_the_agent_installed(tmp_path: Path) -> None:
+    r = _rcc(["claude", "--rcc-help"], {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}, tmp_path)
+    assert r.returncode == 0 and "--import-settings" in r.stdout

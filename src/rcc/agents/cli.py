@@ -17,7 +17,25 @@ if TYPE_CHECKING:
     from rcc.compile import Session
     from rcc.runner import RunOptions
 
-AGENT_FLAGS = frozenset({"--import-settings"})
+AGENT_FLAGS = frozenset({"--import-settings", "--rcc-help"})
+
+AGENT_HELP = """\
+usage: rcc AGENT [OPTIONS] [--] [AGENT ARGS...]      AGENT: claude, codex, gemini, aider
+
+Runs the agent in the sandbox on the current project, with its profile: its install read-only, its state in
+rcc's own directory (mounted at ~/.claude, ~/.codex, ...), its API keys, and its API host allowed.
+rcc's options come first; the first unknown option (or whatever follows `--`) goes to the agent, so
+`rcc claude --help` is Claude Code's help.
+
+agent options:
+  --import-settings    copy your settings (e.g. ~/.claude/settings.json, CLAUDE.md, commands, agents) into rcc's
+                       state for this agent first; never credentials or history
+  --rcc-help           this help
+  and every `rcc run` option: --allow, --deny, --resolve, --no-network, --ro, --rw, --hide, --env, --project,
+  --backend, --dry-run (see `rcc run --help`)
+
+exit status: the agent's own; 69 when the agent (or bubblewrap) is not installed, with the install command.
+"""
 
 
 def _flag_env(opts: RunOptions) -> dict[str, str]:
@@ -84,6 +102,9 @@ def agent_command(name: str, argv: list[str]) -> int:
     from rcc.runner import parse_run_args, run_session
 
     opts, cmd = parse_run_args(argv, agent=True, agent_flags=AGENT_FLAGS)
+    if "--rcc-help" in opts.extra:
+        sys.stdout.write(AGENT_HELP)
+        return 0
     session = build_session(name, opts, cmd, os.environ, interactive=sys.stdin.isatty())
     return run_session(opts, session)
 
