@@ -280,3 +280,14 @@ def test_rcc_shell_with_agent_puts_agent_on_path(tmp_path: Path) -> None:
 def test_rcc_help_for_agents_without_the_agent_installed(tmp_path: Path) -> None:
     r = _rcc(["claude", "--rcc-help"], {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}, tmp_path)
     assert r.returncode == 0 and "--import-settings" in r.stdout
+
+
+def test_missing_setup_is_reported_before_the_agent_starts(tmp_path: Path) -> None:
+    """No bubblewrap on PATH: rcc names the fix and exits 69; the agent never ran (no unsandboxed fallback)."""
+    ran = tmp_path / "agent-ran"
+    _exe(tmp_path / "bin" / "claude", f"#!/bin/sh\ntouch {ran}\n")
+    (tmp_path / "proj").mkdir()
+    r = _rcc(["claude", "-p", "hi"], {"HOME": str(tmp_path), "PATH": str(tmp_path / "bin")}, tmp_path / "proj")
+    assert r.returncode == ExitCode.DEPENDENCY
+    assert "bubblewrap" in r.stderr and "apt-get install bubblewrap" in r.stderr
+    assert not ran.exists()
