@@ -179,3 +179,19 @@ def test_killing_rcc_leaves_no_sandbox_behind(world: World, tmp_path: Path, net:
         time.sleep(0.1)
     child.close(force=True)
     assert no_sandbox_left(marker), "bwrap and the command die with rcc (SIGKILL)"
+
+
+def test_sandboxed_commands_start_with_default_signal_dispositions(world: World) -> None:
+    """Python ignores SIGPIPE (and rcc SIGINT/SIGQUIT while a session runs); an ignored signal stays ignored across
+    exec, so without resetting them an agent's `yes | head -1` would spew "Broken pipe" and Ctrl-C would not stop
+    its commands. The sandboxed command must see SIGINT, SIGQUIT, SIGPIPE and SIGXFSZ at their defaults."""
+    import signal
+    import subprocess
+
+    sandbox_ready()
+    r = subprocess.run([*RCC, "run", "--no-network", "--", "grep", "SigIgn", "/proc/self/status"],
+                       cwd=world.project, env=world.env, capture_output=True, text=True, timeout=30, check=False)
+    assert r.returncode == 0, r.stderr
+    ignored = int(r.stdout.split()[-1], 16)
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGPIPE, signal.SIGXFSZ):
+        assert not ignored & (1 << (sig - 1)), f"{sig.name} is ignored inside the sandbox"
