@@ -172,6 +172,7 @@ class BwrapBackend:
         proxy: Any = None
         try:
             try:
+                _keep_only(inherit)
                 for fd in inherit:
                     os.set_inheritable(fd, True)
                 pid = os.posix_spawn(argv[0], argv, dict(plan.env))
@@ -205,6 +206,20 @@ class BwrapBackend:
 
                 for sig, handler in old.items():
                     signal.signal(sig, handler)
+
+
+def _keep_only(inherit: list[int]) -> None:
+    """Descriptors rcc itself inherited (from an IDE, a terminal multiplexer, `exec 7< ~`) would reach the
+    sandbox through bwrap, and an open directory leads out of every mount (/proc/self/fd/7/.ssh). So nothing
+    but stdio and the descriptors bwrap needs is inherited. (A directory as stdio never gets here: Python
+    refuses to start with one.)"""
+    import contextlib
+
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in inherit:
+            with contextlib.suppress(OSError):  # the descriptor listdir itself used, already closed
+                os.set_inheritable(fd, False)
 
 
 def which(name: str) -> str | None:
