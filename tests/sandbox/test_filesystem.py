@@ -281,3 +281,27 @@ def test_rename_parent_of_hidden_path_in_writable_dir_fails(world: World) -> Non
     assert "MOVED" not in res.stdout and "PLANTED" not in res.stdout and "SECRET" not in res.stdout, res.stdout
     assert (world.home / ".local/share/fish/fish_history").read_text() == "SECRET-fish-history\n"
     assert (world.home / ".local/share/app/data.txt").read_text() == "data\nok\n"  # control: still writable
+
+
+def test_inherited_directory_descriptor_does_not_reach_the_sandbox(world: World) -> None:
+    """A descriptor rcc inherited from whatever started it (an IDE, `exec 7< ~`) must not be passed on: an open
+    directory leads out of every mount (/proc/self/fd/7/.ssh/id_rsa)."""
+    import subprocess
+
+    fd = os.open(world.home, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        res = subprocess.run(
+            world.rcc_argv(
+                ["run", "--no-network", "--", "sh", "-c", f"ls /proc/self/fd; cat /proc/self/fd/{fd}/.ssh/id_rsa"]
+            ),
+            cwd=world.project,
+            pass_fds=[fd],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(fd)
+    assert "SECRET" not in res.stdout, res.stdout
+    assert str(fd) not in res.stdout.split(), res.stdout
