@@ -134,3 +134,31 @@ def test_proxy_denies_unlisted_host_and_forwards_allowed_one(world: World, host:
     assert "OK" not in denied.stdout and "403" in denied.stdout, (denied.stdout, denied.stderr)
     allowed = world.rcc("run", "--allow", f"{host.address}:{port}", "--", "python3", "-c", HTTP_GET, url)
     assert f"OK {url} hello" in allowed.stdout, (allowed.stdout, allowed.stderr)  # control
+
+
+def test_proxy_cannot_be_used_to_reach_the_hosts_own_services(
+    world: World, host: TestHost, loopback_listener: int
+) -> None:
+    """SSRF through the proxy: the host's loopback and its own addresses (here the veth side, host.gateway) are
+    refused even when a name that resolves to them is allowed."""
+    port = _serve_hello(host)
+    urls = [
+        f"http://127.0.0.1:{loopback_listener}/",
+        f"http://localhost:{loopback_listener}/",
+        f"http://sneaky.test:{loopback_listener}/",
+        f"http://{host.gateway}:{port}/",
+    ]
+    res = world.rcc(
+        "run",
+        "--allow",
+        "sneaky.test",
+        "--resolve",
+        "sneaky.test=127.0.0.1",
+        "--",
+        "python3",
+        "-c",
+        HTTP_GET,
+        *urls,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "OK" not in res.stdout, res.stdout
