@@ -367,9 +367,8 @@ def test_container_outliving_a_killed_rcc_is_prevented(box: Box, sig: str, netwo
         proc.wait()
         leftover = sorted(_containers(box) - before)  # only the ones this test started
         if leftover:
-            subprocess.run(
-                box.as_user([box.engine, "rm", "--force", "--time", "0", *leftover]), capture_output=True, check=False
-            )
+            for verb in (["kill"], ["rm", "--force"]):
+                subprocess.run(box.as_user([box.engine, *verb, *leftover]), capture_output=True, check=False, cwd="/")
 
 
 def _python_child(pid: int) -> int:
