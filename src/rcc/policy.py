@@ -94,6 +94,26 @@ DEFAULT_SECRETS: tuple[str, ...] = (
     "/etc/ssh/ssh_host_ed25519_key",
     "/etc/ssh/ssh_host_dsa_key",
     "/etc/rcc",
+    # root-only system secrets: unreadable for a user's sandbox, but root's sandbox owns them (cap-drop ALL
+    # does not stop an owner): TLS and VPN private keys, wifi passwords, cluster admin configs, keytabs
+    "/etc/ssl/private",
+    "/etc/pki/tls/private",
+    "/etc/letsencrypt",
+    "/etc/NetworkManager/system-connections",
+    "/etc/wireguard",
+    "/etc/openvpn",
+    "/etc/ipsec.secrets",
+    "/etc/ipsec.d/private",
+    "/etc/ppp/chap-secrets",
+    "/etc/ppp/pap-secrets",
+    "/etc/krb5.keytab",
+    "/etc/kubernetes",
+    "/etc/rancher",
+    "/etc/docker/key.json",
+    "/etc/containers/auth.json",
+    "/etc/libvirt/secrets",
+    "/etc/sssd",
+    "/etc/security/opasswd",
 )
 
 # Inside the project: paths that make the host run code later. Never writable, whether or not they exist.
