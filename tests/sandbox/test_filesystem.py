@@ -305,3 +305,15 @@ def test_inherited_directory_descriptor_does_not_reach_the_sandbox(world: World)
         os.close(fd)
     assert "SECRET" not in res.stdout, res.stdout
     assert str(fd) not in res.stdout.split(), res.stdout
+
+
+def test_root_only_system_secrets_are_masked(world: World) -> None:
+    """Root's sandbox owns /etc/ssl/private, VPN keys, cluster admin configs: they must be masked, not merely
+    unreadable by permissions."""
+    from rcc.policy import DEFAULT_SECRETS
+
+    present = [p for p in DEFAULT_SECRETS if p.startswith("/etc/") and os.path.lexists(p)]
+    require(bool(present), "no root-only system secret exists on this machine")
+    res = world.sh("cut -d' ' -f5 /proc/self/mountinfo")
+    mounted = set(res.stdout.split())
+    assert [p for p in present if p not in mounted] == [], res.stderr
