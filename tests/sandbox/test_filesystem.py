@@ -317,3 +317,25 @@ def test_root_only_system_secrets_are_masked(world: World) -> None:
     res = world.sh("cut -d' ' -f5 /proc/self/mountinfo")
     mounted = set(res.stdout.split())
     assert [p for p in present if p not in mounted] == [], res.stderr
+
+
+def test_project_inside_home_sees_only_itself(world: World) -> None:
+    """The usual layout (~/src/proj): the home around the project stays private, its secrets hidden."""
+    proj = world.home / "src" / "proj"
+    world.write(proj / "main.py", "print('hi')\n")
+    world.write(world.home / "src" / "other-project" / "secret.txt", "PRIVATE-other-project\n")
+    res = world.rcc(
+        "run",
+        "--no-network",
+        "--project",
+        str(proj),
+        "--",
+        "sh",
+        "-c",
+        'cat main.py; ls -A "$HOME" "$HOME/src"; cat ../other-project/secret.txt "$HOME/.ssh/id_rsa" 2>/dev/null; '
+        "echo new > new.txt",
+    )
+    assert "print('hi')" in res.stdout, res.stderr
+    assert "PRIVATE" not in res.stdout and "SECRET" not in res.stdout and "other-project" not in res.stdout
+    assert set(res.stdout.split()) >= {"src", "proj"}
+    assert (proj / "new.txt").read_text() == "new\n"
