@@ -64,6 +64,7 @@ class Facts:
     firewall_file: str | None = None  # /etc/rcc/firewall.nft (or pf.anchor) content; None: not installed
     firewall_loaded: Literal["current", "stale", "absent", "unknown"] = "unknown"  # unknown: needs root
     firewall_counters: tuple[tuple[str, int], ...] = ()
+    nix_runtime_path: tuple[str, ...] = ()  # RCC_NIX_RUNTIME_PATH: the Nix package's tool directories
 
     def which(self, name: str) -> str:
         return dict(self.binaries).get(name, "")
@@ -187,6 +188,18 @@ def checks(f: Facts) -> list[Check]:
     ]
 
 
+def bwrap_origin(bwrap: str, nix_dirs: tuple[str, ...]) -> str:
+    """Which bubblewrap a Nix-installed rcc uses, and why (its wrapper appends Nix's tools to PATH)."""
+    if not nix_dirs:
+        return ""
+    if os.path.dirname(bwrap) in nix_dirs:
+        return (
+            "Nix's bubblewrap (no system bwrap on PATH; Ubuntu 23.10+ AppArmor blocks user namespaces for it: "
+            "sudo apt-get install bubblewrap)"
+        )
+    return "the system's bubblewrap (preferred over Nix's copy: AppArmor profiles allow /usr/bin/bwrap)"
+
+
 def _bwrap_checks(f: Facts) -> list[Check]:
     req = f.backend == "bwrap"
     why_bwrap = "bubblewrap builds rcc's default sandbox"
@@ -203,7 +216,10 @@ def _bwrap_checks(f: Facts) -> list[Check]:
                 req,
             )
         ]
-    out.append(Check("bubblewrap", "ok", f"{bwrap} {f.bwrap_version}".strip(), why_bwrap, required=req))
+    summary = f"{bwrap} {f.bwrap_version}".strip()
+    if origin := bwrap_origin(bwrap, f.nix_runtime_path):
+        summary += f": {origin}"
+    out.append(Check("bubblewrap", "ok", summary, why_bwrap, required=req))
 
     why_userns = "bubblewrap needs unprivileged user namespaces to build the sandbox without root"
     bad = []
@@ -787,6 +803,7 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, ro
     fw_text = _read(fw_path)
     loaded, counters = _firewall_state(fw_text, system, euid)
     return Facts(
+        nix_runtime_path=tuple(d for d in env.get("RCC_NIX_RUNTIME_PATH", "").split(":") if d),
         system=system,
         distro=distro,
         distro_like=like,

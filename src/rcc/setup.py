@@ -152,6 +152,7 @@ def user_setup(opts: SetupOptions, ctx: SetupContext) -> list[str]:
                     f.write(default_config_text())
         out.append(f"{verb:<8} {path}")
     out.append("next: `rcc doctor` checks everything else this machine needs")
+    out.append(f"optional, needs root once: `sudo {self_command(ctx.env)} setup --firewall` (see `rcc doctor`)")
     return out
 
 
@@ -230,11 +231,21 @@ def _spec(opts: SetupOptions) -> FirewallSpec:
     return FirewallSpec(proxy_ports=opts.proxy_ports) if opts.proxy_ports else FirewallSpec()
 
 
+def self_command(env: Mapping[str, str]) -> str:
+    """How to name this rcc in a `sudo ...` hint: sudo does not search the user's Nix profile, so a Nix-built rcc
+    (whose wrapper sets RCC_EXECUTABLE) is named by its absolute path."""
+    import shlex
+
+    exe = env.get("RCC_EXECUTABLE", "")
+    return shlex.quote(exe) if os.path.isabs(exe) and os.access(exe, os.X_OK) else "rcc"
+
+
 def _require_root(ctx: SetupContext, what: str) -> None:
     if ctx.euid != 0:
         raise RccError(
             f"{what} needs root",
-            hint=f"run `sudo rcc {what}` (rcc never runs sudo itself); `rcc {what} --dry-run` shows what it would do",
+            hint=f"run `sudo {self_command(ctx.env)} {what}` (rcc never runs sudo itself); "
+            f"`rcc {what} --dry-run` shows what it would do",
             code=ExitCode.SETUP,
         )
 
