@@ -32,7 +32,7 @@ from rcc.plan import (
     Tmpfs,
 )
 from rcc.policy import Policy
-from rcc.probe import SYSTEM_ENTRIES, HostFacts
+from rcc.probe import NIXOS_CURRENT_SYSTEM, SYSTEM_ENTRIES, HostFacts
 
 TYPE_CHECKING = False  # typing costs `rcc run` an import; mypy still sees the block
 if TYPE_CHECKING:
@@ -196,6 +196,9 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
         Tmpfs("/run", why="private: no host sockets (docker, podman, dbus, user runtime dirs)"),
         Tmpfs("/dev/shm", 0o1777, why="private, discarded"),
     ]
+    nixos = facts.info(NIXOS_CURRENT_SYSTEM)
+    if nixos.kind == "symlink" and nixos.real.startswith("/nix/store/"):
+        mounts.append(Symlink(nixos.link, NIXOS_CURRENT_SYSTEM, "NixOS system profile (in /nix, read-only)"))
     mounts.append(Tmpfs(home, 0o700, why="private empty home; the real one stays invisible"))
     if facts.home_logical != home and not _under(facts.home_logical, "/tmp"):
         mounts.append(Symlink(home, facts.home_logical, "home is a symlink on the host"))

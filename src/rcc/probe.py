@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     Kind = Literal["dir", "file", "symlink", "missing", "other"]
 
 # Top-level system entries mounted read-only (or recreated as the same symlink, for merged-/usr systems).
+NIXOS_CURRENT_SYSTEM = "/run/current-system"  # NixOS: PATH has /run/current-system/sw/bin (a /nix/store link)
 SYSTEM_ENTRIES: tuple[str, ...] = (
     "usr",
     "bin",
@@ -123,6 +124,7 @@ def probe(
         except KeyError:
             user = str(uid)
     wanted = {f"/{e}" for e in SYSTEM_ENTRIES}
+    wanted.add(NIXOS_CURRENT_SYSTEM)
     wanted.update(interesting)
     real_project = os.path.realpath(project)
     submodules = submodule_paths(real_project)
