@@ -239,9 +239,9 @@ def test_home_as_project_is_refused(world: World) -> None:
     assert ".ssh" not in res.stdout
 
 
+@pytest.mark.parametrize("world", ["root"], indirect=True)
 def test_root_runs_with_its_real_home_treated_like_any_home(world: World) -> None:
     """`/root` is hidden from everyone else, but when root runs rcc with HOME=/root it is root's private home."""
-    require(world.who == "root", "only meaningful for root")
     res = world.rcc(
         "run", "--no-network", "--", "sh", "-c", 'echo "$HOME"; ls -A /root | head -50', env={"HOME": "/root"}
     )
