@@ -23,7 +23,8 @@ class Problem:
 if TYPE_CHECKING:
 
     class Backend(Protocol):
-        name: str
+        @property
+        def name(self) -> str: ...
 
         def problems(self) -> list[Problem]:
             """Cheap checks (binary present, namespaces allowed). Empty list: ready."""

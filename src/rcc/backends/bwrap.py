@@ -11,7 +11,6 @@ Invariants:
 from __future__ import annotations
 
 import os
-import sys
 
 from rcc.backends._base import Problem
 from rcc.errors import ExitCode, RccError
@@ -19,7 +18,6 @@ from rcc.plan import Bind, Dir, FileData, Mask, Placeholder, Plan, Special, Syml
 
 TYPE_CHECKING = False  # keep `rcc run` light: typing, socket, subprocess, json and signal are not imported
 if TYPE_CHECKING:
-    import socket
     from typing import Any
 
 
@@ -189,7 +187,9 @@ class BwrapBackend:
                     listener = listen_in_netns(sandbox_pid, plan.net.proxy_port)
                     # Release the command now: connections wait in the listener's backlog while the proxy starts.
                     os.write(block_w, b"go")
-                    proxy = _start_proxy(plan, listener)
+                    from rcc.backends._proxy import start_proxy
+
+                    proxy = start_proxy(plan, listener)
             except BaseException:
                 _kill(pid)
                 raise
@@ -294,30 +294,6 @@ def _read_child_pid(info_r: int, pid: int) -> int:
     if at < 0 or not digits.isdigit():
         raise RccError(f"unexpected --info-fd data from bubblewrap: {data[:200]!r}", code=ExitCode.INTERNAL)
     return int(digits)
-
-
-def _start_proxy(plan: Plan, listener: socket.socket) -> Any:
-    from rcc import paths
-    from rcc.net.proxy import EgressProxy
-    from rcc.net.rules import compile_rules
-
-    rules = compile_rules(plan.net.allow, plan.net.deny, dict(plan.net.resolve))
-
-    def notify(line: str) -> None:
-        sys.stderr.write(line.rstrip("\n") + "\n")
-        sys.stderr.flush()
-
-    audit = paths.audit_log_file()
-    try:
-        proxy = EgressProxy(rules, audit, plan.session_id, notify)
-    except OSError as e:  # no audit log, no network: never an unrecorded door
-        raise RccError(
-            f"cannot open the audit log {audit}: {e.strerror}",
-            hint="fix the permissions of rcc's state directory, or run with --no-network",
-            code=ExitCode.SETUP,
-        ) from e
-    proxy.start([listener])
-    return proxy
 
 
 # ----------------------------------------------------------------------------------------------- placeholders

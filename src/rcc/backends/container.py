@@ -501,16 +501,6 @@ def _staging_path(staging: str, op: FileData) -> str:
 
 def _egress_proxy(plan: Plan, listener: Any) -> Any:
     """rcc's allowlisting proxy on the listener (the same one the bwrap backend starts)."""
-    from rcc import paths
-    from rcc.net.proxy import EgressProxy  # type: ignore[import-not-found,unused-ignore]
-    from rcc.net.rules import compile_rules
+    from rcc.backends._proxy import start_proxy
 
-    rules = compile_rules(plan.net.allow, plan.net.deny, dict(plan.net.resolve))
-
-    def notify(line: str) -> None:
-        sys.stderr.write(line.rstrip("\n") + "\n")
-        sys.stderr.flush()
-
-    proxy = EgressProxy(rules, paths.audit_log_file(), plan.session_id, notify)
-    proxy.start([listener])
-    return proxy
+    return start_proxy(plan, listener)
