@@ -189,6 +189,10 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
     mounts += [
         Special("dev", "/dev", "minimal /dev"),
         Special("proc", "/proc", "own PID namespace"),
+        # Root's sandbox runs as the real uid 0, and sysctl files check only the uid: kernel.core_pattern
+        # ("|/project/x" runs x as host root on the next crash) would be writable. bwrap's own cover of
+        # /proc/sys is skipped when the directory itself looks read-only.
+        Bind("/proc/sys", "/proc/sys", False, "read-only: global sysctls"),
         Tmpfs("/tmp", 0o1777, why="private, discarded"),
         Tmpfs("/var", why="private"),
         Tmpfs("/var/tmp", 0o1777, why="private, discarded"),
