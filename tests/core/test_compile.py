@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from rcc.compile import Session, compile_plan, interesting_paths
 from rcc.config import Contribution, Layer, merge
 from rcc.errors import ExitCode, RccError
-from rcc.plan import Bind, Mask, MountOp, Plan, Tmpfs
+from rcc.plan import Bind, Mask, MountOp, Plan, Special, Tmpfs
 from rcc.policy import DEFAULT_PROTECTED, EnvironmentPolicy, NetworkPolicy, Policy
 from rcc.probe import HostFacts, PathInfo
 
@@ -326,3 +326,9 @@ def test_proxy_env_only_in_allowlist_mode() -> None:
     p = compile_plan(Policy(network=NetworkPolicy(mode="allowlist")), facts(), Session(("true",)))
     env = dict(p.env)
     assert env["HTTPS_PROXY"] == "http://127.0.0.1:3128" and p.net.mode == "proxy"
+
+
+def test_proc_sys_is_read_only_after_proc() -> None:
+    p = plan()
+    assert binds(p)["/proc/sys"].writable is False
+    assert index(p.mounts, Special, "/proc") < index(p.mounts, Bind, "/proc/sys")

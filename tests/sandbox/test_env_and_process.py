@@ -271,3 +271,16 @@ def test_ordinary_syscalls_still_work(world: World) -> None:
     )
     res = world.rcc("run", "--no-network", "--", "python3", "-c", code)
     assert res.stdout.split() == ["pong", "child"], res.stderr
+
+
+def test_kernel_sysctls_cannot_be_written(world: World) -> None:
+    """Root's sandbox runs as the real uid 0, and sysctl files check only the uid: `kernel.core_pattern =
+    |/project/x` or `kernel.modprobe = /project/x` would make the kernel run x as host root. The value
+    written back is the current one, so even a failing test changes nothing."""
+    res = world.sh(
+        "for k in kernel/core_pattern kernel/modprobe; do v=$(cat /proc/sys/$k) && "
+        'printf "%s\\n" "$v" > /proc/sys/$k 2>/dev/null && echo "WROTE $k"; done; '
+        "cat /proc/sys/kernel/ostype"
+    )
+    assert "WROTE" not in res.stdout, res.stdout
+    assert "Linux" in res.stdout, res.stderr  # control: sysctls stay readable
