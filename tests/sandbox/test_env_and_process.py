@@ -284,3 +284,30 @@ def test_kernel_sysctls_cannot_be_written(world: World) -> None:
     )
     assert "WROTE" not in res.stdout, res.stdout
     assert "Linux" in res.stdout, res.stderr  # control: sysctls stay readable
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs a seccomp rule in rcc.seccomp: chmod/fchmod/fchmodat(2) and open/openat/creat/mknod(at) with "
+    "S_ISUID|S_ISGID -> EPERM (systemd's RestrictSUIDSGID); remove this marker when it lands",
+)
+def test_setuid_file_cannot_be_planted_in_project(world: World) -> None:
+    """The project outlives the sandbox: a set-uid copy of a shell left there by root's sandbox is a root
+    backdoor for every local user who can reach the directory (for a user's sandbox: a way in to that user)."""
+    code = (
+        "import os, shutil\n"
+        "shutil.copy('/bin/sh', 'a'); os.chmod('a', 0o4755)\n"
+        "os.close(os.open('b', os.O_CREAT | os.O_WRONLY, 0o6755))\n"
+    )
+    world.rcc(
+        "run",
+        "--no-network",
+        "--",
+        "sh",
+        "-c",
+        f'python3 -c "{code}" 2>/dev/null; chmod g+s c 2>/dev/null; cp /bin/true c; chmod u+s c; true',
+    )
+    for name in ("a", "b", "c"):
+        f = world.project / name
+        if f.exists():
+            assert not f.stat().st_mode & 0o6000, f"{name} is set-uid/gid on the host: {oct(f.stat().st_mode)}"
