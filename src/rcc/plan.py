@@ -125,6 +125,10 @@ class Plan:
     seccomp: bool = True
     notices: tuple[str, ...] = ()  # things the user should know (ignored untrusted config, ...)
     session_id: str = ""
+    # Interactive sessions: rcc and bwrap ignore SIGINT/SIGQUIT (the terminal sends them to the whole foreground
+    # process group, and a dying bwrap would take the sandbox with it); the command gets them back by
+    # `env --default-signal` (coreutils >= 8.31) when this is set.
+    reset_signals: bool = False
 
     def to_json(self) -> str:
         def enc(op: object) -> object:

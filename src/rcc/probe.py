@@ -54,6 +54,7 @@ class HostFacts:
     env: Mapping[str, str]
     paths: Mapping[str, PathInfo] = field(default_factory=dict)  # every absolute path compile.py may ask about
     git_identity: tuple[tuple[str, str], ...] = ()  # user.name / user.email from the host's git config
+    env_resets_signals: bool = False  # /usr/bin/env knows --default-signal (coreutils >= 8.31)
     submodules: tuple[str, ...] = ()  # project-relative submodule paths declared in .gitmodules
     hooks_path: str = ""  # git's core.hooksPath when it lies inside the project (project-relative)
 
@@ -77,6 +78,14 @@ def path_info(path: str) -> PathInfo:
     if stat.S_ISREG(st.st_mode):
         return PathInfo("file", real)
     return PathInfo("other", real)
+
+
+def _env_resets_signals(env_binary: str = "/usr/bin/env") -> bool:
+    try:
+        with open(env_binary, "rb") as f:
+            return b"default-signal" in f.read(1 << 20)
+    except OSError:
+        return False
 
 
 def git_identity(home: str, env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -142,6 +151,7 @@ def probe(
         env=dict(env),
         paths=facts_paths,
         git_identity=git_identity(os.path.realpath(home_logical), env),
+        env_resets_signals=_env_resets_signals(),
         submodules=submodules,
         hooks_path=hooks,
     )

@@ -119,7 +119,7 @@ class BwrapBackend:
         # GNU env gives the shell's answer for a missing (127) or non-executable (126) command; bwrap itself
         # would exit 1 for both. A first word with "=" would be taken as an assignment, so it goes direct.
         if plan.argv and "=" not in plan.argv[0]:
-            a += ["/usr/bin/env", "--"]
+            a += ["/usr/bin/env", *(["--default-signal=INT,QUIT"] if plan.reset_signals else []), "--"]
         a += list(plan.argv)
         return a
 
@@ -173,7 +173,9 @@ class BwrapBackend:
                 _keep_only(inherit)
                 for fd in inherit:
                     os.set_inheritable(fd, True)
-                pid = os.posix_spawn(argv[0], argv, dict(plan.env))
+                # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec:
+                # `yes | head -1` inside would complain of a broken pipe instead of ending quietly.
+                pid = os.posix_spawn(argv[0], argv, dict(plan.env), setsigdef=(_SIGPIPE, _SIGXFSZ))
             except OSError as e:
                 raise RccError(f"cannot start bubblewrap: {e}", code=ExitCode.DEPENDENCY) from e
             finally:
@@ -220,6 +222,9 @@ def _keep_only(inherit: list[int]) -> None:
         if fd > 2 and fd not in inherit:
             with contextlib.suppress(OSError):  # the descriptor listdir itself used, already closed
                 os.set_inheritable(fd, False)
+
+
+_SIGPIPE, _SIGXFSZ = 13, 25  # Linux numbers on every architecture rcc supports (the signal module costs an import)
 
 
 def which(name: str) -> str | None:
