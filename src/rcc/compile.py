@@ -281,6 +281,7 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
         new_session=not session.interactive,
         seccomp=True,
         session_id=session_id,
+        reset_signals=session.interactive and facts.env_resets_signals,
     )
 
 
