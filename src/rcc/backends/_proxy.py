@@ -14,27 +14,57 @@ if TYPE_CHECKING:
     from rcc.plan import Plan
 
 
-def start_proxy(plan: Plan, listener: socket.socket) -> Any:
+class SessionProxy:
+    """The running proxy plus its denial notices. A non-interactive session gets each notice on stderr at once
+    (the proxy rate-limits them); an interactive one owns the terminal (a full-screen agent UI), so its notices
+    are kept and printed after it ends, with the command that shows them all."""
+
+    MAX_DEFERRED = 50
+
+    def __init__(self, plan: Plan) -> None:
+        self.defer = not plan.new_session
+        self.session = plan.session_id
+        self.deferred: list[str] = []
+        self.dropped = 0
+        self.proxy: Any = None
+
+    def notify(self, line: str) -> None:  # runs on the proxy's thread
+        if not self.defer:
+            sys.stderr.write(line.rstrip("\n") + "\n")
+            sys.stderr.flush()
+        elif len(self.deferred) < self.MAX_DEFERRED:
+            self.deferred.append(line.rstrip("\n"))
+        else:
+            self.dropped += 1
+
+    def close(self) -> None:
+        if self.proxy is not None:
+            self.proxy.close()
+        if self.deferred:
+            sys.stderr.write("".join(f"{line}\n" for line in self.deferred))
+            if self.dropped:
+                sys.stderr.write(f"rcc: ... and {self.dropped} more\n")
+            sys.stderr.write(f"rcc: every decision of this session: rcc log --session {self.session}\n")
+            sys.stderr.flush()
+
+
+def start_proxy(plan: Plan, listener: socket.socket) -> SessionProxy:
     """Serve `listener` (inside the sandbox's network namespace) with rcc's allowlisting proxy, recording to the
-    audit log. Every backend starts its proxy here."""
+    audit log. Every backend starts its proxy here; close() the result when the sandbox has ended."""
     from rcc import paths
     from rcc.net.proxy import EgressProxy
     from rcc.net.rules import compile_rules
 
     rules = compile_rules(plan.net.allow, plan.net.deny, dict(plan.net.resolve))
-
-    def notify(line: str) -> None:
-        sys.stderr.write(line.rstrip("\n") + "\n")
-        sys.stderr.flush()
-
+    handle = SessionProxy(plan)
     audit = paths.audit_log_file()
     try:
-        proxy = EgressProxy(rules, audit, plan.session_id, notify)
+        handle.proxy = EgressProxy(rules, audit, plan.session_id, handle.notify)
     except OSError as e:  # no audit log, no network: never an unrecorded door
         raise RccError(
             f"cannot open the audit log {audit}: {e.strerror}",
             hint="fix the permissions of rcc's state directory, or run with --no-network",
             code=ExitCode.SETUP,
         ) from e
-    proxy.start([listener])
-    return proxy
+    handle.proxy.start([listener])
+    return handle
