@@ -42,8 +42,9 @@ _SCHEMA: dict[str, tuple[str, bool]] = {
     "network.allow": ("hostrules", True),
     "network.deny": ("hostrules", False),
     "network.resolve": ("resolve", True),
+    "container.image": ("image", True),
 }
-_TABLES = ("filesystem", "environment", "network")
+_TABLES = ("filesystem", "environment", "network", "container")
 
 
 def _is_env_name(n: str) -> bool:
@@ -182,6 +183,11 @@ def validate(key: str, value: Any, where: str, home: str | None = None) -> Any:
         if value not in ("bwrap", "podman", "docker"):
             raise ConfigError(where, key, f"must be one of bwrap, podman, docker (got {value!r})")
         return value
+    if kind == "image":
+        bad = not isinstance(value, str) or value.startswith("-") or any(c.isspace() or c == "," for c in value)
+        if bad:
+            raise ConfigError(where, key, f"{value!r} is not an image name (no spaces, commas or leading -)")
+        return value
     if kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(where, key, "must be true or false")
@@ -282,6 +288,7 @@ def merge(layers: Sequence[Layer], home: str) -> Policy:
     env = EnvironmentPolicy()
     net = NetworkPolicy()
     backend = "bwrap"
+    image = ""
     toolchains: list[str] = list(DEFAULT_TOOLCHAINS)
     use_default_toolchains = True
     env_set: dict[str, str] = {}
@@ -291,6 +298,8 @@ def merge(layers: Sequence[Layer], home: str) -> Policy:
             k, v = c.key, c.value
             if k == "backend":
                 backend = v
+            elif k == "container.image":
+                image = v
             elif k == "filesystem.default_toolchains":
                 use_default_toolchains = v
             elif k == "filesystem.toolchains":
@@ -332,7 +341,7 @@ def merge(layers: Sequence[Layer], home: str) -> Policy:
         deny=tuple(dict.fromkeys(net.deny)),
         resolve=tuple(sorted(resolve.items())),
     )
-    return Policy(filesystem=fs, environment=env, network=net, backend=backend)  # type: ignore[arg-type]
+    return Policy(filesystem=fs, environment=env, network=net, backend=backend, container_image=image)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------- loading

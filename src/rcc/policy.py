@@ -203,3 +203,4 @@ class Policy:
     environment: EnvironmentPolicy = field(default_factory=EnvironmentPolicy)
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
     backend: BackendName = "bwrap"
+    container_image: str = ""  # podman/docker backend: "" = rcc's own agent image

@@ -33,6 +33,7 @@ options:
   --env NAME           pass variable NAME (or PREFIX_*) from rcc's environment (repeatable)
   --env NAME=VALUE     set NAME inside the sandbox (repeatable)
   --backend NAME       bwrap (default), podman or docker
+  --image NAME         the container image for podman/docker (default: rcc's own agent image)
   --dry-run            print the sandbox plan and the backend command as JSON; run nothing
   -h, --help           this help
 
@@ -50,6 +51,7 @@ class RunOptions:
 
 
 _VALUE_OPTS = {
+    "--image",
     "--project",
     "--allow",
     "--deny",
@@ -136,6 +138,8 @@ def _apply(opts: RunOptions, name: str, value: str) -> None:
             f.add("environment.passthrough", [n], name)
     elif name == "--backend":
         f.add("backend", value, name)
+    elif name == "--image":
+        f.add("container.image", value, name)
 
 
 def command(argv: list[str]) -> int:
@@ -163,7 +167,7 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
     eff = config.load(project, opts.flags.contributions, layers)
     for n in eff.notices:
         sys.stderr.write(f"rcc: note: {n}\n")
-    backend, _why = resolve(eff.policy.backend)
+    backend, _why = resolve(eff.policy.backend, eff.policy.container_image or None)
     if not opts.dry_run:
         from rcc.setup import missing_setup
 

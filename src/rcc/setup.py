@@ -219,6 +219,10 @@ def default_config_text() -> str:
 # deny = []
 # Fixed name -> address answers for the proxy (like /etc/hosts), e.g. {{ "git.internal" = "10.0.0.5" }}:
 # resolve = {{ }}
+
+[container]
+# The image the podman/docker backend runs ("": rcc's own agent image, built on first use):
+# image = ""
 """
 
 
