@@ -26,9 +26,7 @@ def _read_store(env: Mapping[str, str]) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
-        raise ConfigError(
-            path, "", f"trust store unreadable: {e}", hint="delete it and trust projects again"
-        ) from e
+        raise ConfigError(path, "", f"trust store unreadable: {e}", hint="delete it and trust projects again") from e
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise ConfigError(path, "", "trust store is not a JSON object of path -> sha256")
     return data
@@ -89,7 +87,5 @@ def command(argv: list[str]) -> int:
         return 0
     store[project] = _digest(content)
     _write_store(store, os.environ)
-    sys.stdout.write(
-        f"rcc: trusting {file} (sha256 {_digest(content)[:16]}...); a changed file needs trusting again\n"
-    )
+    sys.stdout.write(f"rcc: trusting {file} (sha256 {_digest(content)[:16]}...); a changed file needs trusting again\n")
     return 0
