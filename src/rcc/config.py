@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from rcc import paths
 from rcc.errors import ConfigError, UsageError
@@ -26,6 +25,10 @@ from rcc.policy import (
     NetworkPolicy,
     Policy,
 )
+
+TYPE_CHECKING = False  # typing costs `rcc run` an import
+if TYPE_CHECKING:
+    from typing import Any
 
 # key -> (kind, widens access when set by the project file)
 _SCHEMA: dict[str, tuple[str, bool]] = {
@@ -58,6 +61,8 @@ def _is_env_pattern(n: str) -> bool:
 
 @dataclass(frozen=True)
 class Contribution:
+    """One value for one key, and where it came from."""
+
     key: str
     value: Any
     source: str  # "default", "~/.config/rcc/config.toml:12", ".rcc.toml:3", "--allow", "agent:claude"
@@ -65,12 +70,16 @@ class Contribution:
 
 @dataclass(frozen=True)
 class Layer:
+    """The contributions of one source (defaults, user file, project file, flags)."""
+
     name: str
     contributions: tuple[Contribution, ...]
 
 
 @dataclass(frozen=True)
 class Effective:
+    """The merged policy with its provenance and the notices for the user."""
+
     policy: Policy
     provenance: tuple[Contribution, ...]
     notices: tuple[str, ...] = ()

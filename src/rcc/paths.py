@@ -39,3 +39,11 @@ def agent_state_dir(agent: str, env: Mapping[str, str] = os.environ) -> str:
 
 
 PROJECT_CONFIG_NAME = ".rcc.toml"
+
+
+def missing_setup(env: Mapping[str, str] = os.environ) -> str | None:
+    """For `rcc run`/`rcc claude`: a one-line hint when `rcc setup` has not been run, else None. Cheap: one
+    stat, kept here so `rcc run` imports nothing more."""
+    if os.path.isdir(config_dir(env)):
+        return None
+    return "rcc is not set up for this account yet: run `rcc setup`, then `rcc doctor`"

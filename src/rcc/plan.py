@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Bind:
+    """A host path mounted at dest (read-only unless writable)."""
+
     src: str
     dest: str
     writable: bool = False
@@ -30,6 +32,8 @@ class Bind:
 
 @dataclass(frozen=True)
 class Tmpfs:
+    """An empty tmpfs at dest."""
+
     dest: str
     mode: int = 0o755
     read_only: bool = False
@@ -47,6 +51,8 @@ class Mask:
 
 @dataclass(frozen=True)
 class Symlink:
+    """A symlink at dest pointing to target."""
+
     target: str
     dest: str
     why: str = ""
@@ -54,6 +60,8 @@ class Symlink:
 
 @dataclass(frozen=True)
 class Dir:
+    """An empty directory at dest."""
+
     dest: str
     mode: int = 0o755
     why: str = ""
@@ -70,6 +78,8 @@ class FileData:
 
 @dataclass(frozen=True)
 class Special:
+    """/dev, /proc or mqueue at dest."""
+
     kind: Literal["dev", "proc", "mqueue"]
     dest: str
     why: str = ""
@@ -80,6 +90,8 @@ MountOp = Bind | Tmpfs | Mask | Symlink | Dir | FileData | Special
 
 @dataclass(frozen=True)
 class Placeholder:
+    """An empty host file/dir that takes a missing protected name for the session."""
+
     path: str  # absolute host path inside the project
     is_dir: bool
     content: str = ""  # for files
@@ -87,6 +99,8 @@ class Placeholder:
 
 @dataclass(frozen=True)
 class Namespaces:
+    """Which namespaces the sandbox gets (all, by default)."""
+
     user: bool = True
     pid: bool = True
     ipc: bool = True

@@ -176,6 +176,8 @@ DEFAULT_ENV_PASS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class FilesystemPolicy:
+    """What the sandbox sees of the filesystem."""
+
     toolchains: tuple[str, ...] = DEFAULT_TOOLCHAINS  # read-only if they exist
     read_only: tuple[str, ...] = ()  # extra read-only paths
     read_write: tuple[str, ...] = ()  # extra read-write paths
@@ -185,12 +187,16 @@ class FilesystemPolicy:
 
 @dataclass(frozen=True)
 class EnvironmentPolicy:
+    """Which variables reach the sandbox."""
+
     passthrough: tuple[str, ...] = DEFAULT_ENV_PASS  # names or `PREFIX_*` patterns
     set: tuple[tuple[str, str], ...] = ()  # explicit values
 
 
 @dataclass(frozen=True)
 class NetworkPolicy:
+    """How the sandbox reaches the network."""
+
     mode: NetworkMode = "allowlist"
     allow: tuple[str, ...] = ()  # host rules (see rcc.net.rules), presets as "@name"
     deny: tuple[str, ...] = ()
@@ -199,6 +205,8 @@ class NetworkPolicy:
 
 @dataclass(frozen=True)
 class Policy:
+    """The effective policy (see the module docstring for invariants)."""
+
     filesystem: FilesystemPolicy = field(default_factory=FilesystemPolicy)
     environment: EnvironmentPolicy = field(default_factory=EnvironmentPolicy)
     network: NetworkPolicy = field(default_factory=NetworkPolicy)

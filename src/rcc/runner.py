@@ -44,6 +44,8 @@ exit status: the command's own; rcc's failures: 64 usage, 66 project, 69 missing
 
 @dataclass
 class RunOptions:
+    """rcc's own options for one invocation."""
+
     project: str = ""
     dry_run: bool = False
     flags: Flags = field(default_factory=Flags)
@@ -169,7 +171,7 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
         sys.stderr.write(f"rcc: note: {n}\n")
     backend, _why = resolve(eff.policy.backend, eff.policy.container_image or None)
     if not opts.dry_run:
-        from rcc.setup import missing_setup
+        from rcc.paths import missing_setup
 
         if hint := missing_setup():
             sys.stderr.write(f"rcc: note: {hint}\n")

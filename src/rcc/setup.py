@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 from rcc import paths
 from rcc.errors import ExitCode, RccError, UsageError
+from rcc.paths import missing_setup  # noqa: F401 (re-exported; `rcc run` calls it from rcc.paths)
 
-TYPE_CHECKING = False  # `rcc run` imports this module for missing_setup(): no typing import
+TYPE_CHECKING = False  # typing stays out of the import chain
 
 if TYPE_CHECKING:
     from rcc.firewall.spec import FirewallSpec
@@ -372,11 +373,3 @@ def _uninstall_pf(opts: SetupOptions, ctx: SetupContext) -> list[str]:
     if apply.remove_if_ours(path):
         out.append(f"removed  {path}")
     return out
-
-
-def missing_setup(env: Mapping[str, str] = os.environ) -> str | None:
-    """For `rcc run`/`rcc claude`: a one-line hint when `rcc setup` has not been run, else None. Cheap: one
-    stat, no imports beyond rcc.paths."""
-    if os.path.isdir(paths.config_dir(env)):
-        return None
-    return "rcc is not set up for this account yet: run `rcc setup`, then `rcc doctor`"
