@@ -29,9 +29,12 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
 
 from rcc.errors import ExitCode, RccError
+
+TYPE_CHECKING = False  # `rcc run` builds the filter on every start: typing stays out of the import chain
+if TYPE_CHECKING:
+    from typing import Final
 
 # --------------------------------------------------------------------------------------- kernel constants
 # <linux/seccomp.h> return actions

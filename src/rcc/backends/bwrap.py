@@ -355,14 +355,13 @@ def make_placeholders(placeholders: tuple[Placeholder, ...]) -> list[tuple[str, 
 
 
 def _project_lock(project: str, kind: str) -> int:
-    import hashlib
-
     from rcc import paths
 
     directory = os.path.join(paths.state_dir(), "sessions")
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        name = f"{hashlib.sha256(project.encode()).hexdigest()[:32]}.{kind}"
+        st = os.stat(project)  # the directory itself names the lock (hashing its path would cost an import)
+        name = f"{st.st_dev:x}-{st.st_ino:x}.{kind}"
         return os.open(os.path.join(directory, name), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as e:
         raise RccError(
