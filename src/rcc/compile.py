@@ -165,6 +165,13 @@ def _refuse_protected_symlink(path: str, link: str) -> NoReturn:
 
 def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id: str = "") -> Plan:
     project, home = facts.project, facts.home
+    if home == "/" or not os.path.isabs(home):
+        # A private home is a tmpfs at the home's path: at "/" it would cover the whole system.
+        raise RccError(
+            f"HOME is {facts.home_logical or '(empty)'}: rcc needs a home directory to replace with a private one",
+            hint="set HOME to your home directory (service accounts: any directory of their own)",
+            code=ExitCode.SETUP,
+        )
     if project == "/" or _under(home, project):
         raise RccError(
             f"refusing to use {project} as the project: it contains your home directory",
