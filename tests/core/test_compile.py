@@ -332,3 +332,11 @@ def test_proc_sys_is_read_only_after_proc() -> None:
     p = plan()
     assert binds(p)["/proc/sys"].writable is False
     assert index(p.mounts, Special, "/proc") < index(p.mounts, Bind, "/proc/sys")
+
+
+@pytest.mark.parametrize("home", ["/", ""])
+def test_home_at_root_is_refused(home: str) -> None:
+    """HOME=/ (service accounts) would put the private home's tmpfs over the whole system."""
+    with pytest.raises(RccError) as e:
+        plan(f=replace(facts(), home=home or "/", home_logical=home))
+    assert e.value.code == ExitCode.SETUP and "HOME" in e.value.message
