@@ -144,7 +144,12 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
                     seen_ro.add(path)
                     mounts.append(Bind(path, path, False, f"never writable: {rel}"))
             elif info.kind != "dir":
-                break  # e.g. .claude is a file: nothing can exist below it
+                # e.g. .claude is a file: nothing can exist below it as long as it stays a file, so it must not
+                # be replaced (`rm .claude; mkdir .claude` and plant .claude/settings.json): read-only.
+                if path not in seen_ro:
+                    seen_ro.add(path)
+                    mounts.append(Bind(path, path, False, f"never writable: a file where {rel} would be"))
+                break
             elif path not in pinned and not any(_under(path, r) for r in seen_ro):  # never rw under a ro one
                 # Renaming a directory moves the mounts inside it along: `mv .claude x; mkdir .claude` would
                 # leave a fresh, writable .claude/settings.json. A mount point cannot be renamed: pin it.
