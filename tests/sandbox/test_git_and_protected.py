@@ -382,3 +382,17 @@ def test_plant_pre_commit_framework_config_fails(world: World) -> None:
     assert "PLANTED" not in res.stdout
     assert not (world.project / ".pre-commit-config.yaml").exists()
     assert not (world.project / "lefthook.yml").exists()
+
+
+def test_replace_file_in_place_of_protected_dir_fails(world: World) -> None:
+    """`.claude` is a plain file: nothing below it is protected as long as it stays a file, so replacing it by
+    a directory must be impossible (a fresh .claude/settings.json would carry hooks for the host)."""
+    world.write(world.project / ".claude", "just notes\n")
+    world.write(world.project / ".vscode", "also a file\n")
+    res = world.sh(
+        "rm -f .claude 2>/dev/null; mkdir .claude 2>/dev/null; "
+        "echo '{\"hooks\": 1}' > .claude/settings.json 2>/dev/null && echo PLANTED; "
+        "mv .vscode x 2>/dev/null && echo MOVED; true"
+    )
+    assert "PLANTED" not in res.stdout and "MOVED" not in res.stdout, res.stdout
+    assert (world.project / ".claude").read_text() == "just notes\n"
