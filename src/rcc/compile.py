@@ -99,7 +99,7 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
     if git.kind == "dir":
         # A mount point cannot be renamed or removed: this stops "mv .git x; mkdir -p .git/hooks".
         mounts.append(Bind(os.path.join(project, ".git"), os.path.join(project, ".git"), True, "git dir pinned"))
-    elif git.kind == "file":
+    elif git.kind in ("file", "other"):  # a pointer file (or anything else that is not a dir): keep it
         mounts.append(Bind(os.path.join(project, ".git"), os.path.join(project, ".git"), False, "git pointer file"))
     rel_list = list(policy.filesystem.protect)
     if git.kind == "missing":
