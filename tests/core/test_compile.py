@@ -340,3 +340,9 @@ def test_home_at_root_is_refused(home: str) -> None:
     with pytest.raises(RccError) as e:
         plan(f=replace(facts(), home=home or "/", home_logical=home))
     assert e.value.code == ExitCode.SETUP and "HOME" in e.value.message
+
+
+def test_git_that_is_neither_dir_nor_file_is_kept_read_only() -> None:
+    """A fifo or socket named .git could be deleted and replaced by a directory with hooks."""
+    p = plan(f=facts({f"{PROJECT}/.git": PathInfo("other", f"{PROJECT}/.git")}))
+    assert binds(p)[f"{PROJECT}/.git"].writable is False
