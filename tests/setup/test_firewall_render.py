@@ -135,7 +135,7 @@ def test_default_config_is_valid_toml_with_every_key_commented() -> None:
     from rcc.setup import default_config_text
 
     text = default_config_text()
-    assert tomllib.loads(text) == {"filesystem": {}, "environment": {}, "network": {}}
+    assert tomllib.loads(text) == {"filesystem": {}, "environment": {}, "network": {}, "container": {}}
     keys = (
         "backend",
         "toolchains",
@@ -150,6 +150,7 @@ def test_default_config_is_valid_toml_with_every_key_commented() -> None:
         "allow",
         "deny",
         "resolve",
+        "image",
     )
     for key in keys:
         assert f"\n# {key} = " in text, key
