@@ -109,6 +109,8 @@ _COMMON_NEW: Final[Mapping[str, int]] = MappingProxyType(
         "clone3": 435,
         "mount_setattr": 442,
         "quotactl_fd": 443,
+        "openat2": 437,
+        "fchmodat2": 452,
         "open_tree_attr": 467,
     }
 )
@@ -117,8 +119,16 @@ SYSCALLS: Final[Mapping[str, Mapping[str, int]]] = MappingProxyType(
     {
         "x86_64": MappingProxyType(
             {
+                "open": 2,
                 "ioctl": 16,
                 "socket": 41,
+                "creat": 85,
+                "chmod": 90,
+                "fchmod": 91,
+                "mknod": 133,
+                "openat": 257,
+                "mknodat": 259,
+                "fchmodat": 268,
                 "socketpair": 53,
                 "clone": 56,
                 "ptrace": 101,
@@ -164,6 +174,10 @@ SYSCALLS: Final[Mapping[str, Mapping[str, int]]] = MappingProxyType(
             {
                 "lookup_dcookie": 18,
                 "ioctl": 29,
+                "mknodat": 33,
+                "fchmod": 52,
+                "fchmodat": 53,
+                "openat": 56,
                 "umount2": 39,
                 "mount": 40,
                 "pivot_root": 41,
@@ -251,9 +265,31 @@ class DenyBits:
     why: str
 
 
-Rule = Deny | DenyValues | AllowValues | DenyBits
+@dataclass(frozen=True)
+class DenyBitsIf:
+    """Fails with `errno` when args[`flag_arg`] has a bit of `flag_mask` AND args[`arg`] a bit of `mask` (low 32
+    bits each): e.g. open() with O_CREAT and a set-uid mode; without O_CREAT the mode is ignored."""
+
+    syscall: str
+    flag_arg: int
+    flag_mask: int
+    arg: int
+    mask: int
+    errno: int
+    why: str
+
+
+Rule = Deny | DenyValues | AllowValues | DenyBits | DenyBitsIf
 
 EPERM: Final = _errno.EPERM
+S_ISUID: Final = 0o4000
+S_ISGID: Final = 0o2000
+O_CREAT: Final = 0o100  # x86_64 and the generic (aarch64) ABI agree
+O_TMPFILE: Final = 0o20000000  # __O_TMPFILE (O_TMPFILE also sets O_DIRECTORY)
+_SUID_WHY: Final = (
+    "no set-uid/set-gid files: they outlive the sandbox in the project, and one made by root's sandbox runs as "
+    "root for any local user (systemd's RestrictSUIDSGID); files and directories otherwise keep any mode"
+)
 ENOSYS: Final = _errno.ENOSYS
 EAFNOSUPPORT: Final = _errno.EAFNOSUPPORT
 
@@ -369,6 +405,23 @@ RULES: Final[tuple[Rule, ...]] = (
     Deny("open_tree_attr", EPERM, "new mount API: clones mounts with new attributes (as mount)"),
     Deny("mount_setattr", EPERM, "would make read-only binds writable"),
     Deny("setns", EPERM, "joining another namespace would leave the sandbox's"),
+    # set-uid/set-gid files: the project outlives the sandbox, and a set-uid copy of a shell that root's sandbox
+    # left there is a root backdoor for every local user who can reach it (systemd's RestrictSUIDSGID)
+    DenyBits("chmod", 1, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
+    DenyBits("fchmod", 1, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
+    DenyBits("fchmodat", 2, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
+    DenyBits("fchmodat2", 2, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
+    DenyBits("mknod", 1, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
+    DenyBits("mknodat", 2, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
+    DenyBits("creat", 1, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
+    DenyBitsIf("open", 1, O_CREAT | O_TMPFILE, 2, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
+    DenyBitsIf("openat", 2, O_CREAT | O_TMPFILE, 3, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
+    Deny(
+        "openat2",
+        ENOSYS,
+        "its mode lives in a struct a filter cannot read; ENOSYS (a kernel before 5.6) makes callers fall back "
+        "to openat, which is checked",
+    ),
 )
 
 
@@ -432,11 +485,26 @@ def _assemble(items: list[_Item]) -> bytes:
     return bytes(out)
 
 
-def _rule_items(rule: DenyValues | AllowValues | DenyBits, nr: int, n: int) -> list[_Item]:
+def _rule_items(rule: DenyValues | AllowValues | DenyBits | DenyBitsIf, nr: int, n: int) -> list[_Item]:
     """A rule's block. Entered with A = nr; falls through to the next block with A = nr unchanged."""
     nxt, hit = f"next{n}", f"hit{n}"
     deny = _ret(SECCOMP_RET_ERRNO | rule.errno)
     allow = _ret(SECCOMP_RET_ALLOW)
+    if isinstance(rule, DenyBitsIf):
+        check = f"check{n}"
+        return [
+            _Jump(BPF_JMP_JEQ_K, nr, 0, nxt),
+            _ld(OFF_ARGS + 8 * rule.flag_arg),
+            _Jump(BPF_JMP_JSET_K, rule.flag_mask, check, 0),
+            allow,
+            check,
+            _ld(OFF_ARGS + 8 * rule.arg),
+            _Jump(BPF_JMP_JSET_K, rule.mask, hit, 0),
+            allow,
+            hit,
+            deny,
+            nxt,
+        ]
     items: list[_Item] = [_Jump(BPF_JMP_JEQ_K, nr, 0, nxt), _ld(OFF_ARGS + 8 * rule.arg)]
     if isinstance(rule, DenyValues):
         items += [_Jump(BPF_JMP_JEQ_K, v, hit, 0) for v in rule.values]

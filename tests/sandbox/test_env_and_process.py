@@ -286,11 +286,6 @@ def test_kernel_sysctls_cannot_be_written(world: World) -> None:
     assert "Linux" in res.stdout, res.stderr  # control: sysctls stay readable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs a seccomp rule in rcc.seccomp: chmod/fchmod/fchmodat(2) and open/openat/creat/mknod(at) with "
-    "S_ISUID|S_ISGID -> EPERM (systemd's RestrictSUIDSGID); remove this marker when it lands",
-)
 def test_setuid_file_cannot_be_planted_in_project(world: World) -> None:
     """The project outlives the sandbox: a set-uid copy of a shell left there by root's sandbox is a root
     backdoor for every local user who can reach the directory (for a user's sandbox: a way in to that user)."""

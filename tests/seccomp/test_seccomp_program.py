@@ -151,6 +151,13 @@ def test_every_rule_denies_with_its_errno(arch: str) -> None:
             args = tuple(rule.values[0] if i == rule.arg else 0 for i in range(6))
         elif isinstance(rule, seccomp.AllowValues):
             args = tuple(0xDEAD if i == rule.arg else 0 for i in range(6))
+        elif isinstance(rule, seccomp.DenyBitsIf):
+            flag = rule.flag_mask & -rule.flag_mask
+            bit = rule.mask & -rule.mask
+            args = tuple(flag if i == rule.flag_arg else bit if i == rule.arg else 0 for i in range(6))
+            # control: the same mode without the flag (open without O_CREAT ignores its mode) is allowed
+            control = tuple(bit if i == rule.arg else 0 for i in range(6))
+            assert decide(arch, rule.syscall, *control).action == ALLOW, rule.syscall
         else:
             args = tuple(rule.mask & -rule.mask if i == rule.arg else 0 for i in range(6))
         assert decide(arch, rule.syscall, *args).action == errno_action(rule.errno), rule.syscall

@@ -154,7 +154,12 @@ def _denying_args(rule: seccomp.Rule) -> list[int]:
         return [rule.values[0] if i == rule.arg else 0 for i in range(6)]
     if isinstance(rule, seccomp.AllowValues):
         return [0xDEAD if i == rule.arg else 0 for i in range(6)]
-    return [(seccomp.CLONE_NEWUSER | signal.SIGCHLD) if i == rule.arg else 0 for i in range(6)]
+    if isinstance(rule, seccomp.DenyBitsIf):
+        flag, bit = rule.flag_mask & -rule.flag_mask, rule.mask & -rule.mask
+        return [flag if i == rule.flag_arg else bit if i == rule.arg else 0 for i in range(6)]
+    if rule.syscall in ("clone", "unshare"):
+        return [(seccomp.CLONE_NEWUSER | signal.SIGCHLD) if i == rule.arg else 0 for i in range(6)]
+    return [rule.mask & -rule.mask if i == rule.arg else 0 for i in range(6)]
 
 
 def test_every_denied_syscall_is_refused_by_the_real_kernel(box: Sandbox) -> None:
