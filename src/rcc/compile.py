@@ -110,6 +110,9 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
     rel_list += sorted(submodule_gits)
     if facts.hooks_path:
         rel_list.append(facts.hooks_path)  # core.hooksPath inside the project: its hooks are project files
+    if git.kind == "file" and facts.pointer_git_dir:
+        # `.git` points to a git dir inside the project (--separate-git-dir .realgit): protect that one as .git
+        rel_list += [facts.pointer_git_dir + r[4:] for r in policy.filesystem.protect if r.startswith(".git/")]
     seen_ro: set[str] = set()
     pinned: set[str] = {os.path.join(project, ".git")}
     for rel in rel_list:
@@ -130,7 +133,7 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
             if info.kind == "missing":
                 is_dir = (not last) or sub in _DIR_PLACEHOLDERS
                 content = "{}\n" if (not is_dir and path.endswith(".json")) else ""
-                if sub == ".git/commondir":
+                if sub == ".git/commondir" or (facts.pointer_git_dir and sub == f"{facts.pointer_git_dir}/commondir"):
                     content = ".\n"  # git refuses an empty commondir; "." is the git dir itself
                 placeholders.setdefault(path, Placeholder(path, is_dir, content))
                 if path not in seen_ro:

@@ -57,6 +57,7 @@ class HostFacts:
     env_resets_signals: bool = False  # /usr/bin/env knows --default-signal (coreutils >= 8.31)
     submodules: tuple[str, ...] = ()  # project-relative submodule paths declared in .gitmodules
     hooks_path: str = ""  # git's core.hooksPath when it lies inside the project (project-relative)
+    pointer_git_dir: str = ""  # `.git` is a file whose `gitdir:` lies inside the project (project-relative)
 
     def info(self, path: str) -> PathInfo:
         return self.paths.get(path, PathInfo("missing"))
@@ -138,6 +139,12 @@ def probe(
     real_project = os.path.realpath(project)
     submodules = submodule_paths(real_project)
     hooks = hooks_path(real_project, os.path.realpath(home_logical), env)
+    pointed = pointer_git_dir(real_project)
+    if pointed:
+        wanted.update(protected_candidates(real_project, [pointed, f"{pointed}/hooks", f"{pointed}/config"]))
+        wanted.update(
+            os.path.join(real_project, pointed, r[5:]) for r in interesting_git_entries(interesting, real_project)
+        )
     wanted.update(protected_candidates(real_project, [f"{s}/.git" for s in submodules] + ([hooks] if hooks else [])))
     facts_paths = {p: path_info(p) for p in wanted}
     return HostFacts(
@@ -154,7 +161,35 @@ def probe(
         env_resets_signals=_env_resets_signals(),
         submodules=submodules,
         hooks_path=hooks,
+        pointer_git_dir=pointed,
     )
+
+
+def interesting_git_entries(interesting: Iterable[str], project: str) -> list[str]:
+    """The protected `.git/...` entries (project-relative) among the paths compile.py asked about."""
+    prefix = os.path.join(project, ".git") + "/"
+    return [os.path.relpath(p, project) for p in interesting if p.startswith(prefix)]
+
+
+def pointer_git_dir(project: str) -> str:
+    """When `.git` is a pointer file (`gitdir: X`, --separate-git-dir, worktrees) and X lies inside the project,
+    X relative to the project: its hooks and config are then project files, to protect like `.git/...`."""
+    import stat as stat_mod
+
+    try:
+        fd = os.open(os.path.join(project, ".git"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+            return ""  # the usual case: .git is a directory
+        first = os.read(fd, 4096).decode("utf-8", "replace").split("\n", 1)[0]
+    finally:
+        os.close(fd)
+    if not first.startswith("gitdir:"):
+        return ""
+    target = os.path.realpath(os.path.join(project, first[len("gitdir:") :].strip()))
+    return os.path.relpath(target, project) if target.startswith(project + "/") else ""
 
 
 def _git_config_value(path: str, section: str, key: str) -> str | None:
