@@ -5,6 +5,7 @@ does afterwards (does the user's next `git commit` run the agent's code?)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -396,3 +397,38 @@ def test_replace_file_in_place_of_protected_dir_fails(world: World) -> None:
     )
     assert "PLANTED" not in res.stdout and "MOVED" not in res.stdout, res.stdout
     assert (world.project / ".claude").read_text() == "just notes\n"
+
+
+def test_separate_git_dir_inside_project_is_protected_like_dot_git(world: World) -> None:
+    """`.git` is a pointer file to a git dir inside the project (git init --separate-git-dir .realgit): that
+    directory's hooks and config are what the host's git runs."""
+    proj = world.base / "sep"
+    proj.mkdir()
+    world.own(proj)
+    world.write(proj / "f.txt", "x\n")
+    res0 = subprocess_git(world, proj, "init", "-q", "-b", "main", "--separate-git-dir", str(proj / ".realgit"))
+    assert res0.returncode == 0, res0.stderr
+    for kv in (("user.name", "T"), ("user.email", "t@example.invalid")):
+        subprocess_git(world, proj, "config", *kv)
+    flag = _flag(world)
+    res = world.rcc(
+        "run",
+        "--no-network",
+        "--project",
+        str(proj),
+        "--",
+        "sh",
+        "-c",
+        f"printf '{HOOK.format(flag=flag)}' > .realgit/hooks/pre-commit 2>/dev/null && echo PLANTED; "
+        f"git config core.fsmonitor 'touch {flag}' 2>/dev/null && echo CONFIGURED; "
+        "mv .realgit .other 2>/dev/null && echo MOVED; git add f.txt && git commit -q -m inside && echo COMMITTED",
+    )
+    assert "PLANTED" not in res.stdout and "CONFIGURED" not in res.stdout and "MOVED" not in res.stdout, res.stdout
+    assert "COMMITTED" in res.stdout, res.stderr  # control: git still works inside
+    assert not (proj / ".realgit/hooks/pre-commit").exists()
+
+
+def subprocess_git(world: World, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        world.as_user(["git", *args], world.host_env()), cwd=cwd, capture_output=True, text=True, check=False
+    )
