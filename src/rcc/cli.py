@@ -66,9 +66,27 @@ def dispatch(argv: list[str]) -> int:
     return int(getattr(importlib.import_module(module), func)(rest))
 
 
+_SESSION_COMMANDS = frozenset({"run", "shell", *_AGENTS})
+
+
 def main(argv: list[str] | None = None) -> int:
+    code = _main(sys.argv[1:] if argv is None else argv)
+    if argv is None and sys.argv[1:2] and sys.argv[1] in _SESSION_COMMANDS:
+        # A session has ended and its proxy is closed: skip the interpreter's teardown (module and object
+        # clean-up costs `rcc run -- CMD` several milliseconds per command) and leave with the command's status.
+        import os
+
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    return code
+
+
+def _main(argv: list[str]) -> int:
     try:
-        return dispatch(sys.argv[1:] if argv is None else argv)
+        return dispatch(argv)
     except RccError as e:
         sys.stderr.write(f"rcc: error: {e.message}\n")
         if e.hint:
