@@ -45,6 +45,9 @@ def main() -> int:
     plan = json.loads(dry.stdout)
     # Bare bwrap with the same mounts (and no seccomp program). Placeholders exist only while rcc runs:
     bare = list(plan["backend"]["argv"])
+    while "--ro-bind-data" in bare:  # file contents travel on descriptors rcc makes at run time: leave them out
+        i = bare.index("--ro-bind-data")
+        del bare[i : i + 3]
     for ph in plan["placeholders"]:  # create them so the bare command can bind them, as rcc does
         p = ph["path"]
         if ph["is_dir"]:
