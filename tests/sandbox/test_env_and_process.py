@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 
@@ -197,28 +198,44 @@ def _rcc_python_pid(top: int) -> int:
     raise AssertionError("rcc process not found")
 
 
+TIOCSTI = (
+    "import fcntl, termios, sys\n"
+    "try:\n"
+    "    fcntl.ioctl(0, termios.TIOCSTI, b'x'); print('INJECTED')\n"
+    "except OSError as e:\n"
+    "    print('blocked', e.errno)\n"
+)
+
+
+# In a new session (start_new_session): make stdin, a pty, the controlling terminal, then exec the command.
+CTTY_THEN_EXEC = (
+    "import fcntl, os, sys, termios\nfcntl.ioctl(0, termios.TIOCSCTTY, 0)\nos.execvp(sys.argv[1], sys.argv[1:])\n"
+)
+
+
 def test_tiocsti_terminal_injection_is_blocked(world: World) -> None:
-    """Even on a real terminal (interactive session, no setsid), pushing input into it must fail."""
-    code = (
-        "import fcntl, termios, sys\n"
-        "try:\n"
-        "    fcntl.ioctl(0, termios.TIOCSTI, b'x'); print('INJECTED')\n"
-        "except OSError as e:\n"
-        "    print('blocked', e.errno)\n"
+    """On a real controlling terminal (an interactive session shares it: no setsid), pushing input into the
+    terminal must fail; the control shows that the same call outside the sandbox works on this kernel."""
+    outside = _run_on_pty(world, ["python3", "-c", TIOCSTI])
+    require(
+        "INJECTED" in outside,
+        f"TIOCSTI is refused on this kernel even outside a sandbox (dev.tty.legacy_tiocsti=0?): {outside!r}",
     )
-    out = _run_on_pty(world, ["python3", "-c", code])
-    assert "blocked" in out and "INJECTED" not in out, out
+    inside = _run_on_pty(world, world.rcc_argv(["run", "--no-network", "--", "python3", "-c", TIOCSTI]))
+    assert "blocked" in inside and "INJECTED" not in inside, inside
 
 
 def _run_on_pty(world: World, argv: list[str]) -> str:
+    """Run argv with a fresh pty as its controlling terminal (like a shell in a terminal would)."""
     import pty
 
     master, slave = pty.openpty()
     try:
         if world.who == "user":
             os.fchown(slave, world.uid, -1)
+        target = argv if argv[0] != "python3" else world.as_user(argv, world.host_env())
         proc = subprocess.Popen(
-            world.rcc_argv(["run", "--no-network", "--", *argv]),
+            [sys.executable, "-c", CTTY_THEN_EXEC, *target],
             cwd=world.project,
             stdin=slave,
             stdout=slave,
