@@ -432,3 +432,19 @@ def subprocess_git(world: World, cwd: Path, *args: str) -> subprocess.CompletedP
     return subprocess.run(
         world.as_user(["git", *args], world.host_env()), cwd=cwd, capture_output=True, text=True, check=False
     )
+
+
+def test_project_where_placeholders_cannot_be_made_fails_closed(world: World) -> None:
+    """A project the user cannot write (so the protective mount points cannot be created): rcc must refuse,
+    never run without the protection."""
+    proj = world.base / "readonly-project"
+    proj.mkdir()
+    (proj / "file.txt").write_text("x\n")
+    os.chmod(proj, 0o555)  # root-owned as well in the user variant
+    try:
+        res = world.rcc("run", "--no-network", "--project", str(proj), "--", "echo", "RAN")
+        if world.who == "user":
+            assert res.returncode == 66 and "RAN" not in res.stdout, (res.returncode, res.stdout, res.stderr)
+        assert sorted(os.listdir(proj)) == ["file.txt"]
+    finally:
+        os.chmod(proj, 0o755)
