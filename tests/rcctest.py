@@ -9,6 +9,8 @@ like bubblewrap's BWRAP_MUST_WORK.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -26,3 +28,23 @@ def require(condition: bool, reason: str) -> None:
 
 def is_root() -> bool:
     return os.geteuid() == 0
+
+
+def python_for(who: str, user: str = "rccuser") -> str:
+    """A Python >= 3.11 that `who` ("root" or "user", the latter run as `user`) can execute: the venv's
+    interpreter may live under /root, which other users cannot enter."""
+    if who == "root" or not is_root():
+        return sys.executable
+    for cand in ("/usr/bin/python3", "/usr/bin/python3.12", "/usr/bin/python3.11", "/usr/local/bin/python3"):
+        if not os.path.exists(cand):
+            continue
+        out = subprocess.run(
+            ["runuser", "-u", user, "--", cand, "-c", "import sys; print(sys.version_info >= (3, 11))"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.stdout.strip() == "True":
+            return cand
+    require(False, f"no Python >= 3.11 that {user} can run")
+    raise AssertionError  # unreachable

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rcctest import MUST_WORK, is_root, require
+from rcctest import MUST_WORK, is_root, python_for, require
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = Path(os.environ.get("RCC_TEST_SRC") or REPO / "src")
@@ -47,24 +47,6 @@ def base_image() -> str:
     from rcc.backends.container_image import base_image_tag
 
     return os.environ.get("RCC_TEST_CONTAINER_IMAGE") or base_image_tag()
-
-
-def _python_for(who: str) -> str:
-    if who == "root" or not is_root():
-        return sys.executable
-    for cand in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        if not os.path.exists(cand):
-            continue
-        out = subprocess.run(
-            ["runuser", "-u", TEST_USER, "--", cand, "-c", "import sys; print(sys.version_info >= (3, 11))"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if out.stdout.strip() == "True":
-            return cand
-    require(False, f"no Python >= 3.11 that {TEST_USER} can run")
-    raise AssertionError
 
 
 @dataclass
@@ -214,7 +196,7 @@ def box(request: pytest.FixtureRequest) -> Iterator[Box]:
         gid,
         user,
         real_home,
-        _python_for(who),
+        python_for(who, TEST_USER),
     )
     try:
         for d in (b.home, b.project, b.outside):

@@ -11,7 +11,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rcctest import is_root, require
+from rcctest import is_root, python_for, require
 
 REPO = Path(__file__).resolve().parents[2]
 # The rcc sources under test (a developer may point this at another checkout of the same tree).
@@ -53,25 +52,6 @@ TOOLCHAINS: dict[str, str] = {
     ".cargo/bin/cargo-fake": "#!/bin/sh\necho cargo-fake\n",
     ".pyenv/versions/marker": "pyenv-marker\n",
 }
-
-
-def _python_for(who: str) -> str:
-    """A Python >= 3.11 the user can execute (the venv's interpreter may live under /root)."""
-    if who == "root" or not is_root():
-        return sys.executable
-    for cand in ("/usr/bin/python3", "/usr/bin/python3.12", "/usr/bin/python3.11", "/usr/local/bin/python3"):
-        if not os.path.exists(cand):
-            continue
-        out = subprocess.run(
-            ["runuser", "-u", TEST_USER, "--", cand, "-c", "import sys; print(sys.version_info >= (3, 11))"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if out.stdout.strip() == "True":
-            return cand
-    require(False, f"no Python >= 3.11 that {TEST_USER} can run")
-    raise AssertionError  # unreachable
 
 
 @dataclass
@@ -186,7 +166,7 @@ def _make_world(who: str, base: Path) -> World:
         pw = pwd.getpwnam(TEST_USER)
         uid, gid, user = pw.pw_uid, pw.pw_gid, TEST_USER
     home, project, outside = base / "home", base / "project", base / "outside"
-    w = World(who, base, home, project, outside, uid, gid, user, _python_for(who))
+    w = World(who, base, home, project, outside, uid, gid, user, python_for(who, TEST_USER))
     for d in (home, project, outside):
         d.mkdir(mode=0o755)
     for rel, content in SECRETS.items():
