@@ -16,6 +16,8 @@ system-deps:
 	fi
 
 $(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "rcc needs Python >= 3.11 ($(PYTHON) is $$($(PYTHON) --version)); set PYTHON=python3.11 or newer" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 	$(PY) -m pip install -q -e '.[dev]'
