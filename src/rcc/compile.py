@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from rcc.errors import ExitCode, RccError
 from rcc.plan import (
@@ -33,6 +32,7 @@ from rcc.plan import (
 )
 from rcc.policy import Policy
 from rcc.probe import NIXOS_CURRENT_SYSTEM, SYSTEM_ENTRIES, HostFacts
+from rcc.record import record
 
 TYPE_CHECKING = False  # typing costs `rcc run` an import; mypy still sees the block
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 PROXY_PORT = 3128
 
 
-@dataclass(frozen=True)
+@record
 class Session:
     """What one invocation adds to the policy: the command, and an agent profile's binds/env/allows."""
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 
 from rcc import paths
 from rcc.errors import ConfigError, UsageError
@@ -25,6 +24,7 @@ from rcc.policy import (
     NetworkPolicy,
     Policy,
 )
+from rcc.record import field, record, replace
 
 TYPE_CHECKING = False  # typing costs `rcc run` an import
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def _is_env_pattern(n: str) -> bool:
     return n.endswith("*") and len(n) >= 4 and _is_env_name(n[:-1])
 
 
-@dataclass(frozen=True)
+@record
 class Contribution:
     """One value for one key, and where it came from."""
 
@@ -68,7 +68,7 @@ class Contribution:
     source: str  # "default", "~/.config/rcc/config.toml:12", ".rcc.toml:3", "--allow", "agent:claude"
 
 
-@dataclass(frozen=True)
+@record
 class Layer:
     """The contributions of one source (defaults, user file, project file, flags)."""
 
@@ -76,7 +76,7 @@ class Layer:
     contributions: tuple[Contribution, ...]
 
 
-@dataclass(frozen=True)
+@record
 class Effective:
     """The merged policy with its provenance and the notices for the user."""
 
@@ -356,7 +356,7 @@ def merge(layers: Sequence[Layer], home: str) -> Policy:
 # ---------------------------------------------------------------------------------------------- loading
 
 
-@dataclass
+@record(frozen=False)
 class Flags:
     """Policy-relevant command-line flags, collected by the CLI parser (mutable only while parsing)."""
 
@@ -415,7 +415,8 @@ def load_policy(project: str) -> Policy:
 def policy_command(argv: list[str]) -> int:
     import json
     import sys
-    from dataclasses import asdict
+
+    from rcc.record import asdict
 
     args = list(argv)
     if not args or args[0] != "show":

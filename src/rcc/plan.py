@@ -12,15 +12,14 @@ Invariants:
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from rcc.record import asdict, field, is_record, record
 
 TYPE_CHECKING = False  # typing costs `rcc run` an import; mypy still sees the block
 if TYPE_CHECKING:
     from typing import Literal
 
 
-@dataclass(frozen=True)
+@record
 class Bind:
     """A host path mounted at dest (read-only unless writable)."""
 
@@ -30,7 +29,7 @@ class Bind:
     why: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Tmpfs:
     """An empty tmpfs at dest."""
 
@@ -40,7 +39,7 @@ class Tmpfs:
     why: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Mask:
     """Hide an existing path: a file becomes an empty read-only file, a directory an empty read-only dir."""
 
@@ -49,7 +48,7 @@ class Mask:
     why: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Symlink:
     """A symlink at dest pointing to target."""
 
@@ -58,7 +57,7 @@ class Symlink:
     why: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Dir:
     """An empty directory at dest."""
 
@@ -67,7 +66,7 @@ class Dir:
     why: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class FileData:
     """A small read-only file whose content the plan carries (e.g. /etc/passwd entry, placeholder JSON)."""
 
@@ -76,7 +75,7 @@ class FileData:
     why: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Special:
     """/dev, /proc or mqueue at dest."""
 
@@ -88,7 +87,7 @@ class Special:
 MountOp = Bind | Tmpfs | Mask | Symlink | Dir | FileData | Special
 
 
-@dataclass(frozen=True)
+@record
 class Placeholder:
     """An empty host file/dir that takes a missing protected name for the session."""
 
@@ -97,7 +96,7 @@ class Placeholder:
     content: str = ""  # for files
 
 
-@dataclass(frozen=True)
+@record
 class Namespaces:
     """Which namespaces the sandbox gets (all, by default)."""
 
@@ -109,7 +108,7 @@ class Namespaces:
     net: bool = True
 
 
-@dataclass(frozen=True)
+@record
 class NetPlan:
     """How the sandbox reaches the network. mode "none": loopback only. mode "proxy": rcc's egress proxy
     listens on 127.0.0.1:`proxy_port` inside the sandbox's own network namespace."""
@@ -121,7 +120,7 @@ class NetPlan:
     resolve: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Plan:
     argv: tuple[str, ...]
     cwd: str
@@ -145,9 +144,11 @@ class Plan:
     reset_signals: bool = False
 
     def to_json(self) -> str:
+        import json  # only --dry-run prints a plan: `rcc run` does not pay for the import
+
         def enc(op: object) -> object:
-            if hasattr(op, "__dataclass_fields__"):
-                d = asdict(op)  # type: ignore[call-overload]
+            if is_record(op):
+                d = asdict(op)
                 if isinstance(op, MountOp):
                     d = {"op": type(op).__name__.lower(), **d}
                 return d

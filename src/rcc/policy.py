@@ -9,7 +9,7 @@ Invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from rcc.record import field, record
 
 TYPE_CHECKING = False  # typing costs `rcc run` an import; mypy still sees the block
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ DEFAULT_ENV_PASS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class FilesystemPolicy:
     """What the sandbox sees of the filesystem."""
 
@@ -185,7 +185,7 @@ class FilesystemPolicy:
     protect: tuple[str, ...] = DEFAULT_PROTECTED  # project-relative, never writable
 
 
-@dataclass(frozen=True)
+@record
 class EnvironmentPolicy:
     """Which variables reach the sandbox."""
 
@@ -193,7 +193,7 @@ class EnvironmentPolicy:
     set: tuple[tuple[str, str], ...] = ()  # explicit values
 
 
-@dataclass(frozen=True)
+@record
 class NetworkPolicy:
     """How the sandbox reaches the network."""
 
@@ -203,7 +203,7 @@ class NetworkPolicy:
     resolve: tuple[tuple[str, str], ...] = ()  # static name -> address overrides (like curl --resolve)
 
 
-@dataclass(frozen=True)
+@record
 class Policy:
     """The effective policy (see the module docstring for invariants)."""
 

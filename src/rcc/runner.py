@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 
 from rcc.compile import Session
 from rcc.config import Flags, Layer
 from rcc.errors import ExitCode, RccError, UsageError
+from rcc.record import field, record
 
 RUN_HELP = """\
 usage: rcc run [OPTIONS] [--] COMMAND [ARGS...]
@@ -42,7 +42,7 @@ exit status: the command's own; rcc's failures: 64 usage, 66 project, 69 missing
 """
 
 
-@dataclass
+@record(frozen=False)
 class RunOptions:
     """rcc's own options for one invocation."""
 

@@ -27,10 +27,10 @@ import errno as _errno
 import os
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from rcc.errors import ExitCode, RccError
+from rcc.record import record
 
 TYPE_CHECKING = False  # `rcc run` builds the filter on every start: typing stays out of the import chain
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ AUDIT_ARCH: Final[Mapping[str, int]] = MappingProxyType({"x86_64": AUDIT_ARCH_X8
 
 
 # --------------------------------------------------------------------------------------- the rules
-@dataclass(frozen=True)
+@record
 class Deny:
     """Every call fails with `errno`."""
 
@@ -232,7 +232,7 @@ class Deny:
     why: str
 
 
-@dataclass(frozen=True)
+@record
 class DenyValues:
     """Fails with `errno` when the low 32 bits of args[`arg`] are one of `values`; otherwise allowed."""
 
@@ -243,7 +243,7 @@ class DenyValues:
     why: str
 
 
-@dataclass(frozen=True)
+@record
 class AllowValues:
     """Allowed only when the low 32 bits of args[`arg`] are one of `values`; otherwise fails with `errno`."""
 
@@ -254,7 +254,7 @@ class AllowValues:
     why: str
 
 
-@dataclass(frozen=True)
+@record
 class DenyBits:
     """Fails with `errno` when the low 32 bits of args[`arg`] have any bit of `mask` set."""
 
@@ -265,7 +265,7 @@ class DenyBits:
     why: str
 
 
-@dataclass(frozen=True)
+@record
 class DenyBitsIf:
     """Fails with `errno` when args[`flag_arg`] has a bit of `flag_mask` AND args[`arg`] a bit of `mask` (low 32
     bits each): e.g. open() with O_CREAT and a set-uid mode; without O_CREAT the mode is ignored."""

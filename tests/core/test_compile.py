@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Literal
 
 import pytest
@@ -20,6 +19,7 @@ from rcc.errors import ExitCode, RccError
 from rcc.plan import Bind, Mask, MountOp, Plan, Special, Tmpfs
 from rcc.policy import DEFAULT_PROTECTED, EnvironmentPolicy, NetworkPolicy, Policy
 from rcc.probe import HostFacts, PathInfo
+from rcc.record import replace
 
 HOME = "/home/u"
 PROJECT = "/work/proj"

@@ -7,14 +7,17 @@ import copy
 import dataclasses
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from collections import namedtuple
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
 from rcc.record import MISSING, FrozenInstanceError, asdict, field, fields, is_record, record, replace
+from rcctest import require
 
 
 @record
@@ -300,4 +303,22 @@ def test_run_path_modules_load_no_dataclasses() -> None:
     """The modules `rcc run` imports before it starts the sandbox (runner pulls in compile, config, plan,
     policy, probe; then the bwrap backend and seccomp)."""
     loaded = _imported("import rcc.runner, rcc.backends.bwrap, rcc.seccomp")
+    assert not loaded & {"dataclasses", "inspect", "typing"}, loaded & {"dataclasses", "inspect", "typing"}
+
+
+@pytest.mark.sandbox
+def test_real_rcc_run_imports_no_dataclasses(tmp_path: Path) -> None:
+    """The whole of a real `rcc run --no-network -- true`, lazy imports included."""
+    require(shutil.which("bwrap") is not None, "bubblewrap (bwrap) is not installed")
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "rcc", "run", "--no-network", "--", "true"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert out.returncode == 0, out.stderr
+    loaded = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert "rcc.plan" in loaded and "rcc.seccomp" in loaded  # the run really went through
     assert not loaded & {"dataclasses", "inspect", "typing"}, loaded & {"dataclasses", "inspect", "typing"}

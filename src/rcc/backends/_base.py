@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from rcc.record import record
 
 TYPE_CHECKING = False  # typing costs `rcc run` an import; mypy still sees the block
 if TYPE_CHECKING:
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from rcc.plan import Plan
 
 
-@dataclass(frozen=True)
+@record
 class Problem:
     """Something that stops a backend from running here, with the exact fix."""
 
