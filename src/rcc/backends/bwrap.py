@@ -372,23 +372,25 @@ def _project_lock(project: str, kind: str) -> int:
 
 
 def _ledger_read(lock: int) -> list[tuple[str, bool, int]]:
-    import json
-
+    """Entries are NUL-terminated `inode/kind/path` records (kind d or f): paths may hold any byte but NUL, and
+    no json import on every run."""
     os.lseek(lock, 0, os.SEEK_SET)
     data = b""
     while chunk := os.read(lock, 65536):
         data += chunk
-    try:
-        entries = json.loads(data or b"[]")
-        return [(str(p), bool(d), int(i)) for p, d, i in entries]
-    except (ValueError, TypeError):
-        return []  # unreadable: forget it (placeholders left behind stay harmless, read-only-looking files)
+    out = []
+    for rec in data.split(b"\0"):
+        ino, _, rest = rec.partition(b"/")
+        kind, _, path = rest.partition(b"/")
+        if ino.isdigit() and kind in (b"d", b"f") and path.startswith(b"/"):
+            out.append((os.fsdecode(path), kind == b"d", int(ino)))
+    return out  # a damaged record is forgotten (a placeholder left behind stays a harmless empty file)
 
 
 def _ledger_write(lock: int, entries: list[tuple[str, bool, int]]) -> None:
-    import json
-
-    data = json.dumps(sorted(set(entries))).encode()
+    data = b"".join(
+        b"%d/%s/%s\0" % (ino, b"d" if is_dir else b"f", os.fsencode(path)) for path, is_dir, ino in sorted(set(entries))
+    )
     os.ftruncate(lock, 0)
     os.pwrite(lock, data, 0)
 
