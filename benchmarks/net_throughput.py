@@ -8,7 +8,9 @@ Measures, in one run:
   2. --requests sequential new connections with a 1-byte request/response: direct vs via CONNECT and SOCKS5
      (median time per connection, added latency);
   3. --tunnels concurrent tunnels each exchanging a message (errors, wall time);
-  4. peak RSS (VmHWM) of each proxy process.
+  4. peak RSS (VmHWM) of each proxy process;
+  5. (--inside-rcc, default on) the same download from inside `rcc run`: the client runs in the sandbox's own
+     network namespace and goes through rcc's proxy, as an agent does, next to the same client run directly.
 CPU s/GB: "ends" is the data server plus this client, "proxy" the proxy process (softirq time of loopback TCP
 is not always charged to a process, so these do not add up to the machine's busy time).
 The data server: first byte b"D" + 8-byte size -> that many bytes then close; b"P" -> one byte back, close.
@@ -185,13 +187,52 @@ def start(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
     return p, int(p.stdout.readline())
 
 
+def client_main(mode: str, dest: int, size: int) -> None:
+    """--role client: one download, seconds on stdout. Inside rcc the proxy port comes from HTTPS_PROXY."""
+    proxy = int(os.environ.get("HTTPS_PROXY", "http://127.0.0.1:0").rsplit(":", 1)[1].strip("/"))
+    print(download(mode, dest, proxy, size), flush=True)
+
+
+def inside_rcc(runs: int, dport: int, size: int) -> None:
+    """Direct download by a client process on the host vs the same client inside `rcc run` (own netns, rcc's
+    proxy, bwrap), interleaved; each process downloads once and times only the download."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    py = "/usr/bin/python3"  # inside the sandbox the user's home (and a venv or pyenv in it) is not visible
+    me = os.path.relpath(os.path.abspath(__file__), root)
+    rcc = [sys.executable, "-m", "rcc", "run", "--allow", f"127.0.0.1:{dport}", "--"]
+    env = dict(os.environ, PYTHONPATH=os.path.join(root, "src"))
+
+    def one(cmd: list[str]) -> float:
+        out = subprocess.run(cmd, check=False, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise SystemExit(f"inside-rcc client failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+        return float(out.stdout.split()[-1])
+
+    times: dict[str, list[float]] = {"direct": [], "connect": [], "socks5": []}
+    ratios: dict[str, list[float]] = {"connect": [], "socks5": []}
+    for i in range(runs):
+        d = one([py, me, "--role", "client", "--mode", "direct", "--dest", str(dport), "--size", str(size)])
+        times["direct"].append(d)
+        for mode in ("connect", "socks5")[:: 1 if i % 2 else -1]:
+            t = one([*rcc, py, me, "--role", "client", "--mode", mode, "--dest", str(dport), "--size", str(size)])
+            times[mode].append(t)
+            ratios[mode].append(d / t)
+    print(f"direct (host)          {size / statistics.median(times['direct']) / 1e9:6.2f} GB/s")
+    for mode in ("connect", "socks5"):
+        t, r = statistics.median(times[mode]), statistics.median(ratios[mode])
+        print(f"{mode:8s} in rcc run    {size / t / 1e9:6.2f} GB/s  ({r:5.1%} of direct)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--tunnels", type=int, default=500)
-    ap.add_argument("--role", choices=["data", "proxy"])
+    ap.add_argument("--role", choices=["data", "proxy", "client"])
+    ap.add_argument("--mode", default="direct")
+    ap.add_argument("--size", type=int, default=0)
+    ap.add_argument("--no-inside-rcc", dest="inside_rcc", action="store_false")
     ap.add_argument("--relay", default="splice")
     ap.add_argument("--dest", type=int, default=0)
     a = ap.parse_args()
@@ -200,6 +241,9 @@ def main() -> None:
         return
     if a.role == "proxy":
         serve_proxy(a.relay, a.dest)
+        return
+    if a.role == "client":
+        client_main(a.mode, a.dest, a.size)
         return
 
     data, dport = start(["--role", "data"])
@@ -230,9 +274,10 @@ def main() -> None:
             return t
 
         tot0, idle0 = machine_busy()
-        for _ in range(a.runs):
+        for i in range(a.runs):
             d = measure(direct_key, "direct", 0, None)
-            for relay, mode in variants:
+            k = i % len(variants)  # rotate the order: whichever goes first after direct is not always the same
+            for relay, mode in variants[k:] + variants[:k]:
                 p, pport = proxies[relay]
                 ratios[(relay, mode)].append(d / measure((relay, mode), mode, pport, p.pid))
         tot1, idle1 = machine_busy()
@@ -259,16 +304,20 @@ def main() -> None:
             ping("direct", dport, 0)
         base = statistics.median(ping("direct", dport, 0) for _ in range(a.requests))
         print(f"direct                 {base * 1e3:6.3f} ms")
-        pport = proxies["splice"][1]
+        pport = proxies["copy"][1]
         for mode in ("connect", "socks5"):
             for _ in range(20):
                 ping(mode, dport, pport)
             t = statistics.median(ping(mode, dport, pport) for _ in range(a.requests))
             print(f"{mode:8s}               {t * 1e3:6.3f} ms  (+{(t - base) * 1e3:.3f} ms per connection)")
 
-        print(f"\n# {a.tunnels} concurrent tunnels (half CONNECT, half SOCKS5), splice relay")
+        print(f"\n# {a.tunnels} concurrent tunnels (half CONNECT, half SOCKS5), copy relay")
         errors, wall = concurrent(a.tunnels, dport, pport)
         print(f"errors {errors}, wall {wall:.2f} s")
+
+        if a.inside_rcc:
+            print(f"\n# download {a.size_mib} MiB inside `rcc run` (own netns, rcc's proxy), median of {a.runs}")
+            inside_rcc(a.runs, dport, size)
 
         print("\n# peak RSS (VmHWM) of the proxy processes")
         for relay, (p, _port) in proxies.items():

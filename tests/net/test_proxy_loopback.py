@@ -15,6 +15,7 @@ import time
 import pytest
 from proxyhelpers import RunningProxy, serve, sha
 
+import rcc.net.proxy as proxy_mod
 from rcc.net import socks5
 from rcc.net.env import proxy_env
 
@@ -333,9 +334,13 @@ def test_large_transfer_both_ways_is_intact(start_proxy, echo_server, relay: str
     assert rp.records()[-1]["bytes_up"] == len(data)
 
 
-def test_half_close_client_side(start_proxy, echo_server) -> None:  # type: ignore[no-untyped-def]
+RELAYS = pytest.mark.parametrize("relay", ["copy", "splice"])
+
+
+@RELAYS
+def test_half_close_client_side(start_proxy, echo_server, relay: str) -> None:  # type: ignore[no-untyped-def]
     """Client shuts down writing; the server still answers; the answer arrives, then EOF."""
-    rp = start_proxy([f"127.0.0.1:{echo_server}"])
+    rp = start_proxy([f"127.0.0.1:{echo_server}"], relay=relay)
     s, _ = socks_connect(rp, "127.0.0.1", echo_server)
     s.sendall(b"ping")
     s.shutdown(socket.SHUT_WR)
@@ -343,7 +348,8 @@ def test_half_close_client_side(start_proxy, echo_server) -> None:  # type: igno
     s.close()
 
 
-def test_half_close_server_side(start_proxy) -> None:  # type: ignore[no-untyped-def]
+@RELAYS
+def test_half_close_server_side(start_proxy, relay: str) -> None:  # type: ignore[no-untyped-def]
     """Server sends and shuts down writing, then keeps reading: the client can still send to it."""
     got: list[bytes] = []
 
@@ -354,7 +360,7 @@ def test_half_close_server_side(start_proxy) -> None:  # type: ignore[no-untyped
             got.append(recv_all(c))
 
     lsock, port = serve(handler)
-    rp = start_proxy([f"127.0.0.1:{port}"])
+    rp = start_proxy([f"127.0.0.1:{port}"], relay=relay)
     s, _ = connect_tunnel(rp, f"127.0.0.1:{port}")
     assert recv_all(s) == b"hello"
     s.sendall(b"after-eof")
@@ -373,8 +379,9 @@ def test_handshake_timeout_closes_silent_clients(start_proxy) -> None:  # type: 
     s.close()
 
 
-def test_idle_tunnel_is_closed(start_proxy, echo_server) -> None:  # type: ignore[no-untyped-def]
-    rp = start_proxy([f"127.0.0.1:{echo_server}"], idle_timeout=0.4)
+@RELAYS
+def test_idle_tunnel_is_closed(start_proxy, echo_server, relay: str) -> None:  # type: ignore[no-untyped-def]
+    rp = start_proxy([f"127.0.0.1:{echo_server}"], idle_timeout=0.4, relay=relay)
     s, _ = connect_tunnel(rp, f"127.0.0.1:{echo_server}")
     s.settimeout(5)
     t0 = time.monotonic()
@@ -514,9 +521,10 @@ def test_printable_host_names_are_shown_unchanged(start_proxy) -> None:  # type:
     assert "denied plain-name.example:443 (no allow rule)" in rp.notes[0]
 
 
-def test_slow_reader_is_back_pressure_not_memory(start_proxy) -> None:  # type: ignore[no-untyped-def]
-    """A server that never reads: the client's sends stop after a bounded amount (socket buffers + one pipe);
-    the proxy does not buffer without limit."""
+@RELAYS
+def test_slow_reader_is_back_pressure_not_memory(start_proxy, relay: str) -> None:  # type: ignore[no-untyped-def]
+    """A server that never reads: the client's sends stop after a bounded amount (socket buffers + one pipe or
+    one parked read); the proxy does not buffer without limit."""
     stop = threading.Event()
 
     def never_read(c: socket.socket) -> None:
@@ -524,7 +532,7 @@ def test_slow_reader_is_back_pressure_not_memory(start_proxy) -> None:  # type: 
         c.close()
 
     lsock, port = serve(never_read)
-    rp = start_proxy([f"127.0.0.1:{port}"])
+    rp = start_proxy([f"127.0.0.1:{port}"], relay=relay)
     s, head = connect_tunnel(rp, f"127.0.0.1:{port}")
     assert b" 200 " in head
     s.setblocking(False)
@@ -542,6 +550,66 @@ def test_slow_reader_is_back_pressure_not_memory(start_proxy) -> None:  # type: 
     s.close()
     lsock.close()
     assert sent < (96 << 20), f"{sent >> 20} MiB accepted by a tunnel whose server never reads"
+    if relay == "copy":
+        buf = rp.proxy._copybuf
+        assert buf is not None and 0 < buf.parked <= proxy_mod.COPY_BUF  # one read parked, then no more reads
+        assert wait_for(lambda: rp.proxy.active_tunnels() == 0 and buf.parked == 0)  # released with the tunnel
+
+
+def test_copy_relay_parks_for_many_slow_readers_within_budget(start_proxy, echo_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Past PENDING_BUDGET parked bytes, reads shrink to COPY_SMALL: memory for slow readers stays bounded by
+    budget + one large read, however many there are. Control: the data still arrives intact."""
+    monkeypatch.setattr(proxy_mod, "PENDING_BUDGET", 1 << 20)
+    release = threading.Event()
+
+    def slow(c: socket.socket) -> None:
+        with c:
+            release.wait(30)
+            while c.recv(1 << 20):
+                pass
+
+    lsock, port = serve(slow)
+    rp = start_proxy([f"127.0.0.1:{port}", f"127.0.0.1:{echo_server}"])
+    socks = []
+    chunk = os.urandom(1 << 20)
+    for _ in range(8):
+        s, head = connect_tunnel(rp, f"127.0.0.1:{port}")
+        assert b" 200 " in head
+        s.setblocking(False)
+        socks.append(s)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # fill every tunnel until nothing more is taken
+        progress = False
+        for s in socks:
+            try:
+                s.send(chunk)
+                progress = True
+            except BlockingIOError:
+                pass
+        if not progress:
+            time.sleep(0.05)
+            if not any(_can_send(s) for s in socks):
+                break
+    buf = rp.proxy._copybuf
+    assert buf is not None
+    assert 0 < buf.parked <= (1 << 20) + proxy_mod.COPY_BUF + 8 * proxy_mod.COPY_SMALL
+    release.set()
+    for s in socks:
+        s.close()
+    # control: an echo through the same proxy is intact while (and after) the others drain
+    e, _ = connect_tunnel(rp, f"127.0.0.1:{echo_server}")
+    data = os.urandom(3 << 20)
+    threading.Thread(target=lambda: (e.sendall(data), e.shutdown(socket.SHUT_WR)), daemon=True).start()
+    assert recv_all(e) == data
+    e.close()
+    lsock.close()
+    assert wait_for(lambda: rp.proxy.active_tunnels() == 0 and buf.parked == 0, timeout=15)
+
+
+def _can_send(s: socket.socket) -> bool:
+    import select
+
+    return bool(select.select([], [s], [], 0)[1])
 
 
 def test_close_does_not_wait_for_a_hanging_lookup(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ How the parts fit:
     http1.py     sans-IO: an HTTP/1.1 proxy request head -> Connect | Forward | Reject   (RFC 9110/9112)
     socks5.py    sans-IO: a SOCKS5 handshake -> Request | Reject                        (RFC 1928/1929)
     tls.py       sans-IO: the SNI of a tunnel's first TLS ClientHello (domain-fronting guard) (RFC 8446/6066)
-    proxy.py     EgressProxy: the only module with sockets. asyncio in a background thread; splice(2) relay
+    proxy.py     EgressProxy: the only module with sockets. asyncio in a background thread; large-buffer relay
     audit.py     AuditRecord JSON lines, appended with rotation; read_records() for `rcc log`
     hostaddrs.py this host's own addresses from /proc
     env.py       proxy_env(port): the variables that point tools inside the sandbox at the proxy

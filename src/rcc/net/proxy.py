@@ -11,10 +11,12 @@ Invariants:
 2. The address connected to is one that check_address() judged, from the single lookup (no second lookup
    for the connect: DNS rebinding cannot swap it).
 3. If any resolved address of a name is forbidden (loopback, metadata, ...), the whole name is refused.
-4. After the handshake, bytes move through a pipe with splice(2) driven by event-loop readiness callbacks:
-   the kernel copies, Python only counts. Buffers are bounded by the pipe size; a slow reader stops the
-   other side from being read (back-pressure). EOF on one side becomes shutdown(SHUT_WR) on the other
-   (half-close); the tunnel ends when both directions ended, on error, or after `idle_timeout` of silence.
+4. After the handshake, bytes are relayed by loop readiness callbacks: recv_into one large buffer shared by all
+   tunnels, then send (relay="copy", the default), or splice(2) through a pipe (relay="splice"; measured slower
+   here, kept for comparison in benchmarks/net_throughput.py). A slow reader stops the other side from being
+   read (back-pressure); memory is bounded by one pipe, or one parked read per direction, with reads shrinking
+   once PENDING_BUDGET is parked. EOF on one side becomes shutdown(SHUT_WR) on the other (half-close); the
+   tunnel ends when both directions ended, on error, or after `idle_timeout` of silence.
 5. Every decision is one audit record (see audit.py); denials also go to `notify`, rate-limited.
 6. All state is per EgressProxy instance; the event loop runs in one background thread.
 """
@@ -46,10 +48,13 @@ F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20
 SPLICE_FLAGS = 0x01 | 0x02  # SPLICE_F_MOVE | SPLICE_F_NONBLOCK
 CHUNK = 1 << 20
-RECV = 64 * 1024
+RECV = 64 * 1024  # handshake reads
+COPY_BUF = 4 << 20  # one buffer per proxy, shared by all tunnels: reads this big are what make copying fast
+COPY_SMALL = 64 << 10  # read size once parked data passes the budget below
+PENDING_BUDGET = 64 << 20  # bytes parked for slow readers, all tunnels together, before reads shrink
 READ_ROUNDS = 4
 
-Relay = Literal["splice", "copy"]
+Relay = Literal["copy", "splice"]
 # async (name, port) -> addresses; default: getaddrinfo in the loop's thread pool. Tests pass one that records.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -136,15 +141,12 @@ def denial_message(host: str, port: int, decision: Decision) -> str:
 
 
 class _Direction:
-    """src -> pipe -> dst with splice(2), driven by loop readiness callbacks."""
+    """One way of a tunnel, src -> dst, driven by loop readiness callbacks. Back-pressure: while dst cannot take
+    more, src is not read. EOF on src becomes shutdown(SHUT_WR) on dst once everything read was written."""
 
     def __init__(self, tunnel: _Tunnel, src: socket.socket, dst: socket.socket) -> None:
-        self.t, self.src, self.dst = tunnel, src.fileno(), dst.fileno()
-        self.dst_sock = dst
-        self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(self.w, F_SETPIPE_SZ, PIPE_SIZE)
-        self.pending = 0
+        self.t, self.src_sock, self.dst_sock = tunnel, src, dst
+        self.src, self.dst = src.fileno(), dst.fileno()
         self.count = 0
         self.eof = False
         self.done = False
@@ -164,6 +166,123 @@ class _Direction:
             self.t.loop.remove_reader(self.src)
             self.reading = False
 
+    def _want_write(self) -> None:
+        self._stop_read()
+        if not self.writing:
+            self.t.loop.add_writer(self.dst, self._on_write)
+            self.writing = True
+
+    def _stop_write(self) -> None:
+        if self.writing:
+            self.t.loop.remove_writer(self.dst)
+            self.writing = False
+
+    def _on_read(self) -> None:
+        raise NotImplementedError
+
+    def _on_write(self) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        with contextlib.suppress(OSError):
+            self.dst_sock.shutdown(socket.SHUT_WR)
+        self.t.direction_done()
+
+    def close(self) -> None:
+        self._stop_read()
+        self._stop_write()
+
+
+class _CopyBuffer:
+    """The read buffer all copy-relay tunnels of one proxy share (callbacks run one at a time on the loop's
+    thread, and each read is written out before the callback returns), and the count of bytes parked for slow
+    readers, which bounds memory: past PENDING_BUDGET, reads shrink to COPY_SMALL."""
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(COPY_BUF))
+        self.parked = 0
+
+
+class _CopyDirection(_Direction):
+    """recv_into a large shared buffer, send from it. On this kernel this beats splice(2) (see
+    benchmarks/net_throughput.py): few, large reads matter more than the copy splice saves, and splice's
+    pipe holds at most 1 MiB for an unprivileged process. Whatever dst does not take at once is parked
+    (a copy, counted in _CopyBuffer.parked) and src is not read until dst has taken it all."""
+
+    def __init__(self, tunnel: _Tunnel, src: socket.socket, dst: socket.socket) -> None:
+        super().__init__(tunnel, src, dst)
+        assert tunnel.buf is not None
+        self.buf = tunnel.buf
+        self.parked = memoryview(b"")
+
+    def _on_read(self) -> None:
+        buf = self.buf
+        for _ in range(READ_ROUNDS):
+            view = buf.view if buf.parked < PENDING_BUDGET else buf.view[:COPY_SMALL]
+            try:
+                n = self.src_sock.recv_into(view)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.t.abort()
+                return
+            if n == 0:
+                self.eof = True
+                self._stop_read()
+                self._finish()
+                return
+            self.t.last = self.t.loop.time()
+            try:
+                m = self.dst_sock.send(view[:n])
+            except BlockingIOError:
+                m = 0
+            except OSError:
+                self.t.abort()
+                return
+            self.count += m
+            if m < n:
+                self.parked = memoryview(bytes(view[m:n]))
+                buf.parked += n - m
+                self._want_write()
+                return
+
+    def _on_write(self) -> None:
+        try:
+            m = self.dst_sock.send(self.parked)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.t.abort()
+            return
+        self.count += m
+        self.buf.parked -= m
+        self.parked = self.parked[m:]
+        self.t.last = self.t.loop.time()
+        if not self.parked:
+            self.parked = memoryview(b"")
+            self._stop_write()
+            if not self.t.closed:
+                self._want_read()
+
+    def close(self) -> None:
+        super().close()
+        self.buf.parked -= len(self.parked)
+        self.parked = memoryview(b"")
+
+
+class _SpliceDirection(_Direction):
+    """src -> pipe -> dst with splice(2): the kernel moves page references, Python only counts."""
+
+    def __init__(self, tunnel: _Tunnel, src: socket.socket, dst: socket.socket) -> None:
+        super().__init__(tunnel, src, dst)
+        self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self.w, F_SETPIPE_SZ, PIPE_SIZE)
+        self.pending = 0
+
     def _on_read(self) -> None:
         # A few rounds per wake-up: fewer trips through the event loop while data streams; bounded for fairness.
         for _ in range(READ_ROUNDS):
@@ -182,46 +301,30 @@ class _Direction:
                 return
             self.pending += n
             self.t.last = self.t.loop.time()
-            self._drain()
+            self._on_write()
             if not self.reading:  # dst is full (now waiting for it) or the tunnel closed
                 return
 
-    def _drain(self) -> None:
+    def _on_write(self) -> None:
         while self.pending:
             try:
                 m = os.splice(self.r, self.dst, self.pending, flags=SPLICE_FLAGS)
             except BlockingIOError:
-                self._stop_read()  # back-pressure: read no more until dst drains
-                if not self.writing:
-                    self.t.loop.add_writer(self.dst, self._drain)
-                    self.writing = True
+                self._want_write()  # back-pressure: read no more until dst drains
                 return
             except OSError:
                 self.t.abort()
                 return
             self.pending -= m
             self.count += m
-        if self.writing:
-            self.t.loop.remove_writer(self.dst)
-            self.writing = False
+        self._stop_write()
         if self.eof:
             self._finish()
         elif not self.t.closed:
             self._want_read()
 
-    def _finish(self) -> None:
-        if self.done:
-            return
-        self.done = True
-        with contextlib.suppress(OSError):
-            self.dst_sock.shutdown(socket.SHUT_WR)
-        self.t.direction_done()
-
     def close(self) -> None:
-        self._stop_read()
-        if self.writing:
-            self.t.loop.remove_writer(self.dst)
-            self.writing = False
+        super().close()
         for fd in (self.r, self.w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -229,14 +332,22 @@ class _Direction:
 
 
 class _Tunnel:
-    def __init__(self, loop: asyncio.AbstractEventLoop, client: socket.socket, upstream: socket.socket) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        client: socket.socket,
+        upstream: socket.socket,
+        kind: type[_Direction],
+        buf: _CopyBuffer | None,
+    ) -> None:
         self.loop = loop
+        self.buf = buf
         self.done: asyncio.Future[None] = loop.create_future()
         self.closed = False
         self.last = loop.time()
-        self.up = _Direction(self, client, upstream)
+        self.up = kind(self, client, upstream)
         try:
-            self.down = _Direction(self, upstream, client)
+            self.down = kind(self, upstream, client)
         except OSError:
             self.up.close()
             raise
@@ -277,7 +388,7 @@ class EgressProxy:
         resolve_timeout: float = 10.0,
         idle_timeout: float = 900.0,
         max_connections: int = 4096,
-        relay: Relay = "splice",
+        relay: Relay = "copy",
         audit_max_bytes: int = 10 * 1024 * 1024,
         resolver: Resolver | None = None,
     ) -> None:
@@ -298,6 +409,7 @@ class EgressProxy:
         self._ready = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._tunnels: set[_Tunnel] = set()
+        self._copybuf: _CopyBuffer | None = None
         self._listeners: list[socket.socket] = []
         self._host_addrs: frozenset[IPAddress] = frozenset()
         self._host_addrs_at = -1e18
@@ -466,10 +578,7 @@ class EgressProxy:
                 conn.up += len(first_up)
                 first_up = b""
             inspect = conn.proto != "http"
-            if self.relay == "splice":
-                await self._relay_splice(client, upstream, conn, first_up, inspect)
-            else:
-                await self._relay_copy(client, upstream, conn, first_up, inspect)
+            await self._relay(client, upstream, conn, first_up, inspect)
         except OSError:
             pass
         finally:
@@ -628,11 +737,17 @@ class EgressProxy:
             return True
         raise self._deny(conn, Decision(False, None, f"TLS server name {sni} does not match {conn.host}"))
 
-    async def _relay_splice(
+    async def _relay(
         self, client: socket.socket, upstream: socket.socket, conn: _Conn, first_up: bytes, inspect: bool
     ) -> None:
         loop = asyncio.get_running_loop()
-        tunnel = _Tunnel(loop, client, upstream)
+        if self.relay == "copy":
+            kind: type[_Direction] = _CopyDirection
+            if self._copybuf is None:
+                self._copybuf = _CopyBuffer()  # on first use: the buffer is 4 MiB
+        else:
+            kind = _SpliceDirection
+        tunnel = _Tunnel(loop, client, upstream, kind, self._copybuf)
         self._tunnels.add(tunnel)
         try:
             tunnel.down.start()
@@ -653,41 +768,6 @@ class EgressProxy:
             self._tunnels.discard(tunnel)
             conn.up += tunnel.up.count
             conn.down += tunnel.down.count
-
-    async def _relay_copy(
-        self, client: socket.socket, upstream: socket.socket, conn: _Conn, first_up: bytes, inspect: bool
-    ) -> None:
-        """Plain user-space copy (for comparison in benchmarks; `relay="copy"`)."""
-        loop = asyncio.get_running_loop()
-        counts = [0, 0]
-
-        async def pump(src: socket.socket, dst: socket.socket, i: int) -> None:
-            while True:
-                data = await loop.sock_recv(src, RECV)
-                if not data:
-                    with contextlib.suppress(OSError):
-                        dst.shutdown(socket.SHUT_WR)
-                    return
-                await loop.sock_sendall(dst, data)
-                counts[i] += len(data)
-
-        down = asyncio.ensure_future(pump(upstream, client, 1))
-        ended: asyncio.Future[None] = loop.create_future()
-        try:
-            if inspect:
-                try:
-                    self._judge_first_flight(conn, await self._first_flight(client, first_up, ended))
-                except _Blocked:
-                    return
-            if first_up:
-                await loop.sock_sendall(upstream, first_up)
-                counts[0] += len(first_up)
-            await asyncio.gather(pump(client, upstream, 0), down, return_exceptions=True)
-        finally:
-            down.cancel()
-            ended.cancel()
-            conn.up += counts[0]
-            conn.down += counts[1]
 
     def _record(self, conn: _Conn, when: str, started: float) -> None:
         rec = AuditRecord(
