@@ -1,6 +1,6 @@
 """Egress proxy benchmarks, all on loopback, each party in its own process.
 
-    .venv/bin/python benchmarks/net_throughput.py [--size-mib 256] [--runs 5] [--requests 200] [--tunnels 500]
+    .venv/bin/python benchmarks/net_throughput.py [--size-mib 256] [--runs 9] [--requests 200] [--tunnels 500]
 
 Measures, in one run:
   1. download of --size-mib MiB: direct, via CONNECT and via SOCKS5, with the splice relay and the copy relay
@@ -226,7 +226,7 @@ def inside_rcc(runs: int, dport: int, size: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=256)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--tunnels", type=int, default=500)
     ap.add_argument("--role", choices=["data", "proxy", "client"])
