@@ -26,6 +26,7 @@ exit 0
 
 
 def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # keep order with subprocess output when piped
     root = tempfile.mkdtemp(prefix="rcc-demo-")
     home = os.path.join(root, "home")
     project = os.path.join(root, "project")
