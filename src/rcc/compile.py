@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from rcc.errors import ExitCode, RccError
 from rcc.plan import (
     Bind,
+    DevNode,
     FileData,
     Mask,
     MountOp,
@@ -281,6 +282,14 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
 
         env.update(proxy_env(PROXY_PORT))
     cwd = facts.cwd if _under(facts.cwd, project) else project
+    # Root's sandbox is the real uid 0 and owns the host device nodes bwrap binds into /dev (`chmod 000
+    # /dev/null` inside would break the host): it gets private copies of them, made fresh for the session.
+    dev_nodes = tuple(DevNode(p, os.major(rdev), os.minor(rdev), mode) for p, rdev, mode in facts.owned_devices)
+    devices_dir = ""
+    if dev_nodes:
+        from rcc import paths
+
+        devices_dir = os.path.join(paths.state_dir(facts.env), "devices", session_id or "session")
     return Plan(
         argv=session.argv,
         cwd=cwd,
@@ -297,6 +306,8 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
         seccomp=True,
         session_id=session_id,
         reset_signals=session.interactive and facts.env_resets_signals,
+        dev_nodes=dev_nodes,
+        devices_dir=devices_dir,
     )
 
 

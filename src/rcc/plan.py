@@ -88,6 +88,18 @@ MountOp = Bind | Tmpfs | Mask | Symlink | Dir | FileData | Special
 
 
 @record
+class DevNode:
+    """A character device the backend makes fresh for one session (in `Plan.devices_dir`) and binds over dest,
+    on top of the host's node that bwrap's /dev binds there: root's sandbox owns the host's nodes and could
+    chmod/chown them; it owns only this copy."""
+
+    dest: str  # /dev/null
+    major: int
+    minor: int
+    mode: int = 0o666  # the host node's permission bits
+
+
+@record
 class Placeholder:
     """An empty host file/dir that takes a missing protected name for the session."""
 
@@ -142,6 +154,10 @@ class Plan:
     # process group, and a dying bwrap would take the sandbox with it); the command gets them back by
     # `env --default-signal` (coreutils >= 8.31) when this is set.
     reset_signals: bool = False
+    # Root only (probe found host device nodes the caller owns): private copies of them, made in devices_dir (a
+    # fresh directory under rcc's state dir, named by the session) and bound over /dev/null etc.
+    dev_nodes: tuple[DevNode, ...] = ()
+    devices_dir: str = ""
 
     def to_json(self) -> str:
         import json  # only --dry-run prints a plan: `rcc run` does not pay for the import
@@ -169,6 +185,8 @@ class Plan:
             "env": dict(self.env),
             "mounts": [enc(m) for m in self.mounts],
             "placeholders": [asdict(p) for p in self.placeholders],
+            "dev_nodes": [asdict(n) for n in self.dev_nodes],
+            "devices_dir": self.devices_dir,
             "notices": list(self.notices),
             "session_id": self.session_id,
         }

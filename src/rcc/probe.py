@@ -34,6 +34,10 @@ SYSTEM_ENTRIES: tuple[str, ...] = (
 )
 
 
+# The host character devices bwrap's `--dev` binds into the sandbox's /dev (bubblewrap.c: devnodes).
+DEVICE_NODES: tuple[str, ...] = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
+
+
 @record
 class PathInfo:
     kind: Kind
@@ -59,6 +63,7 @@ class HostFacts:
     submodules: tuple[str, ...] = ()  # project-relative submodule paths declared in .gitmodules
     hooks_path: str = ""  # git's core.hooksPath when it lies inside the project (project-relative)
     pointer_git_dir: str = ""  # `.git` is a file whose `gitdir:` lies inside the project (project-relative)
+    owned_devices: tuple[tuple[str, int, int], ...] = ()  # (path, st_rdev, mode) of DEVICE_NODES root owns
 
     def info(self, path: str) -> PathInfo:
         return self.paths.get(path, PathInfo("missing"))
@@ -163,7 +168,26 @@ def probe(
         submodules=submodules,
         hooks_path=hooks,
         pointer_git_dir=pointed,
+        owned_devices=owned_device_nodes(uid),
     )
+
+
+def owned_device_nodes(uid: int) -> tuple[tuple[str, int, int], ...]:
+    """Which of the device nodes bwrap binds into /dev the caller owns, and could therefore chmod or chown from
+    inside (root on a normal host: all of them). Only root is asked: a user owns none on any sane system and
+    could not make private copies anyway (mknod needs CAP_MKNOD). Root in a user-namespace container sees the
+    host's nodes owned by the overflow uid, cannot change them, and needs no copies either."""
+    if uid != 0:
+        return ()
+    out = []
+    for path in DEVICE_NODES:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # nothing of the host's to protect
+        if stat.S_ISCHR(st.st_mode) and st.st_uid == uid:
+            out.append((path, st.st_rdev, stat.S_IMODE(st.st_mode)))
+    return tuple(out)
 
 
 def interesting_git_entries(interesting: Iterable[str], project: str) -> list[str]:

@@ -6,6 +6,9 @@ Invariants:
    (bwrap --block-fd), so the first connection never races the proxy.
 3. If the proxy cannot be set up, the command does not start: never an open fallback.
 4. Placeholders are created without following symlinks and removed afterwards only if still ours and empty.
+5. Root's sandbox never gets the host's own /dev/null etc. (it owns them): plan.dev_nodes are made fresh for each
+   session in plan.devices_dir, bound over bwrap's /dev entries, and stdio that is one of the host's nodes is
+   replaced by the private copy. If they cannot be made, the command does not start.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 
 from rcc.backends._base import Problem
 from rcc.errors import ExitCode, RccError
-from rcc.plan import Bind, Dir, FileData, Mask, Placeholder, Plan, Special, Symlink, Tmpfs
+from rcc.plan import Bind, DevNode, Dir, FileData, Mask, Placeholder, Plan, Special, Symlink, Tmpfs
 
 TYPE_CHECKING = False  # keep `rcc run` light: typing, socket, subprocess, json and signal are not imported
 if TYPE_CHECKING:
@@ -115,6 +118,11 @@ class BwrapBackend:
                 a += ["--ro-bind-data", str(fd), m.dest]
             elif isinstance(m, Special):
                 a += {"dev": ["--dev"], "proc": ["--proc"], "mqueue": ["--mqueue"]}[m.kind] + [m.dest]
+                if m.kind == "dev":
+                    # --dev binds the host's nodes; a bind on top of each hides it behind the session's own copy
+                    # (umount would need CAP_SYS_ADMIN, dropped above). --dev-bind: other binds are nodev.
+                    for n in plan.dev_nodes:
+                        a += ["--dev-bind", _private_node(plan, n), n.dest]
         a += ["--chdir", plan.cwd, "--"]
         # GNU env gives the shell's answer for a missing (127) or non-executable (126) command; bwrap itself
         # would exit 1 for both. A first word with "=" would be taken as an assignment, so it goes direct.
@@ -127,6 +135,14 @@ class BwrapBackend:
     def run(self, plan: Plan) -> int:
         if not self.bwrap:
             raise RccError("bubblewrap (bwrap) is not installed", code=ExitCode.DEPENDENCY)
+        devices = make_private_devices(plan) if plan.dev_nodes else -1
+        try:
+            return self._run_with_placeholders(plan)
+        finally:
+            if devices >= 0:
+                remove_private_devices(plan, devices)
+
+    def _run_with_placeholders(self, plan: Plan) -> int:
         import fcntl
 
         ledger, in_use = _project_lock(plan.project, "ledger"), _project_lock(plan.project, "in-use")
@@ -166,6 +182,7 @@ class BwrapBackend:
                 data_fds[m.dest] = _data_fd(m.content.encode())
                 inherit.append(data_fds[m.dest])
         argv = self.render(plan, seccomp_fd, info_w, block_r, data_fds)
+        stdio = _private_stdio(plan) if plan.dev_nodes else []  # close-on-exec; dup2 makes them bwrap's 0-2
         old = _ignore_tty_signals() if not plan.new_session else {}
         proxy: Any = None
         try:
@@ -175,11 +192,17 @@ class BwrapBackend:
                     os.set_inheritable(fd, True)
                 # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec:
                 # `yes | head -1` inside would complain of a broken pipe instead of ending quietly.
-                pid = os.posix_spawn(argv[0], argv, dict(plan.env), setsigdef=(_SIGPIPE, _SIGXFSZ))
+                pid = os.posix_spawn(
+                    argv[0],
+                    argv,
+                    dict(plan.env),
+                    setsigdef=(_SIGPIPE, _SIGXFSZ),
+                    file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for fd, target in stdio],
+                )
             except OSError as e:
                 raise RccError(f"cannot start bubblewrap: {e}", code=ExitCode.DEPENDENCY) from e
             finally:
-                for fd in inherit:
+                for fd in [*inherit, *(fd for fd, _ in stdio)]:
                     os.close(fd)
             try:
                 sandbox_pid = _read_child_pid(info_r, pid)
@@ -422,3 +445,121 @@ def remove_placeholders(created: list[tuple[str, bool, int]]) -> None:
                 os.unlink(path)
         except OSError:
             pass
+
+
+# ----------------------------------------------------------------------------------------------- private devices
+# Root's sandbox runs as the real uid 0 and would own the host's /dev/null, /dev/zero, ... that bwrap's /dev
+# binds (bwrap cannot bind them read-only: its read-only binds are nodev). Each session gets fresh copies in a
+# 0700 directory of its own under rcc's state dir (which no sandbox sees: a writable bind over it is refused,
+# and any other bind of it is nodev and read-only), so a chmod or chown inside changes only those. The session
+# holds an exclusive flock on its directory; a directory left by a killed rcc (harmless: root-only copies of
+# world-usable devices) is removed by a later session that can take its lock. Removing the source of a bind
+# never detaches the bind, so even a racing clean-up cannot uncover the host's nodes (at worst bwrap fails to
+# find a source and the command does not start).
+
+
+def _private_node(plan: Plan, node: DevNode) -> str:
+    return os.path.join(plan.devices_dir, os.path.basename(node.dest))
+
+
+def make_private_devices(plan: Plan) -> int:
+    """Create plan.devices_dir and the plan's device nodes in it; return the directory's descriptor, locked."""
+    import fcntl
+    import stat
+
+    parent = os.path.dirname(plan.devices_dir)
+    hint = (
+        "root's sandbox needs private copies of /dev/null etc. (it would own the host's); rcc makes them in its "
+        "state directory, which must be on a filesystem mounted without nodev: set XDG_STATE_HOME to move it"
+    )
+    try:
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+        if os.statvfs(parent).f_flag & os.ST_NODEV:
+            raise RccError(
+                f"cannot make private device nodes: {parent} is on a filesystem mounted nodev",
+                hint=hint,
+                code=ExitCode.SETUP,
+            )
+        os.mkdir(plan.devices_dir, 0o700)  # fresh: never a directory another session (or its sandbox) has used
+        dfd = os.open(plan.devices_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise RccError(
+            f"cannot make private device nodes in {plan.devices_dir}: {e.strerror}", hint=hint, code=ExitCode.SETUP
+        ) from e
+    try:
+        fcntl.flock(dfd, fcntl.LOCK_EX)
+        for n in plan.dev_nodes:
+            name = os.path.basename(n.dest)
+            os.mknod(name, stat.S_IFCHR | 0o600, os.makedev(n.major, n.minor), dir_fd=dfd)
+            os.chmod(name, n.mode, dir_fd=dfd)  # the umask is not ours to change; our own 0700 directory
+    except OSError as e:
+        remove_private_devices(plan, dfd)
+        raise RccError(
+            f"cannot make private device nodes in {plan.devices_dir}: {e}", hint=hint, code=ExitCode.SETUP
+        ) from e
+    return dfd
+
+
+def remove_private_devices(plan: Plan, dfd: int) -> None:
+    """Remove this session's directory (descriptor dfd, which is closed), then any a killed rcc left behind."""
+    import fcntl
+
+    parent, own = os.path.split(plan.devices_dir)
+    _empty_and_remove(dfd, plan.devices_dir)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if name != own:
+            try:
+                fd = os.open(os.path.join(parent, name), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # BlockingIOError: that session still runs
+                os.close(fd)
+                continue
+            _empty_and_remove(fd, os.path.join(parent, name))
+
+
+def _empty_and_remove(dfd: int, path: str) -> None:
+    try:
+        for name in os.listdir(dfd):
+            os.unlink(name, dir_fd=dfd)
+        os.rmdir(path)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def _private_stdio(plan: Plan) -> list[tuple[int, int]]:
+    """stdio that is one of the host's device nodes (`rcc run ... </dev/null`, a systemd service's stdin) would
+    reach the sandbox as /proc/self/fd/0, and `chmod 000 /dev/stdin` would change the host's node: such stdio
+    is replaced by the private copy, opened the same way. Returns (descriptor, stdio number) pairs."""
+    import fcntl
+    import stat
+
+    by_rdev = {os.makedev(n.major, n.minor): _private_node(plan, n) for n in plan.dev_nodes}
+    out: list[tuple[int, int]] = []
+    for target in (0, 1, 2):
+        try:
+            st = os.fstat(target)
+        except OSError:
+            continue  # closed
+        if not (stat.S_ISCHR(st.st_mode) and st.st_rdev in by_rdev):
+            continue
+        flags = fcntl.fcntl(target, fcntl.F_GETFL) & (os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK)
+        try:
+            out.append((os.open(by_rdev[st.st_rdev], flags | os.O_NOCTTY | os.O_CLOEXEC), target))
+        except OSError as e:  # /dev/tty as stdio with no controlling terminal left
+            for fd, _ in out:
+                os.close(fd)
+            raise RccError(
+                f"cannot reopen stdio {target} ({by_rdev[st.st_rdev]}): {e.strerror}",
+                hint="give rcc a different stdin/stdout/stderr",
+                code=ExitCode.SETUP,
+            ) from e
+    return out
