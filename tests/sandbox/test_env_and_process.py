@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from escape_world import World, kill_tree
@@ -325,17 +328,168 @@ def test_setuid_file_cannot_be_planted_in_project(world: World) -> None:
             assert not f.stat().st_mode & 0o6000, f"{name} is set-uid/gid on the host: {oct(f.stat().st_mode)}"
 
 
+HOST_NODES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
+
+
+def _node_state() -> dict[str, tuple[int, int, int, int]]:
+    out = {}
+    for p in HOST_NODES:
+        st = os.stat(p)
+        out[p] = (st.st_mode, st.st_uid, st.st_gid, st.st_ctime_ns)
+    return out
+
+
+def _restore_nodes(before: dict[str, tuple[int, int, int, int]]) -> None:
+    """Only if a test failed: put the host's modes and owners back (the machine needs a usable /dev/null)."""
+    for p, (mode, uid, gid, _) in before.items():
+        st = os.stat(p)
+        if (st.st_mode, st.st_uid, st.st_gid) != (mode, uid, gid) and os.geteuid() == 0:
+            os.chown(p, uid, gid)
+            os.chmod(p, mode & 0o7777)
+
+
 def test_host_device_nodes_cannot_be_chmodded(world: World) -> None:
-    """bwrap's /dev binds the host's device nodes: changing their mode changes the host's (`chmod 000 /dev/null`
-    breaks every program on the machine). The mode written is the current one, so even a failing run changes
-    nothing but the ctime, which is what is checked."""
-    before = {p: os.stat(p).st_ctime_ns for p in ("/dev/null", "/dev/zero", "/dev/urandom")}
-    time.sleep(0.05)
-    res = world.sh("chmod 666 /dev/null /dev/zero /dev/urandom; true")
-    changed = [p for p, ns in before.items() if os.stat(p).st_ctime_ns != ns]
-    if changed and world.who == "root":
-        pytest.xfail(
-            f"LIMITATION: root's sandbox runs as the real uid 0, which owns {changed}; bwrap cannot bind device "
-            "nodes read-only (its read-only binds are nodev). Needs the sandbox to run as a non-zero uid for root."
+    """bwrap's /dev binds the host's device nodes, and root's sandbox is the real uid 0 which owns them:
+    `chmod 000 /dev/null` inside would break every program on the machine. Root's sandbox gets private copies,
+    so chmod/chown inside succeed on those and the host's nodes keep mode, owner and even ctime. Also tried:
+    uncovering the host's node (umount), making a new one (mknod), and the host's /dev/null as stdin
+    (/dev/stdin is /proc/self/fd/0)."""
+    before = _node_state()
+    time.sleep(0.05)  # a change would move the ctime
+    nodes = " ".join(HOST_NODES)
+    script = (
+        f"chmod 600 {nodes}; chown 0:0 {nodes}; umount /dev/null; mknod /tmp/n c 1 3 && chmod 600 /tmp/n; "
+        "chmod 600 /dev/stdin; stat -L -c '%n %a' /dev/null /dev/zero /dev/urandom /dev/stdin; "
+        "grep -c ' /dev/null ' /proc/self/mountinfo"
+    )
+    try:
+        res = subprocess.run(
+            world.rcc_argv(["run", "--no-network", "--", "sh", "-c", script]),
+            cwd=world.project,
+            stdin=subprocess.DEVNULL,  # the host's /dev/null, as a systemd service or `</dev/null` would give
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
-    assert changed == [], (changed, res.stderr)
+        after = _node_state()
+        assert after == before, (before, after, res.stderr)
+    finally:
+        _restore_nodes(before)
+    assert res.returncode == 0, res.stderr
+    inside = dict(line.split() for line in res.stdout.splitlines()[:4])
+    if world.who == "root":
+        # the attack did run: inside, the (private) nodes did change, and the bind over /dev/null stayed
+        assert inside == {"/dev/null": "600", "/dev/zero": "600", "/dev/urandom": "600", "/dev/stdin": "600"}, res
+        assert res.stdout.splitlines()[4] == "2", res.stdout  # bwrap's bind of the host node, our copy on top
+        assert "must be superuser" in res.stderr or "Operation not permitted" in res.stderr, res.stderr
+    else:
+        assert inside["/dev/null"] == "666", res  # a user cannot change them at all (not the owner)
+
+
+def test_device_nodes_work_inside(world: World) -> None:
+    """Control for the private copies: the devices behave like the host's (write to /dev/null, zeros from
+    /dev/zero, ENOSPC from /dev/full, random bytes), as root and as a user; and stdin from the host's /dev/null
+    still reads as empty."""
+    code = (
+        "import errno, os\n"
+        "with open('/dev/null', 'wb') as f: f.write(b'x' * 100000)\n"
+        "with open('/dev/null', 'rb') as f: assert f.read() == b''\n"
+        "with open('/dev/zero', 'rb') as f: assert f.read(4096) == bytes(4096)\n"
+        "try:\n"
+        "    fd = os.open('/dev/full', os.O_WRONLY); os.write(fd, b'x'); print('WROTE full')\n"
+        "except OSError as e:\n"
+        "    assert e.errno == errno.ENOSPC, e\n"
+        "for dev in ('/dev/urandom', '/dev/random'):\n"
+        "    with open(dev, 'rb') as f: a, b = f.read(32), f.read(32)\n"
+        "    assert len(a) == 32 and a != b and a != bytes(32), dev\n"
+        "import sys; assert sys.stdin.read() == ''\n"
+        "print('devices ok')\n"
+    )
+    res = subprocess.run(
+        world.rcc_argv(["run", "--no-network", "--", "python3", "-c", code]),
+        cwd=world.project,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.stdout.strip() == "devices ok", (res.stdout, res.stderr)
+
+
+def test_dev_tty_is_the_controlling_terminal_inside(world: World) -> None:
+    """Control: an interactive session keeps its terminal, and /dev/tty (a private copy for root) reaches it."""
+    out = _run_on_pty(
+        world,
+        world.rcc_argv(
+            ["run", "--no-network", "--", "sh", "-c", "echo via-dev-tty > /dev/tty; stat -c %t:%T /dev/tty"]
+        ),
+    )
+    assert "via-dev-tty" in out and "5:0" in out, out
+
+
+def _devices_dir(world: World) -> Path:
+    return world.home / ".local" / "state" / "rcc" / "devices"
+
+
+def _leftover(path: Path) -> Path:
+    """A directory as a killed rcc leaves it: copies of /dev/null and /dev/zero, nobody holding its lock."""
+    path.mkdir(parents=True, mode=0o700)
+    os.mknod(path / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.mknod(path / "zero", stat.S_IFCHR | 0o666, os.makedev(1, 5))
+    return path
+
+
+def test_private_devices_are_removed_and_a_killed_sessions_swept(world: World) -> None:
+    """Each session's copies are removed when it ends; a directory a killed rcc left (no one holds its lock)
+    is removed by the next session, while one whose session still runs (lock held) stays."""
+    if world.who != "root":
+        pytest.skip("only root's sandbox gets private device nodes")
+    import fcntl
+
+    dead = _leftover(_devices_dir(world) / "deadbeef")
+    live = _leftover(_devices_dir(world) / "1ive5e55")
+    fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a running session holds it
+        res = world.sh("ls /dev/null && stat -c %a /dev/null")
+        assert res.returncode == 0 and res.stdout.split() == ["/dev/null", "666"], res
+        assert not dead.exists()
+        assert sorted(p.name for p in live.iterdir()) == ["null", "zero"]  # control: a live session's stays
+        assert [p.name for p in _devices_dir(world).iterdir()] == ["1ive5e55"]  # and ours is gone
+    finally:
+        os.close(fd)
+
+
+def test_nodev_state_dir_fails_closed(world: World) -> None:
+    """Where the copies cannot be made usable (rcc's state dir on a nodev mount), root's command must not start
+    with the host's nodes instead: exit 71 and a message. Control: the same run with a device-capable tmpfs."""
+    if world.who != "root":
+        pytest.skip("only root's sandbox gets private device nodes")
+    require(shutil.which("unshare") is not None, "unshare (util-linux) is not installed")
+    state = world.home / ".local" / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    marker = world.project / "ran"
+    results = {}
+    for opts in ("nodev", "dev"):
+        # a private mount namespace: the nodev tmpfs exists only for this rcc and vanishes with it
+        argv = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            'mount -t tmpfs -o "$0" tmpfs "$1" && shift && exec "$@"',
+            opts,
+            str(state),
+            *world.rcc_argv(["run", "--no-network", "--", "touch", str(marker)]),
+        ]
+        results[opts] = subprocess.run(argv, cwd=world.project, capture_output=True, text=True, timeout=60, check=False)
+        if opts == "nodev":
+            assert results[opts].returncode == 71, results[opts]
+            assert "nodev" in results[opts].stderr, results[opts].stderr
+            assert not marker.exists()
+    assert results["dev"].returncode == 0, results["dev"].stderr
+    assert marker.exists()
