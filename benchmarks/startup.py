@@ -48,6 +48,9 @@ def main() -> int:
     while "--ro-bind-data" in bare:  # file contents travel on descriptors rcc makes at run time: leave them out
         i = bare.index("--ro-bind-data")
         del bare[i : i + 3]
+    while "--dev-bind" in bare:  # root: private device nodes exist only while rcc runs (made per session)
+        i = bare.index("--dev-bind")
+        del bare[i : i + 3]
     for ph in plan["placeholders"]:  # create them so the bare command can bind them, as rcc does
         p = ph["path"]
         if ph["is_dir"]:
