@@ -94,9 +94,10 @@ class Box:
         extra_env: dict[str, str] | None = None,
         timeout: float = 120,
         project: Path | None = None,
+        driver_args: Sequence[str] = (),
     ) -> subprocess.CompletedProcess[str]:
         driver = [self.python, str(HERE / "drive.py"), "--engine", self.engine, "--image", base_image()]
-        driver += ["--network", network, "--project", str(project or self.project), "--", *argv]
+        driver += ["--network", network, "--project", str(project or self.project), *driver_args, "--", *argv]
         return subprocess.run(
             self.as_user(driver, extra_env),
             cwd=project or self.project,

@@ -1,11 +1,14 @@
 """Run one command in a container the way `rcc run --backend podman` does, from the real policy pipeline.
 
-    python3 drive.py --engine podman --image IMAGE [--network none|proxy] [--project DIR] -- CMD [ARGS...]
+    python3 drive.py --engine podman --image IMAGE [--network none|proxy] [--project DIR]
+        [--proxy greeting|rcc|broken] [--allow HOST]... [--resolve HOST=ADDR]... -- CMD [ARGS...]
 
 probe() + compile_plan() from the default Policy (what `rcc run` compiles), then ContainerBackend.run_with().
-In proxy mode the "proxy" is a stand-in that answers every connection with PROXY_GREETING, so a test can see that
-the listener rcc put into the container's network namespace is the one the command reaches. Exit status: the
-command's; rcc errors print like rcc does and exit with rcc's code.
+In proxy mode the "proxy" is, by default, a stand-in that answers every connection with PROXY_GREETING, so a test
+can see that the listener rcc put into the container's network namespace is the one the command reaches;
+`--proxy rcc` serves rcc's real allowlisting proxy (rules from --allow and --resolve); `--proxy broken` fails to
+start the proxy (RccError), so a test can see that the command then never runs. Exit status: the command's; rcc
+errors print like rcc does and exit with rcc's code.
 Runs as whichever user starts it (the tests use runuser for the rootless variant).
 """
 
@@ -52,11 +55,16 @@ def main() -> int:
     ap.add_argument("--image", required=True)
     ap.add_argument("--network", choices=("none", "proxy"), default="none")
     ap.add_argument("--project", default=os.getcwd())
+    ap.add_argument("--proxy", choices=("greeting", "rcc", "broken"), default="greeting")
+    ap.add_argument("--allow", action="append", default=[])
+    ap.add_argument("--resolve", action="append", default=[])
     ap.add_argument("--print-argv", action="store_true")
     ap.add_argument("argv", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     argv = a.argv[1:] if a.argv[:1] == ["--"] else a.argv
-    policy = Policy(network=NetworkPolicy(mode="allowlist" if a.network == "proxy" else "none"))
+    resolve = tuple(tuple(r.split("=", 1)) for r in a.resolve)
+    net = NetworkPolicy(mode="allowlist" if a.network == "proxy" else "none", allow=tuple(a.allow), resolve=resolve)  # type: ignore[arg-type]
+    policy = Policy(network=net)
     project = os.path.realpath(a.project)
     facts = probe(project, interesting_paths(policy, project))
     plan: Plan = compile_plan(policy, facts, Session(argv=tuple(argv)), session_id=os.urandom(4).hex())
@@ -64,7 +72,16 @@ def main() -> int:
     if a.print_argv:
         sys.stdout.write("\0".join(backend.render(plan)))
         return 0
+
+    def broken(_plan: Plan, listener: socket.socket) -> GreetingServer:
+        listener.close()
+        raise RccError("the test's proxy failed to start (drive.py --proxy broken)")
+
     try:
+        if a.proxy == "rcc":
+            return backend.run(plan)
+        if a.proxy == "broken":
+            return backend.run_with(plan, broken)
         return backend.run_with(plan, lambda _plan, listener: GreetingServer(listener))
     except RccError as e:
         sys.stderr.write(f"rcc: error: {e.message}\n")

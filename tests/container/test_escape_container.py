@@ -193,7 +193,9 @@ def test_reaching_the_container_engine_socket_is_blocked(box: Box) -> None:
 
 
 def test_env_secrets_do_not_leak(box: Box) -> None:
-    leaky = {"AWS_SECRET_ACCESS_KEY": "SECRET-aws", "GITHUB_TOKEN": "SECRET-gh", "DOCKER_HOST": "unix:///x"}
+    # DOCKER_HOST names the real socket: the docker client (rcc's side) uses it; the container must not see it.
+    leaky = {"AWS_SECRET_ACCESS_KEY": "SECRET-aws", "GITHUB_TOKEN": "SECRET-gh"}
+    leaky["DOCKER_HOST"] = "unix:///var/run/docker.sock"
     res = box.run("env", extra_env=leaky)
     _ok(res)
     assert "SECRET" not in res.stdout
@@ -202,6 +204,20 @@ def test_env_secrets_do_not_leak(box: Box) -> None:
         assert name not in env, name
     # control: the allowlisted and rcc-set ones arrive
     assert env["HOME"] == str(box.home) and env["LANG"] == "C.UTF-8" and env["RCC_SANDBOX"] == "1"
+
+
+def test_writing_kernel_sysctls_is_blocked(box: Box) -> None:
+    """Root's container runs as uid 0 and sysctl files check only the uid: `kernel.core_pattern = |/project/x`
+    would make the kernel run x as host root. /proc/sys is read-only (podman: the plan's bind and the engine's
+    default; docker: the engine's default, runc refuses the bind). The value written back is the current one,
+    so even a failing test changes nothing."""
+    res = box.sh(
+        "for k in kernel/core_pattern kernel/modprobe; do v=$(cat /proc/sys/$k) && "
+        'printf "%s\\n" "$v" > /proc/sys/$k 2>/dev/null && echo "WROTE $k"; done; '
+        "cat /proc/sys/kernel/ostype"
+    )
+    assert "WROTE" not in res.stdout, res.stdout
+    assert "Linux" in res.stdout, res.stderr  # control: sysctls stay readable
 
 
 def test_seeing_host_processes_is_blocked(box: Box) -> None:

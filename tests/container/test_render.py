@@ -118,6 +118,46 @@ def test_docker_argv_uses_docker_syntax() -> None:
     assert argv[argv.index("--user") + 1] == "1000:1000"
 
 
+def test_docker_detach_keys_are_never_the_default() -> None:
+    """docker reads an empty --detach-keys as its default (Ctrl-P Ctrl-Q): the agent would lose Ctrl-P and the
+    session could be detached, leaving the container running headless."""
+    from rcc.backends.container import DOCKER_DETACH_KEYS
+
+    argv = ContainerBackend("docker", "img", host=ROOT, engine_path="docker").render(plan())
+    keys = argv[argv.index("--detach-keys") + 1]
+    assert keys == DOCKER_DETACH_KEYS and "ctrl-p" not in keys and len(keys.split(",")) == 8
+
+
+def test_docker_proxy_mode_starts_the_command_behind_the_gate() -> None:
+    from rcc.backends.container import DOCKER_GATE, DOCKER_GATE_SCRIPT
+
+    p = plan(net=NetPlan("proxy", 3128), argv=("sh", "-c", 'echo "$1"', "x y", "$(id)\n"))
+    argv = ContainerBackend("docker", "img", host=ROOT, engine_path="docker").render(p)
+    assert argv[:2] == ["docker", "create"]
+    assert argv[argv.index("--network") + 1] == "none"
+    assert f"type=bind,src=/run/rcc-staging/gate,dst={DOCKER_GATE},readonly=true" in argv
+    tail = argv[argv.index("img") + 1 :]
+    # the gate script is constant; the command follows as separate arguments ("$@"), exactly as given
+    assert tail == ["/bin/sh", "-c", DOCKER_GATE_SCRIPT, "rcc-gate", "/usr/bin/env", "--", *p.argv]
+    assert 'exec "$@"' in DOCKER_GATE_SCRIPT and DOCKER_GATE_SCRIPT.endswith("exit 125")
+
+
+def test_podman_proxy_mode_has_no_gate() -> None:
+    argv = ContainerBackend("podman", "img", host=ROOT, engine_path="podman").render(plan(net=NetPlan("proxy", 3128)))
+    assert argv[1] == "run" and "/bin/sh" not in argv and not [a for a in argv if "rcc-gate" in a]
+
+
+def test_docker_leaves_proc_sys_to_the_engine() -> None:
+    """runc refuses binds inside /proc; docker mounts /proc/sys read-only itself. podman keeps the plan's bind."""
+    p = plan(mounts=(Special("proc", "/proc"), Bind("/proc/sys", "/proc/sys", False)))
+    skipped = {op.dest: why for op, why in translate(p, "docker").skipped}
+    assert "read-only itself" in skipped["/proc/sys"]
+    assert translate(p, "docker").mounts == ()
+    assert translate(p).mounts == (Bind("/proc/sys", "/proc/sys", False),)
+    # a writable /proc/sys is never silently dropped: docker would refuse it (fail closed)
+    assert translate(plan(mounts=(Bind("/proc/sys", "/proc/sys", True),)), "docker").mounts != ()
+
+
 def test_translate_skips_system_and_engine_provided_ops() -> None:
     t = translate(plan())
     dests = [m.dest for m in t.mounts]
@@ -214,6 +254,8 @@ def test_seccomp_profile_denies_keyring_and_user_namespaces() -> None:
         ("SCMP_ACT_ALLOW", 0),
         ("SCMP_ACT_ERRNO", 0x10000000),
     }
+    # clone3 answers ENOSYS explicitly (glibc then falls back to clone): docker 20.10 ignores defaultErrnoRet
+    assert [r.get("errnoRet") for r in out["syscalls"] if r["names"] == ["clone3"]] == [38]
     assert default["syscalls"][0]["names"][1] == "keyctl"  # the input is not modified
 
 

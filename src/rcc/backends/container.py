@@ -19,9 +19,12 @@ Invariants:
    rendering, because engines refuse duplicate destinations and sort mounts by depth.
 3. A path that the engine's option syntax cannot carry (a ',' in a --mount value, a newline, an image name
    starting with '-') is refused, never passed: "proj,dst=/etc" must not become a second mount option.
-4. Network: always `--network none`. In proxy mode the container is created and initialised but not started;
-   rcc opens the proxy listener inside the container's network namespace (rcc.netns.listen_in_netns) and only
-   then starts it, so the command never runs without its proxy, and never with any other network.
+4. Network: always `--network none`. In proxy mode the command never runs without its proxy, and never with
+   any other network. podman: the container is created and initialised but not started; rcc opens the proxy
+   listener inside the container's network namespace (rcc.netns.listen_in_netns) and only then starts it.
+   docker has no `init`: the container starts with a gate as its command (sh blocks reading one line from a
+   fifo rcc binds in read-only) and rcc writes "go" only once the listener is in place; if anything fails, rcc
+   closes the fifo (the gate reads EOF and exits 125 without running the command) and removes the container.
 5. Never inside: the engine's socket, the host's /run, any capability, setuid gains (no-new-privileges),
    a writable image (read-only root; tmpfs only where the plan asks).
 """
@@ -43,6 +46,15 @@ from rcc.plan import Bind, Dir, FileData, Mask, MountOp, Plan, Special, Symlink,
 Engine = Literal["podman", "docker"]
 _PR_SET_PDEATHSIG = 1
 ENGINES: tuple[Engine, ...] = ("podman", "docker")
+
+# docker cannot turn its detach keys off (an empty --detach-keys means its default, Ctrl-P Ctrl-Q, which belongs
+# to the agent): an eight-key sequence nobody types instead, and rcc removes the container if the client ends.
+DOCKER_DETACH_KEYS = "ctrl-],ctrl-^,ctrl-],ctrl-^,ctrl-],ctrl-^,ctrl-],ctrl-^"
+# docker's proxy-mode gate (invariant 4): where the fifo appears in the container, and the script that waits for
+# rcc's "go" line. The command follows as "$@": positional parameters, never joined into the script.
+DOCKER_GATE = "/run/rcc-gate"
+DOCKER_GATE_SCRIPT = f'IFS= read -r go <{DOCKER_GATE} && [ "$go" = go ] && exec "$@"; exit 125'
+_ENOSYS = 38
 
 # Host entries the image replaces (compile.py binds them read-only for bubblewrap).
 SYSTEM_PREFIXES: tuple[str, ...] = (
@@ -106,6 +118,9 @@ def harden_seccomp(profile: dict[str, Any]) -> dict[str, Any]:
     newuser = {"index": 0, "value": _CLONE_NEWUSER, "valueTwo": _CLONE_NEWUSER, "op": "SCMP_CMP_MASKED_EQ"}
     rules += [
         {"names": ["keyctl", "add_key", "request_key"], "action": "SCMP_ACT_ERRNO", "errnoRet": _EPERM},
+        # Said explicitly: docker 20.10 ignores the profile's defaultErrnoRet (ENOSYS) and would answer EPERM,
+        # which glibc does not fall back from ("can't start new thread").
+        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": _ENOSYS},
         {"names": ["unshare", "clone"], "action": "SCMP_ACT_ALLOW", "args": [no_newuser]},
         {"names": ["unshare", "clone"], "action": "SCMP_ACT_ERRNO", "args": [newuser], "errnoRet": _EPERM},
     ]
@@ -178,13 +193,18 @@ def _dest(op: MountOp) -> str:
     return op.dest
 
 
-def translate(plan: Plan) -> Translation:
+def translate(plan: Plan, engine: Engine = "podman") -> Translation:
     """Which of the plan's mount operations apply in a container, after the covering rule (invariant 2)."""
     kept: list[MountOp] = []
     skipped: list[tuple[MountOp, str]] = []
     for op in plan.mounts:
         if isinstance(op, Special):
             skipped.append((op, f"the engine provides {op.dest}"))
+            continue
+        if engine == "docker" and isinstance(op, Bind) and op.dest == "/proc/sys" and not op.writable:
+            # runc refuses any mount inside /proc ("cannot be mounted because it is inside /proc"); docker
+            # mounts /proc/sys read-only itself (its default readonly paths, for every unprivileged container).
+            skipped.append((op, "docker mounts /proc/sys read-only itself"))
             continue
         if isinstance(op, Symlink):
             if any(_under(op.dest, p) for p in (*SYSTEM_PREFIXES, "/var/run")):
@@ -285,17 +305,24 @@ class ContainerBackend:
 
     # ------------------------------------------------------------------------------------------- render
     def render(self, plan: Plan) -> list[str]:
-        """`podman run ...` for the plan (proxy mode really uses create + init + start, same options)."""
-        return self.render_for(plan, "run", name=f"rcc-{plan.session_id or 'session'}", staging="/run/rcc-staging")
+        """`podman run ...` for the plan (proxy mode really uses create + init + start, same options; docker:
+        create with the gate, then start)."""
+        name, staging = f"rcc-{plan.session_id or 'session'}", "/run/rcc-staging"
+        if self.engine == "docker" and plan.net.mode == "proxy":
+            return self.render_for(plan, "create", name=name, staging=staging, gate=os.path.join(staging, "gate"))
+        return self.render_for(plan, "run", name=name, staging=staging)
 
-    def render_for(self, plan: Plan, verb: Literal["run", "create"], *, name: str, staging: str) -> list[str]:
+    def render_for(
+        self, plan: Plan, verb: Literal["run", "create"], *, name: str, staging: str, gate: str = ""
+    ) -> list[str]:
+        """The engine's command line. `gate` (docker, proxy mode): the host fifo the command waits on."""
         podman = self.engine == "podman"
         host = self.host
         a = [self.engine_path or self.engine, verb, "--rm", "--name", name, "--interactive"]
         if host.tty:
             a.append("--tty")
-        if verb == "run":
-            a += ["--detach-keys", ""]  # ctrl-p belongs to the agent, not to the engine (create: see start)
+        if verb == "run":  # ctrl-p belongs to the agent, not to the engine (create: see start)
+            a += ["--detach-keys", "" if podman else DOCKER_DETACH_KEYS]
         a += ["--pull", "never", "--log-driver", "none", "--init"]
         # Isolation: own namespaces; no network at all (the proxy listener is added inside, invariant 4).
         a += ["--network", "none", "--hostname", plan.hostname, "--ipc", "private", "--cgroupns", "private"]
@@ -323,14 +350,18 @@ class ContainerBackend:
             a.append("--unsetenv-all")
         for k, v in plan.env:
             a += ["--env", f"{k}={v}"]
-        t = translate(plan)
+        t = translate(plan, self.engine)
         for op in t.mounts:
             a += self._mount_args(op, plan, staging)
         shows_etc = any(isinstance(op, Bind) and op.dest == "/etc" for op, _ in t.skipped)
         if host.ca_bundle and shows_etc and not any(_under(host.ca_bundle, m.dest) for m in t.mounts):
             a += self._mount_args(Bind(host.ca_bundle, host.ca_bundle, False), plan, staging)
+        if gate:
+            a += self._mount_args(Bind(gate, DOCKER_GATE, False), plan, staging)
         a += ["--workdir", _check_value("working directory", plan.cwd, "")]
         a.append(self.image_ref())
+        if gate:
+            a += ["/bin/sh", "-c", DOCKER_GATE_SCRIPT, "rcc-gate"]
         # GNU env gives the shell's answer for a missing (127) or non-executable (126) command; the init process
         # (catatonit/tini) would exit 1 for both. A first word with "=" would be an assignment, so it goes direct.
         if plan.argv and "=" not in plan.argv[0]:
@@ -395,19 +426,28 @@ class ContainerBackend:
         try:
             with open(os.path.join(staging, SECCOMP_FILE), "x") as f:
                 f.write(seccomp_profile_text())
-            for op in translate(plan).mounts:
+            for op in translate(plan, self.engine).mounts:
                 if isinstance(op, FileData):
                     with open(_staging_path(staging, op), "x") as f:
                         f.write(op.content)
             if plan.net.mode == "proxy":
+                if self.engine == "docker":
+                    return self._run_docker_with_proxy(plan, name, staging, serve)
                 return self._run_with_proxy(plan, name, staging, serve)
-            return self._attached(self.render_for(plan, "run", name=name, staging=staging))
+            code = self._attached(self.render_for(plan, "run", name=name, staging=staging))
+            if self.engine == "docker" and self.host.tty:
+                # The client also ends when someone types docker's detach keys: never leave the container
+                # running headless behind rcc.
+                self._remove(name)
+            return code
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             remove_placeholders(created)
 
-    def _attached(self, argv: list[str]) -> int:
-        """Run the attached engine client; the container lives exactly as long as it does.
+    def _attached(self, argv: list[str], started: Callable[[subprocess.Popen[bytes]], None] | None = None) -> int:
+        """Run the attached engine client; the container lives exactly as long as it does. `started(proc)` runs
+        once the client is running (docker's proxy mode installs the listener then); if it raises, the client is
+        stopped and the error passes on.
 
         The client proxies signals to the container (--sig-proxy, the default when attached). So that the
         container cannot outlive rcc: SIGTERM/SIGHUP to rcc are passed on to the client, and the client gets
@@ -433,6 +473,12 @@ class ContainerBackend:
         main = threading.current_thread() is threading.main_thread()  # handlers can only be set there
         old = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)} if main else {}
         try:
+            if started is not None:
+                try:
+                    started(proc)
+                except BaseException:
+                    _stop(proc)
+                    raise
             while True:
                 try:
                     code = proc.wait()
@@ -455,14 +501,6 @@ class ContainerBackend:
         return r.stdout.strip()
 
     def _run_with_proxy(self, plan: Plan, name: str, staging: str, serve: Callable[[Plan, Any], Any]) -> int:
-        if self.engine != "podman":
-            # docker has no `init`: the network namespace exists only once the command runs. Refuse rather
-            # than start the command without its proxy (see docs/containers.md).
-            raise RccError(
-                'the docker backend supports `network.mode = "none"` only',
-                hint="use `--backend podman` for the allowlisting proxy, or `--no-network`",
-                code=ExitCode.CONFIG,
-            )
         cid = self._engine(*self.render_for(plan, "create", name=name, staging=staging)[1:])
         proxy: Any = None
         try:
@@ -487,10 +525,96 @@ class ContainerBackend:
                 check=False,
             )
 
+    def _remove(self, name: str) -> None:
+        subprocess.run([self.engine_path, "rm", "--force", name], capture_output=True, check=False)
+
+    def _run_docker_with_proxy(self, plan: Plan, name: str, staging: str, serve: Callable[[Plan, Any], Any]) -> int:
+        """docker has no `init` step: create the container with the gate as its command, start it attached, put
+        the proxy listener into its network namespace, then let the gate exec the command (invariant 4)."""
+        gate_dir = os.path.join(staging, "gate.d")  # staging is 0700 and rcc's own (mkdtemp)
+        os.mkdir(gate_dir, 0o700)
+        gate = os.path.join(gate_dir, "go")
+        os.mkfifo(gate, 0o400)
+        os.chmod(gate, 0o400)  # readable by the container's user (rcc's uid), writable by no one without caps
+        # rcc holds it read-write: the gate's open never blocks, and closing it is the gate's EOF (no "go").
+        gate_fd = os.open(gate, os.O_RDWR | os.O_CLOEXEC)
+        proxy: Any = None
+        created = False
+        try:
+            self._engine(*self.render_for(plan, "create", name=name, staging=staging, gate=gate)[1:])
+            created = True
+
+            def release(proc: subprocess.Popen[bytes]) -> None:
+                nonlocal proxy, gate_fd
+                pid = self._running_pid(name, proc)
+                from rcc.netns import listen_in_netns
+
+                listener = listen_in_netns(pid, plan.net.proxy_port)
+                self._check_same_netns(name, pid)
+                proxy = serve(plan, listener)
+                os.write(gate_fd, b"go\n")
+                os.close(gate_fd)
+                gate_fd = -1
+
+            start = [self.engine_path, "start", "--attach", "--interactive", "--detach-keys", DOCKER_DETACH_KEYS]
+            return self._attached([*start, name], release)
+        finally:
+            if gate_fd >= 0:
+                os.close(gate_fd)  # the gate reads EOF: the command never runs
+            if proxy is not None:
+                proxy.close()
+            if created:
+                self._remove(name)
+
+    def _running_pid(self, name: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
+        """The host pid of the started container's init, once `docker start --attach` has started it."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self._engine("inspect", "--format", "{{.State.Running}} {{.State.Pid}}", name)
+            running, _, pid = out.partition(" ")
+            if running == "true" and pid.isdigit() and int(pid) > 0:
+                return int(pid)
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RccError(
+                    f"the {self.engine} container did not start ({out or 'no state'}); its command did not run",
+                    hint="see the engine's message above; run `rcc doctor`",
+                    code=ExitCode.SETUP,
+                )
+            time.sleep(0.02)
+
+    def _check_same_netns(self, name: str, pid: int) -> None:
+        """The listener went into the netns of `pid`: make sure that is still the container's own, not the
+        host's (the pid could only have been reused if the container was removed under rcc)."""
+        try:
+            theirs = os.stat(f"/proc/{pid}/ns/net").st_ino
+            ours = os.stat("/proc/self/ns/net").st_ino
+        except OSError as e:
+            msg = f"the {self.engine} container ended before it was released: {e}"
+            raise RccError(msg, code=ExitCode.SETUP) from e
+        again = self._engine("inspect", "--format", "{{.State.Pid}}", name)
+        if theirs == ours or again != str(pid):
+            raise RccError(
+                f"the {self.engine} container's network namespace changed while rcc set up its proxy",
+                code=ExitCode.SETUP,
+            )
+
     def _install_hint(self) -> str:
         if self.engine == "podman":
             return "install it: `sudo apt-get install podman` (Debian/Ubuntu), `sudo dnf install podman` (Fedora)"
         return "install Docker Engine (https://docs.docker.com/engine/install/) and start the daemon"
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """End an engine client that rcc no longer waits for (SIGTERM, then SIGKILL)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _staging_path(staging: str, op: FileData) -> str:
