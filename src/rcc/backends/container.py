@@ -416,6 +416,8 @@ class ContainerBackend:
             from rcc.backends.container_image import ensure_agent_image
 
             self.image = ensure_agent_image(self.engine_path, self.engine)
+        if self.engine == "docker" and os.geteuid() != 0:
+            self._refuse_rootless_docker()
         import tempfile
 
         from rcc.backends.bwrap import make_placeholders, remove_placeholders
@@ -523,6 +525,19 @@ class ContainerBackend:
                 [self.engine_path, "rm", "--force", "--ignore", cid],
                 capture_output=True,
                 check=False,
+            )
+
+    def _refuse_rootless_docker(self) -> None:
+        """A normal user's docker is either a rootful daemon (docker group: --user works as for root) or a
+        rootless one (dockerd-rootless.sh), which maps the container's uids to subordinate ids (files made in the
+        project would belong to 100000+uid) and on cgroup v1 ignores --pids-limit/--memory without an error.
+        rcc does not render for it yet: refuse instead of running with wrong owners or without limits."""
+        info = self._engine("info", "--format", "{{json .SecurityOptions}}")
+        if "name=rootless" in info:
+            raise RccError(
+                "rootless docker is not supported by rcc's docker backend",
+                hint="use rootless podman (`--backend podman`), or a rootful docker daemon; see docs/containers.md",
+                code=ExitCode.CONFIG,
             )
 
     def _remove(self, name: str) -> None:
