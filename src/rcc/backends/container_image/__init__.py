@@ -53,6 +53,18 @@ def containerfile_text() -> str:
     return (resources.files(__package__) / "Containerfile").read_text()
 
 
+def docker_containerfile(text: str) -> str:
+    """docker's builder has no build-time volumes (podman's --volume): the host's CA bundle comes through the
+    build context instead, copied to where the Containerfile looks for it and deleted after the install step.
+    A lower layer keeps the file (public certificates, the host's trust store); the running image does not."""
+    lines = text.splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith("FROM ")) + 1
+    lines.insert(at, "COPY rcc-host-ca.crt /run/rcc-host-ca.crt\n")
+    env = next(i for i, line in enumerate(lines) if line.startswith("ENV PATH="))
+    lines.insert(env, "RUN rm -f /run/rcc-host-ca.crt\n")
+    return "".join(lines)
+
+
 def agent_image_tag(base: str | None = None) -> str:
     return f"localhost/rcc-agent:{_h(containerfile_text(), base or base_image_tag())}"
 
@@ -90,15 +102,22 @@ def ensure_agent_image(engine_path: str, engine: str, base: str | None = None, o
     out.write(f"rcc: building the agent image {tag} (once; later runs reuse it)\n")
     out.flush()
     with tempfile.TemporaryDirectory(prefix="rcc-image-") as ctx:
-        path = os.path.join(ctx, "Containerfile")
-        with open(path, "w") as f:
-            f.write(containerfile_text())
+        text = containerfile_text()
         argv = [engine_path, "build", "--pull=never" if engine == "podman" else "--pull=false"]
         # The build reaches the npm registry from the host's network; the agent never runs here.
-        argv += ["--network", "host", "--build-arg", f"BASE={base}", "--tag", tag, "--file", path]
+        argv += ["--network", "host", "--build-arg", f"BASE={base}", "--tag", tag]
         if os.path.isfile(HOST_CA_BUNDLE):
-            argv += ["--volume", f"{HOST_CA_BUNDLE}:/run/rcc-host-ca.crt:ro"]
-        argv.append(ctx)
+            if engine == "podman":
+                argv += ["--volume", f"{HOST_CA_BUNDLE}:/run/rcc-host-ca.crt:ro"]
+            else:
+                import shutil
+
+                shutil.copyfile(HOST_CA_BUNDLE, os.path.join(ctx, "rcc-host-ca.crt"))
+                text = docker_containerfile(text)
+        path = os.path.join(ctx, "Containerfile")
+        with open(path, "w") as f:
+            f.write(text)
+        argv += ["--file", path, ctx]
         r = subprocess.run(argv, stdout=out, stderr=out, check=False)
     if r.returncode != 0:
         raise RccError(
