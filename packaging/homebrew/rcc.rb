@@ -1,0 +1,42 @@
+# Homebrew formula for rcc. NOT YET RUN WITH BREW: no Homebrew or macOS where it was written (docs/install.md).
+# `url` and `sha256` are filled from the built sdist by packaging/homebrew/render.py at release time; the
+# all-zero checksum below makes an unrendered formula fail at download ("SHA256 mismatch"), never install.
+class Rcc < Formula
+  include Language::Python::Virtualenv
+
+  desc "Run AI coding agents in a kernel-enforced sandbox"
+  homepage "https://github.com/OWNER/rcc"
+  url "https://github.com/OWNER/rcc/releases/download/v0.0.0/rcc-0.0.0.tar.gz"
+  sha256 "0000000000000000000000000000000000000000000000000000000000000000"
+  license "MIT"
+
+  depends_on "python@3.12"
+
+  on_linux do
+    # rcc's default sandbox; Homebrew's copy is used unless a system /usr/bin/bwrap comes first on PATH
+    # (Ubuntu's AppArmor allows only that one to create user namespaces: `rcc doctor` says which is used).
+    depends_on "bubblewrap"
+  end
+
+  def install
+    # rcc has no runtime dependencies, so there are no resources; pip builds the sdist with hatchling.
+    virtualenv_install_with_resources
+  end
+
+  def caveats
+    <<~EOS
+      Run `rcc setup`, then `rcc doctor`.
+      On macOS rcc has no native sandbox backend: use `--backend podman` (or docker) with a running engine.
+      The optional kernel firewall needs root: sudo "$(command -v rcc)" setup --firewall
+    EOS
+  end
+
+  test do
+    assert_match "rcc #{version}", shell_output("#{bin}/rcc --version")
+    assert_match "usage: rcc COMMAND", shell_output("#{bin}/rcc --help")
+    # The plan is pure: no sandbox is started, so this works in brew's test environment on either OS.
+    (testpath/"project").mkpath
+    plan = shell_output("#{bin}/rcc run --project #{testpath}/project --no-network --dry-run -- true")
+    assert_match "\"argv\"", plan
+  end
+end
