@@ -32,7 +32,7 @@ from rcctest import python_for
 
 pytestmark = pytest.mark.sandbox
 
-DIST_INFO = ("METADATA", "WHEEL", "entry_points.txt", "RECORD")
+DIST_INFO = ("METADATA", "WHEEL", "entry_points.txt", "RECORD", "licenses/LICENSE")
 
 
 def expected_wheel_files() -> set[str]:
@@ -68,7 +68,7 @@ def test_sdist_holds_the_package_docs_and_readme_only(built: Built) -> None:
         names = {n.removeprefix(f"{top}/") for n in tf.getnames() if n != top}
     expected = {p for p in tracked_files("src/rcc")} | set(tracked_files("docs"))
     # hatchling always adds PKG-INFO and the project's .gitignore (it decides what a build leaves out).
-    expected |= {"README.md", "pyproject.toml", "PKG-INFO", ".gitignore"}
+    expected |= {"README.md", "LICENSE", "pyproject.toml", "PKG-INFO", ".gitignore"}
     assert names == expected
     assert not [n for n in names if n.startswith(("tests/", ".venv", ".git/")) or "__pycache__" in n]
 
