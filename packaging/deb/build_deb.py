@@ -198,6 +198,8 @@ def build(wheel: Path, out_dir: Path, maintainer: str = DEFAULT_MAINTAINER, epoc
         for rel, data in files.items():
             if rel == PurePosixPath(info, "RECORD"):
                 continue  # paths and hashes of a pip install; dpkg owns these files (and has md5sums)
+            if rel.parts[:2] == (info, "licenses"):
+                continue  # Debian keeps the licence in /usr/share/doc/rcc/copyright, written below
             _write(root, SITE / rel, data)
         _write(root, SITE / info / "INSTALLER", b"debian\n")
         _write(root, "usr/bin/rcc", (HERE / "rcc.launcher").read_bytes(), 0o755)
