@@ -13,8 +13,7 @@ Layout of the package:
   /usr/share/lintian/overrides/rcc               one override, with its reason (lintian-overrides)
   DEBIAN/{control,md5sums,postinst,prerm}        postinst byte-compiles for /usr/bin/python3; prerm removes it
 
-The package lives in dist-packages (not a private directory) so that `python3 -m rcc` and the commands rcc's own
-hints print (`sudo python3 -m rcc.backends.container_image.base`) work with the system Python.
+The package lives in dist-packages (not a private directory) so that `python3 -m rcc` works with the system Python.
 
 Invariants: the output is a function of the wheel, the files next to this script and SOURCE_DATE_EPOCH (every
 mtime is set to it; default: hatchling's fixed wheel timestamp). Bad input stops the build with a message and a

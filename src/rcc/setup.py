@@ -4,6 +4,8 @@
   Idempotent: existing files are never overwritten.
 - `sudo rcc setup --firewall [--persist] [--dry-run] [--uninstall]`: rcc's kernel firewall (defence in depth,
   see rcc.firewall). The only privileged code in rcc: render (pure), validate, apply atomically, record.
+- `[sudo] rcc setup --container [--engine podman|docker] [--mirror URL]`: the container backend's base image,
+  built from the distribution's packages by root (rcc.backends.container_image.base), imported by each user.
 
 rcc never runs sudo itself: without root, the firewall part stops and says the exact command to run.
 """
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 USAGE = """\
 usage: rcc setup [--dry-run]
        sudo rcc setup --firewall [--persist] [--proxy-port PORT]... [--dry-run] [--uninstall] [--root DIR]
+       [sudo] rcc setup --container [--engine podman|docker] [--mirror URL]
 
   (no options)        create ~/.config/rcc/config.toml (commented defaults) and rcc's state directories
   --firewall          install rcc's kernel firewall (nftables table inet rcc; pf anchor on macOS); needs root
@@ -36,6 +39,11 @@ usage: rcc setup [--dry-run]
   --uninstall         with --firewall: remove exactly what `--firewall` added
   --root DIR          write the firewall's files under DIR instead of / (image builds; the ruleset is
                       still applied to the running kernel)
+  --container         the container backend's base image (no registry needed): as root, build it from the
+                      Debian packages apt uses (debootstrap, about 2 minutes once) and import it; as a normal
+                      user, import the tarball root saved into your own (rootless) image store
+  --engine ENGINE     with --container: podman (default) or docker
+  --mirror URL        with --container: the Debian mirror (default: the one apt uses)
 """
 
 
@@ -50,6 +58,9 @@ class SetupOptions:
     uninstall: bool = False
     proxy_ports: tuple[int, ...] = ()
     root: str = "/"
+    container: bool = False
+    engine: str = "podman"
+    mirror: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,8 +80,16 @@ def parse_args(argv: list[str]) -> SetupOptions:
     for arg in it:
         if arg in ("-h", "--help"):
             raise _Help
-        if arg in ("--firewall", "--persist", "--dry-run", "--uninstall"):
+        if arg in ("--firewall", "--persist", "--dry-run", "--uninstall", "--container"):
             opts[arg[2:].replace("-", "_")] = True
+        elif arg in ("--engine", "--mirror") or arg.startswith(("--engine=", "--mirror=")):
+            name, eq, inline = arg.partition("=")
+            got = inline if eq else next(it, None)
+            if name == "--engine" and got not in ("podman", "docker"):
+                raise UsageError(f"--engine is podman or docker, got {got!r}", _HINT)
+            if name == "--mirror" and not (got or "").startswith(("http://", "https://", "file:/")):
+                raise UsageError(f"--mirror needs a Debian mirror URL, got {got!r}", _HINT)
+            opts[name[2:]] = got
         elif arg == "--proxy-port" or arg.startswith("--proxy-port="):
             value = arg.split("=", 1)[1] if "=" in arg else next(it, None)
             if value is None or not value.isdigit():
@@ -84,6 +103,10 @@ def parse_args(argv: list[str]) -> SetupOptions:
         else:
             raise UsageError(f"rcc setup: unknown option {arg!r}", _HINT)
     o = SetupOptions(proxy_ports=tuple(ports), **opts)  # type: ignore[arg-type]
+    if o.container and (o.firewall or o.dry_run):
+        raise UsageError("--container goes alone (with --engine/--mirror)", _HINT)
+    if not o.container and ("engine" in opts or "mirror" in opts):
+        raise UsageError("--engine and --mirror go with --container", _HINT)
     if not o.firewall and (o.persist or o.uninstall or o.proxy_ports or o.root != "/"):
         raise UsageError("--persist, --uninstall, --proxy-port and --root go with --firewall", _HINT)
     if o.uninstall and (o.persist or o.proxy_ports):
@@ -108,6 +131,8 @@ def command(argv: list[str]) -> int:
 
 
 def run(opts: SetupOptions, ctx: SetupContext) -> list[str]:
+    if opts.container:
+        return container_base(opts, ctx)
     if opts.firewall:
         if opts.uninstall:
             return uninstall_firewall(opts, ctx)
@@ -155,6 +180,25 @@ def user_setup(opts: SetupOptions, ctx: SetupContext) -> list[str]:
     out.append("next: `rcc doctor` checks everything else this machine needs")
     out.append(f"optional, needs root once: `sudo {self_command(ctx.env)} setup --firewall` (see `rcc doctor`)")
     return out
+
+
+def container_base(opts: SetupOptions, ctx: SetupContext) -> list[str]:
+    """The container base image in this account's store: root builds the tarball (once) and imports it; a normal
+    user imports the tarball root saved (rootless podman keeps one store per user)."""
+    import shutil
+
+    from rcc.backends.container_image import base
+
+    engine_path = shutil.which(opts.engine)
+    if not engine_path:
+        raise RccError(f"{opts.engine} is not installed", hint="see `rcc doctor`", code=ExitCode.DEPENDENCY)
+    tarball = base.tarball_path(base.DEFAULT_CACHE)
+    if ctx.euid == 0:
+        tarball = base.build_tarball(base.DEFAULT_CACHE, opts.mirror or base.apt_mirror(base.read_apt_sources()))
+    elif opts.mirror:
+        raise UsageError("--mirror is for the build, which root does: `sudo rcc setup --container`", _HINT)
+    tag = base.import_tarball(engine_path, opts.engine, tarball)
+    return [f"ok       {opts.engine} image {tag}", "the agent image is built on top of it on first use"]
 
 
 def _builtin(items: tuple[str, ...], width: int = 108) -> str:

@@ -2,7 +2,7 @@
 
 Two images, both tagged by a hash of their inputs, so each is built once and rebuilt only when an input changes:
   localhost/rcc-base:bookworm-<h>   Debian 12 built from the distribution's packages with debootstrap and
-                                    imported (`sudo python3 -m rcc.backends.container_image.base`); works with no
+                                    imported (`sudo rcc setup --container`, see base.py); works with no
                                     container registry. h = hash(suite, variant, package list).
   localhost/rcc-agent:<h>           the Containerfile next to this file, FROM the base. h = hash(Containerfile, base).
 A user image named in config replaces both (it must have the tools the user's agent needs).
@@ -75,12 +75,15 @@ def image_exists(engine_path: str, engine: str, ref: str) -> bool:
 
 
 def base_missing_error(engine: str, base: str) -> RccError:
+    from rcc.setup import self_command
+
+    rcc = self_command(os.environ)
+    flag = "" if engine == "podman" else f" --engine {engine}"
     return RccError(
         f"the container base image {base} is not in {engine}'s image store",
         hint=(
-            "build it from Debian's packages (no registry needed), as root: "
-            "`sudo python3 -m rcc.backends.container_image.base`; a normal user then imports the saved "
-            "tarball: `python3 -m rcc.backends.container_image.base --import-only`; or, where a registry "
+            f"build it from Debian's packages (no registry needed), as root: `sudo {rcc} setup --container{flag}`; "
+            f"a normal user then imports the saved tarball: `{rcc} setup --container{flag}`; or, where a registry "
             f"is reachable: `{engine} pull docker.io/library/debian:bookworm-slim && {engine} tag "
             f"docker.io/library/debian:bookworm-slim {base}`. See docs/containers.md"
         ),

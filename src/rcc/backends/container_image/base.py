@@ -1,7 +1,9 @@
 """Build the container base image from the distribution's packages: no container registry needed.
 
-    sudo python3 -m rcc.backends.container_image.base [--mirror URL] [--engine podman|docker] [--cache DIR]
-    python3 -m rcc.backends.container_image.base --import-only      (a normal user, after root built it)
+    sudo rcc setup --container [--mirror URL] [--engine podman|docker]
+    rcc setup --container                      (a normal user, after root built it: imports the tarball)
+
+(also `python3 -m rcc.backends.container_image.base [--import-only] [--cache DIR]`, the same from a checkout)
 
 As root: debootstrap (variant minbase, plus BASE_PACKAGES) into a temporary directory from the Debian mirror apt
 already uses, trim caches and documentation, save the tree as a tarball in the cache directory and import it into
@@ -101,7 +103,7 @@ def build_tarball(cache: str, mirror: str) -> str:
     if os.geteuid() != 0:
         raise RccError(
             "building the base image with debootstrap needs root",
-            hint="run `sudo python3 -m rcc.backends.container_image.base`",
+            hint=f"run `sudo {_self()} setup --container`",
             code=ExitCode.SETUP,
         )
     if not shutil.which("debootstrap"):
@@ -139,13 +141,19 @@ def import_tarball(engine_path: str, engine: str, tarball: str) -> str:
     if not os.path.exists(tarball):
         raise RccError(
             f"the base tarball {tarball} does not exist",
-            hint="build it first, as root: `sudo python3 -m rcc.backends.container_image.base`",
+            hint=f"build it first, as root: `sudo {_self()} setup --container`",
             code=ExitCode.SETUP,
         )
     r = subprocess.run([engine_path, "import", tarball, tag], stdout=sys.stderr, check=False)
     if r.returncode != 0:
         raise RccError(f"`{engine} import` failed (exit {r.returncode})", code=ExitCode.SETUP)
     return tag
+
+
+def _self() -> str:
+    from rcc.setup import self_command
+
+    return self_command(os.environ)
 
 
 def main(argv: list[str] | None = None) -> int:
