@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from rcc.errors import ExitCode, UsageError
+from rcc.setup import self_command
 
 Status = Literal["ok", "warn", "fail", "info"]
 
@@ -65,6 +66,7 @@ class Facts:
     firewall_loaded: Literal["current", "stale", "absent", "unknown"] = "unknown"  # unknown: needs root
     firewall_counters: tuple[tuple[str, int], ...] = ()
     nix_runtime_path: tuple[str, ...] = ()  # RCC_NIX_RUNTIME_PATH: the Nix package's tool directories
+    rcc: str = "rcc"  # how a `sudo ...` fix names this rcc (setup.self_command: a path where sudo would not find it)
 
     def which(self, name: str) -> str:
         return dict(self.binaries).get(name, "")
@@ -428,7 +430,7 @@ def _config_check(f: Facts) -> Check:
     return Check("config", "ok", f"valid (backend = {f.backend!r})", why, required=True)
 
 
-def _setup_cmd(spec_text: str | None) -> str:
+def _setup_cmd(spec_text: str | None, rcc: str = "rcc") -> str:
     """The exact command that re-installs the recorded firewall (keeping its --proxy-port choices)."""
     ports = ""
     if spec_text:
@@ -441,7 +443,7 @@ def _setup_cmd(spec_text: str | None) -> str:
             spec = None
         if spec and spec.proxy_ports != (DEFAULT_PROXY_PORT,):
             ports = "".join(f" --proxy-port {p}" for p in spec.proxy_ports)
-    return f"sudo rcc setup --firewall{ports}"
+    return f"sudo {rcc} setup --firewall{ports}"
 
 
 def firewall_file_current(text: str, system: str) -> bool:
@@ -464,8 +466,8 @@ def _firewall_checks(f: Facts) -> list[Check]:
         "the sandboxes are already isolated without it"
     )
     if f.firewall_file is None:
-        return [Check("firewall", "info", "not installed (optional)", why, "sudo rcc setup --firewall")]
-    fix = _setup_cmd(f.firewall_file)
+        return [Check("firewall", "info", "not installed (optional)", why, f"sudo {f.rcc} setup --firewall")]
+    fix = _setup_cmd(f.firewall_file, f.rcc)
     if not firewall_file_current(f.firewall_file, f.system):
         return [
             Check(
@@ -482,7 +484,7 @@ def _firewall_checks(f: Facts) -> list[Check]:
             Check(
                 "firewall",
                 "ok",
-                "installed file current; loaded table not checked (needs root: `sudo rcc doctor`)",
+                f"installed file current; loaded table not checked (needs root: `sudo {f.rcc} doctor`)",
                 why,
             )
         ]
@@ -521,7 +523,7 @@ def _macos_checks(f: Facts) -> list[Check]:
     )
     out += [_agents_check(f), _config_check(f)]
     if f.firewall_file is None:
-        out.append(Check("pf anchor", "info", "not installed (optional)", why_pf, "sudo rcc setup --firewall"))
+        out.append(Check("pf anchor", "info", "not installed (optional)", why_pf, f"sudo {f.rcc} setup --firewall"))
     elif not firewall_file_current(f.firewall_file, "darwin"):
         out.append(
             Check(
@@ -529,13 +531,13 @@ def _macos_checks(f: Facts) -> list[Check]:
                 "warn",
                 "the installed anchor is not what this rcc renders",
                 why_pf,
-                _setup_cmd(f.firewall_file),
+                _setup_cmd(f.firewall_file, f.rcc),
             )
         )
     elif f.firewall_loaded == "absent":
-        out.append(Check("pf anchor", "warn", "installed but not loaded", why_pf, _setup_cmd(f.firewall_file)))
+        out.append(Check("pf anchor", "warn", "installed but not loaded", why_pf, _setup_cmd(f.firewall_file, f.rcc)))
     else:
-        state = "loaded" if f.firewall_loaded == "current" else "loaded state needs root: `sudo rcc doctor`"
+        state = "loaded" if f.firewall_loaded == "current" else f"loaded state needs root: `sudo {f.rcc} doctor`"
         out.append(Check("pf anchor", "ok", f"installed; {state}", why_pf))
     return out
 
@@ -804,6 +806,7 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, ro
     loaded, counters = _firewall_state(fw_text, system, euid)
     return Facts(
         nix_runtime_path=tuple(d for d in env.get("RCC_NIX_RUNTIME_PATH", "").split(":") if d),
+        rcc=self_command(env),
         system=system,
         distro=distro,
         distro_like=like,

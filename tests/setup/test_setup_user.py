@@ -164,3 +164,41 @@ def test_setup_as_new_normal_user_end_to_end() -> None:
         assert "ok    config" in doc.stdout, doc.stdout + doc.stderr
     finally:
         shutil.rmtree(home)
+
+
+# ------------------------------------------------------------------------------------------------ sudo hints
+
+
+def _exe(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_sudo_hint_names_an_rcc_sudo_would_not_find_by_its_path(tmp_path: Path) -> None:
+    """pipx/uv put rcc in ~/.local/bin, a venv in its bin: sudo's secure_path has neither, so `sudo rcc` would
+    fail with "command not found"; the hint names the absolute path (quoted for the shell)."""
+    from rcc.setup import self_command
+
+    exe = _exe(tmp_path / "my venv" / "bin" / "rcc")
+    assert self_command({}, exe) == f"'{exe}'"
+
+
+def test_sudo_hint_says_rcc_when_sudo_finds_this_same_rcc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rcc.setup
+
+    exe = _exe(tmp_path / "bin" / "rcc")
+    monkeypatch.setattr(rcc.setup, "SUDO_PATH", str(tmp_path / "bin"))
+    assert rcc.setup.self_command({}, exe) == "rcc"
+    other = _exe(tmp_path / "other" / "rcc")  # control: a different rcc than the one sudo would find
+    assert rcc.setup.self_command({}, other) == other
+
+
+def test_sudo_hint_prefers_the_nix_wrapper_and_falls_back_to_rcc(tmp_path: Path) -> None:
+    from rcc.setup import self_command
+
+    wrapper = _exe(tmp_path / "store" / "bin" / "rcc")
+    assert self_command({"RCC_EXECUTABLE": wrapper}, "/usr/bin/python3") == wrapper
+    assert self_command({}, "/usr/bin/python3") == "rcc"  # `python3 -m rcc`: nothing better to name
+    assert self_command({}, str(tmp_path / "missing" / "rcc")) == "rcc"
