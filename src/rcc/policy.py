@@ -126,6 +126,10 @@ DEFAULT_PROTECTED: tuple[str, ...] = (
     ".git/commondir",  # redirects git's config and hooks to another directory (one the agent could fill)
     ".git/worktrees",  # linked worktrees' commondir/config.worktree: the same redirect for the host's worktrees
     ".gitmodules",
+    # the project root as a *bare* repository: git tries DIR/.git, then DIR itself (HEAD, objects/, refs/ and
+    # DIR/config). An agent that breaks .git (`rm .git/HEAD`) and plants HEAD, objects, refs and a config with
+    # core.pager at the root makes the host's next `git log` run it. Without a HEAD the root is never a repo.
+    "HEAD",
     # hook managers: the host's next `git commit` runs what these name (husky's scripts, pre-commit's and
     # lefthook's `run`/`entry` commands). A core.hooksPath inside the project is protected too (compile.py).
     ".husky",
