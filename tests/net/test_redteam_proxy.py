@@ -1,0 +1,159 @@
+"""Red-team tests for the egress proxy: each test is named after an attack by a hostile agent inside the sandbox,
+with a control test beside it showing the legitimate version still works. Real sockets only: the proxy on
+127.0.0.1, origins on loopback or on test hosts in network namespaces the tests create (tests/testhosts.py).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from testhosts import TestHost
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def connect_via(port: int, target: str, timeout: float = 5.0) -> tuple[socket.socket, bytes]:
+    """CONNECT target through the proxy on 127.0.0.1:port; returns the socket and the proxy's first reply bytes."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    c.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    try:
+        reply = c.recv(4096)
+    except OSError as e:
+        reply = f"<{type(e).__name__}>".encode()
+    return c, reply
+
+
+# ------------------------------------------------------------------------------------------ descriptor exhaustion
+
+# The proxy in a process of its own, with a low descriptor limit (hard limits of 1024-8192 are common on
+# servers and CI; the proxy can only lift its soft limit up to the hard one).
+_PROXY_WITH_LIMIT = r"""
+import resource, socket, sys
+from rcc.net.proxy import EgressProxy
+from rcc.net.rules import compile_rules
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+rules = compile_rules(sys.argv[2].split(","), [], {"own.test": sys.argv[3]})
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1024)
+proxy = EgressProxy(rules, sys.argv[4], "redteam", lambda line: None)
+proxy.start([listener])
+print(listener.getsockname()[1], flush=True)
+sys.stdin.read()
+proxy.close()
+"""
+
+
+@dataclass
+class LimitedProxy:
+    proc: subprocess.Popen[bytes]
+    port: int
+    limit: int
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+
+@contextmanager
+def limited_proxy(allow: list[str], own_address: str, tmp_path: Path, limit: int = 64) -> Iterator[LimitedProxy]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PROXY_WITH_LIMIT, str(limit), ",".join(allow), own_address, str(tmp_path / "a.jsonl")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        yield LimitedProxy(proc, port, limit)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _exhaust(lp: LimitedProxy, echo_port: int) -> list[socket.socket]:
+    """Hold allowed tunnels (two descriptors each in the proxy) until the proxy has exactly one descriptor left."""
+    held: list[socket.socket] = []
+    while lp.open_fds() < lp.limit - 2:
+        c, reply = connect_via(lp.port, f"127.0.0.1:{echo_port}")
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+        held.append(c)
+    if lp.open_fds() == lp.limit - 2:
+        held.append(socket.create_connection(("127.0.0.1", lp.port)))  # one handshake in progress: one descriptor
+        time.sleep(0.2)
+    assert lp.open_fds() == lp.limit - 1
+    return held
+
+
+@pytest.fixture
+def own_service(testhost: TestHost) -> Iterator[tuple[str, int]]:
+    """A service bound on one of this host's own addresses (the host side of a test veth)."""
+    s = socket.socket()
+    s.bind((testhost.gateway, 0))
+    s.listen(16)
+    yield testhost.gateway, s.getsockname()[1]
+    s.close()
+
+
+def test_fd_exhaustion_does_not_disable_the_own_address_guard(own_service, echo_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Attack: fill the proxy's descriptor table so its periodic read of this host's addresses (/proc/net/fib_trie)
+    fails; that failure used to be cached as "this host has no addresses" for 2 s, during which a name pointing at
+    the host's own address (a service bound on the host's LAN/veth address) was let through."""
+    gw, own_port = own_service
+    with limited_proxy([f"own.test:{own_port}", f"127.0.0.1:{echo_server}"], gw, tmp_path) as lp:
+        c, reply = connect_via(lp.port, f"own.test:{own_port}")  # first read of the host's addresses succeeds
+        c.close()
+        assert b"403" in reply and b"own address" in reply, reply
+        held = _exhaust(lp, echo_server)
+        try:
+            time.sleep(2.3)  # past the cache period: the next connection re-reads /proc with no descriptor free
+            c, reply = connect_via(lp.port, f"own.test:{own_port}")
+            c.close()
+            assert not reply.startswith(b"HTTP/1.1 200"), reply
+            held.pop(0).close()  # free descriptors again
+            time.sleep(0.3)
+            c, reply = connect_via(lp.port, f"own.test:{own_port}")
+            c.close()
+            assert reply.startswith(b"HTTP/1.1 403") and b"own address" in reply, reply
+        finally:
+            for s in held:
+                s.close()
+
+
+def test_fd_exhaustion_control_allowed_tunnels_work_again_after(own_service, echo_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Control: the same exhaustion, then an allowed tunnel once descriptors are free again carries data."""
+    gw, own_port = own_service
+    with limited_proxy([f"own.test:{own_port}", f"127.0.0.1:{echo_server}"], gw, tmp_path) as lp:
+        held = _exhaust(lp, echo_server)
+        try:
+            time.sleep(2.3)
+            c, _ = connect_via(lp.port, f"127.0.0.1:{echo_server}")
+            c.close()
+            for s in held[:3]:
+                s.close()
+            time.sleep(0.3)
+            c, reply = connect_via(lp.port, f"127.0.0.1:{echo_server}")
+            with c:
+                assert reply.startswith(b"HTTP/1.1 200"), reply
+                c.sendall(b"ping")
+                assert c.recv(4) == b"ping"
+        finally:
+            for s in held[3:]:
+                s.close()
