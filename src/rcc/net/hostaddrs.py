@@ -34,11 +34,14 @@ def parse_if_inet6(text: str) -> set[ipaddress.IPv6Address]:
 
 
 def host_addresses() -> frozenset[IPAddress]:
-    addrs: set[IPAddress] = set()
-    for path, parse in (("/proc/net/fib_trie", parse_fib_trie), ("/proc/net/if_inet6", parse_if_inet6)):
-        try:
-            with open(path, encoding="ascii", errors="replace") as f:
-                addrs |= parse(f.read())
-        except OSError:
-            continue
+    """Raises OSError when the IPv4 table cannot be read (e.g. EMFILE: a sandbox that filled the proxy's
+    descriptor table must not get an empty set, which would switch the own-address guard off). A missing
+    /proc/net/if_inet6 means IPv6 is disabled: no IPv6 addresses."""
+    with open("/proc/net/fib_trie", encoding="ascii", errors="replace") as f:
+        addrs: set[IPAddress] = set(parse_fib_trie(f.read()))
+    try:
+        with open("/proc/net/if_inet6", encoding="ascii", errors="replace") as f:
+            addrs |= parse_if_inet6(f.read())
+    except FileNotFoundError:
+        pass
     return frozenset(addrs)

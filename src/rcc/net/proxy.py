@@ -522,7 +522,8 @@ class EgressProxy:
                     t.abort()
 
     async def _own_addresses(self) -> frozenset[IPAddress]:
-        """This host's addresses, re-read at most every 2 s, off the loop (/proc/net/fib_trie can be large)."""
+        """This host's addresses, re-read at most every 2 s, off the loop (/proc/net/fib_trie can be large).
+        A failed read raises OSError and is not cached (fail closed: the caller refuses the connection)."""
         now = time.monotonic()
         if now - self._host_addrs_at > 2.0:
             self._host_addrs = await asyncio.get_running_loop().run_in_executor(None, host_addresses)
@@ -645,7 +646,10 @@ class EgressProxy:
                 raise self._error(conn, f"could not resolve: {e or 'timeout'}", socks5.HOST_UNREACHABLE) from None
             if not addrs:
                 raise self._error(conn, "could not resolve: no addresses", socks5.HOST_UNREACHABLE)
-        own = await self._own_addresses()
+        try:
+            own = await self._own_addresses()
+        except OSError as e:
+            raise self._error(conn, f"could not read this host's addresses: {e}", socks5.GENERAL_FAILURE) from None
         for a in addrs:
             ad = check_address(self.rules, a, conn.port, own)
             if not ad.allowed:
