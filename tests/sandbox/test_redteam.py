@@ -100,3 +100,78 @@ def test_control_root_config_objects_refs_dirs_and_git_work(world: World) -> Non
     assert not (world.project / "HEAD").exists()
     out = _host_git_on_a_terminal(world, world.project, "log", "--oneline")
     assert "rails-like" in out.stdout, out.stdout + out.stderr
+
+
+# ----------------------------------------------------------------------------------- a Mercurial project's config
+# `.hg/hgrc` is to hg what `.git/config` is to git: its [hooks] run on the host's next `hg status` (and its
+# [extensions] import Python). `.hg/requires` + `.hg/sharedpath` redirect hg to another repository's config.
+
+HG_HOOK = "[hooks]\\npre-status = touch {flag}\\npost-status = touch {flag}\\n"
+
+
+def _hg_project(world: World) -> Path:
+    require(shutil.which("hg") is not None, "Mercurial (hg) is not installed")
+    proj = world.base / "hgproj"
+    proj.mkdir()
+    world.write(proj / "a.txt", "a\n")
+    world.own_tree(proj)
+    for args in (("init",), ("add", "a.txt"), ("commit", "-q", "-u", "Test <t@example.invalid>", "-m", "initial")):
+        _host_hg(world, proj, *args, check=True)
+    return proj
+
+
+def _host_hg(world: World, proj: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(
+        world.as_user(["hg", *args], world.host_env()),
+        cwd=proj,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if check and res.returncode != 0:
+        raise AssertionError(f"host hg {args} failed: {res.stderr}")
+    return res
+
+
+def test_plant_mercurial_hook_runs_nothing_on_host_hg_status(world: World) -> None:
+    proj = _hg_project(world)
+    flag = _flag(world)
+    hook = HG_HOOK.format(flag=flag)
+    script = (
+        "mv .hg .hg-old 2>/dev/null && echo HG-MOVED && mv .hg-old .hg; "  # pinned: renaming would drop the mounts
+        f"printf '{hook}' >> .hg/hgrc 2>/dev/null && echo HGRC-WRITTEN; "
+        f"printf '{hook}' > .hg/hgrc-not-shared 2>/dev/null && echo HGRC-NOT-SHARED-WRITTEN; "
+        # the redirect: a repository of the agent's making whose hgrc hg reads once .hg says it is a share
+        f"cp -r .hg evil-repo 2>/dev/null; printf '{hook}' > evil-repo/hgrc; "
+        f'echo "$PWD/evil-repo" > .hg/sharedpath 2>/dev/null && echo SHAREDPATH-WRITTEN; '
+        "printf 'shared\\nshare-safe\\n' >> .hg/requires 2>/dev/null && echo REQUIRES-WRITTEN; true"
+    )
+    res = world.rcc("run", "--no-network", "--project", str(proj), "--", "sh", "-c", script)
+    assert res.returncode == 0, res.stderr
+    _host_hg(world, proj, "status")
+    _host_hg(world, proj, "log", "-l", "1")
+    assert not flag.exists(), "the host's hg status ran a hook the sandbox planted"
+    for word in ("HGRC-WRITTEN", "HGRC-NOT-SHARED-WRITTEN", "HG-MOVED", "SHAREDPATH-WRITTEN", "REQUIRES-WRITTEN"):
+        assert word not in res.stdout, res.stdout
+
+
+def test_control_mercurial_work_inside_lands_on_host(world: World) -> None:
+    """Control: hg add/commit/status inside work, the host sees the commit, no placeholder is left."""
+    proj = _hg_project(world)
+    res = world.rcc(
+        "run",
+        "--no-network",
+        "--project",
+        str(proj),
+        "--",
+        "sh",
+        "-c",
+        "set -e; echo b > b.txt; hg add -q b.txt; hg commit -q -u 'Agent <a@example.invalid>' -m from-sandbox; "
+        "hg status -mard; echo ok",
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["ok"], res.stdout
+    assert _host_hg(world, proj, "log", "-l", "1", "--template", "{desc}", check=True).stdout == "from-sandbox"
+    assert not (proj / ".hg/hgrc").exists() and not (proj / ".hg/sharedpath").exists()
+    assert not (proj / ".hg/hgrc-not-shared").exists()
