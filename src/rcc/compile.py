@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 # directory. Only the paths that programs inside list as directories get a directory placeholder (git, Claude
 # Code); git works with .git/modules, .git/info and .git/worktrees being files.
 _DIR_PLACEHOLDERS = frozenset({".git", ".git/hooks", ".claude", ".claude/commands", ".claude/agents", ".claude/hooks"})
+# A Mercurial repository's own config: hg runs its [hooks] (`pre-status = ...`) and [extensions] (Python) on the
+# host's next `hg status`. `requires` naming "shared"/"share-safe" makes hg follow `sharedpath` and read that
+# repository's config (the redirect .git/commondir is for git). Protected only where `.hg` exists: a placeholder
+# .hg in every git project would make tools see a broken Mercurial repository.
+HG_PROTECTED = (".hg/hgrc", ".hg/hgrc-not-shared", ".hg/requires", ".hg/sharedpath")
 GIT_EXCLUDES = "/run/rcc/git-excludes"
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 PROXY_PORT = 3128
@@ -109,6 +114,8 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
     # recurses into the submodule: never writable, and never creatable in an unpopulated submodule.
     submodule_gits = {f"{s}/.git" for s in facts.submodules}
     rel_list += sorted(submodule_gits)
+    if facts.info(os.path.join(project, ".hg")).kind == "dir":
+        rel_list += HG_PROTECTED
     if facts.hooks_path:
         rel_list.append(facts.hooks_path)  # core.hooksPath inside the project: its hooks are project files
     if git.kind == "file" and facts.pointer_git_dir:
@@ -379,6 +386,6 @@ def interesting_paths(policy: Policy, project: str, extra: Sequence[str] = ()) -
         *policy.filesystem.read_write,
         *policy.filesystem.hide,
     ]
-    out += protected_candidates(project, policy.filesystem.protect)
+    out += protected_candidates(project, (*policy.filesystem.protect, *HG_PROTECTED))
     out += list(extra)
     return out
