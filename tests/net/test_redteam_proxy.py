@@ -157,3 +157,47 @@ def test_fd_exhaustion_control_allowed_tunnels_work_again_after(own_service, ech
         finally:
             for s in held[3:]:
                 s.close()
+
+
+# ------------------------------------------------------------------------------------------ audit log flooding
+
+
+def _deny_many(port: int, n: int, tag: str) -> None:
+    for i in range(n):
+        c, reply = connect_via(port, f"{tag}-{i}.flood.example:443")
+        c.close()
+        assert reply.startswith(b"HTTP/1.1 403"), reply
+
+
+def test_denial_flood_cannot_rotate_away_the_audit_log(start_proxy, echo_server) -> None:  # type: ignore[no-untyped-def]
+    """Attack: wipe the audit trail. The log is rotated at a fixed size and only a few old files are kept, so a
+    sandbox that makes denied connections as fast as it can (about 4600/s here, ~256 bytes of record each) pushed
+    every earlier record out of the log in ~35 s: those of earlier sessions and its own allowed connections
+    (where it sent data). Denials past a per-session budget are now counted, not written one by one."""
+    rp = start_proxy([f"127.0.0.1:{echo_server}"], audit_max_bytes=64 * 1024)  # small, so the test is quick
+    c, reply = connect_via(rp.port, f"127.0.0.1:{echo_server}")
+    with c:
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+        c.sendall(b"exfil")
+        assert c.recv(5) == b"exfil"
+    rp.records(1)
+    _deny_many(rp.port, 3000, "a")  # ~770 KB of records without a budget: 12 rotations of a 64 KiB log
+    rp.proxy.close()
+    from rcc.net.audit import read_records
+
+    recs = list(read_records(str(rp.audit)))
+    allowed = [r for r in recs if r.decision == "allow"]
+    assert len(allowed) == 1 and allowed[0].bytes_up == 5, "the allowed connection's record was rotated away"
+    summary = [r for r in recs if "not recorded one by one" in r.reason]
+    assert summary, "the denials over the budget must still be counted in the log"
+    counted = sum(int(r.reason.split()[0]) for r in summary)
+    assert counted + sum(1 for r in recs if r.decision == "deny" and r not in summary) == 3000
+
+
+def test_denial_flood_control_ordinary_denials_are_each_recorded(start_proxy) -> None:  # type: ignore[no-untyped-def]
+    """Control: a normal number of denials is recorded one by one, each naming its host."""
+    rp = start_proxy([])
+    _deny_many(rp.port, 50, "b")
+    recs = rp.records(50)
+    assert sorted(str(r["host"]) for r in recs) == sorted(f"b-{i}.flood.example" for i in range(50))
+    assert all(r["decision"] == "deny" and r["reason"] == "no allow rule" for r in recs)
