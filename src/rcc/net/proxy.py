@@ -53,6 +53,10 @@ COPY_BUF = 4 << 20  # one buffer per proxy, shared by all tunnels: reads this bi
 COPY_SMALL = 64 << 10  # read size once parked data passes the budget below
 PENDING_BUDGET = 64 << 20  # bytes parked for slow readers, all tunnels together, before reads shrink
 READ_ROUNDS = 4
+# Denial and error records a session may write: a burst of a quarter of one audit file, then this many bytes a
+# second. Past it they are counted and summed up in one record, so a sandbox flooding denials cannot rotate the
+# log's earlier records (other sessions', its own allowed connections) away.
+AUDIT_DENIAL_RATE = 1024
 
 Relay = Literal["copy", "splice"]
 # async (name, port) -> addresses; default: getaddrinfo in the loop's thread pool. Tests pass one that records.
@@ -395,6 +399,9 @@ class EgressProxy:
         self.rules = rules
         self.session = session
         self._audit = AuditLog(audit_path, max_bytes=audit_max_bytes)
+        self._denial_burst = audit_max_bytes / 4
+        self._denial_tokens, self._denial_tokens_at = self._denial_burst, time.monotonic()
+        self._unrecorded = 0
         self._denied = DenialNotifier(notify)
         self.handshake_timeout = handshake_timeout
         self.connect_timeout = connect_timeout
@@ -439,6 +446,8 @@ class EgressProxy:
             self._thread.join(30)
         for s in self._listeners:
             s.close()
+        if self._unrecorded:
+            self._write_unrecorded()
         self._audit.close()
 
     def active_tunnels(self) -> int:
@@ -788,6 +797,29 @@ class EgressProxy:
             bytes_down=conn.down,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
+        if conn.decision != "allow" and not self._take_denial_budget(len(rec.to_json()) + 1):
+            self._unrecorded += 1
+            return
+        if self._unrecorded:
+            self._write_unrecorded()
+        with contextlib.suppress(OSError):
+            self._audit.write(rec)
+
+    def _take_denial_budget(self, size: int) -> bool:
+        now = time.monotonic()
+        self._denial_tokens = min(
+            self._denial_burst, self._denial_tokens + (now - self._denial_tokens_at) * AUDIT_DENIAL_RATE
+        )
+        self._denial_tokens_at = now
+        if self._denial_tokens < size:
+            return False
+        self._denial_tokens -= size
+        return True
+
+    def _write_unrecorded(self) -> None:
+        n, self._unrecorded = self._unrecorded, 0
+        reason = f"{n} more denied or failed connections not recorded one by one (over the audit budget)"
+        rec = AuditRecord(utc_now(), self.session, "-", "", 0, "", "deny", "", reason)
         with contextlib.suppress(OSError):
             self._audit.write(rec)
 
