@@ -53,6 +53,11 @@ COPY_BUF = 4 << 20  # one buffer per proxy, shared by all tunnels: reads this bi
 COPY_SMALL = 64 << 10  # read size once parked data passes the budget below
 PENDING_BUDGET = 64 << 20  # bytes parked for slow readers, all tunnels together, before reads shrink
 READ_ROUNDS = 4
+# Request-head bytes buffered by unfinished handshakes, all connections together. Past it, the connection whose
+# read crosses it is closed: slow, never-finished heads (slowloris) cannot make the proxy, which runs outside the
+# sandbox and its memory limit, hold hundreds of MiB (4096 connections x 64 KiB heads).
+HANDSHAKE_BUDGET = 16 << 20
+SMALL_HEAD = 8 << 10
 # Denial and error records a session may write: a burst of a quarter of one audit file, then this many bytes a
 # second. Past it they are counted and summed up in one record, so a sandbox flooding denials cannot rotate the
 # log's earlier records (other sessions', its own allowed connections) away.
@@ -402,6 +407,7 @@ class EgressProxy:
         self._denial_burst = audit_max_bytes / 4
         self._denial_tokens, self._denial_tokens_at = self._denial_burst, time.monotonic()
         self._unrecorded = 0
+        self._handshake_held = 0  # bytes fed to unfinished handshake parsers (HANDSHAKE_BUDGET)
         self._denied = DenialNotifier(notify)
         self.handshake_timeout = handshake_timeout
         self.connect_timeout = connect_timeout
@@ -605,16 +611,24 @@ class EgressProxy:
             return None
         parser: http1.ProxyRequestParser | socks5.Socks5Handshake
         parser = socks5.Socks5Handshake() if data[0] == socks5.VERSION else http1.ProxyRequestParser()
-        while True:
-            ev = parser.feed(data)
-            if isinstance(ev, socks5.NeedMore):
-                if ev.send:
-                    await loop.sock_sendall(client, ev.send)
-            elif not isinstance(ev, http1.NeedMore):
-                return ev
-            data = await loop.sock_recv(client, RECV)
-            if not data:
-                return None
+        held = 0
+        try:
+            while True:
+                held += len(data)
+                self._handshake_held += len(data)
+                if self._handshake_held > HANDSHAKE_BUDGET and held > SMALL_HEAD:
+                    return None  # ordinary heads (a few KiB) still pass while the budget is spent
+                ev = parser.feed(data)
+                if isinstance(ev, socks5.NeedMore):
+                    if ev.send:
+                        await loop.sock_sendall(client, ev.send)
+                elif not isinstance(ev, http1.NeedMore):
+                    return ev
+                data = await loop.sock_recv(client, RECV)
+                if not data:
+                    return None
+        finally:
+            self._handshake_held -= held
 
     def _refusal(self, conn: _Conn) -> bytes:
         if conn.proto == "socks5":
