@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -245,3 +246,63 @@ def test_slowloris_control_large_valid_heads_and_tunnels_still_work(echo_server,
             assert c.recv(4096).startswith(b"HTTP/1.1 200")
             c.sendall(b"ping")
             assert c.recv(4) == b"ping"
+
+
+# ------------------------------------------------------------------------------------------ partial TLS hellos
+
+
+def _client_hello(server_name: str) -> bytes:
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+def _proxy_cpu_seconds(lp: LimitedProxy) -> float:
+    with open(f"/proc/{lp.proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_partial_client_hellos_do_not_pin_the_proxy_cpu(echo_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Attack: starve the proxy. Open tunnels and send only the first bytes of a TLS ClientHello: the proxy
+    re-peeked every 2 ms for up to 15 s per tunnel (renewable), so 200 such tunnels kept its event loop at
+    100% of a core, slowing every other tunnel. The re-peek now backs off."""
+    with limited_proxy([f"127.0.0.1:{echo_server}"], "", tmp_path, limit=8192) as lp:
+        held = []
+        try:
+            for _ in range(200):
+                c, reply = connect_via(lp.port, f"127.0.0.1:{echo_server}")
+                assert reply.startswith(b"HTTP/1.1 200"), reply
+                c.sendall(bytes((22, 3, 1, 0x40, 0)) + b"\x01\x00\x3f\xfc")  # a 16 KiB hello, 9 bytes of it
+                held.append(c)
+            time.sleep(0.5)
+            t0, c0 = time.monotonic(), _proxy_cpu_seconds(lp)
+            time.sleep(3)
+            share = (_proxy_cpu_seconds(lp) - c0) / (time.monotonic() - t0)
+        finally:
+            for c in held:
+                c.close()
+        assert share < 0.4, f"the proxy used {share:.0%} of a core polling partial ClientHellos"
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.05, 0.5])
+def test_partial_client_hellos_control_a_slow_hello_is_still_judged(start_proxy, echo_server, gap: float) -> None:  # type: ignore[no-untyped-def]
+    """Control: a ClientHello that arrives in two pieces (`gap` seconds apart) is still read whole and judged:
+    the allowed name passes (the echo server returns it), another name is refused (the tunnel is closed)."""
+    rp = start_proxy([f"127.0.0.1:{echo_server}", f"origin.test:{echo_server}"], resolve={"origin.test": "127.0.0.1"})
+    for sni, passes in (("origin.test", True), ("fronted.example", False)):
+        hello = _client_hello(sni)
+        c, reply = connect_via(rp.port, f"origin.test:{echo_server}")
+        with c:
+            assert reply.startswith(b"HTTP/1.1 200"), reply
+            c.sendall(hello[:50])
+            time.sleep(gap)
+            c.sendall(hello[50:])
+            got = b""
+            with contextlib.suppress(OSError):
+                while len(got) < len(hello) and (d := c.recv(65536)):
+                    got += d
+        assert (got == hello) is passes, (sni, len(got))
