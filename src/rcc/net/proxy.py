@@ -717,6 +717,7 @@ class EgressProxy:
         loop = asyncio.get_running_loop()
         fd = client.fileno()
         deadline: float | None = None
+        delay = 0.002
         while not ended.done():
             verdict = tls.parse_client_hello(prefix) if prefix else tls.NeedMore()
             if not isinstance(verdict, tls.NeedMore):
@@ -745,7 +746,10 @@ class EgressProxy:
                 return verdict
             if deadline is None:
                 deadline = loop.time() + self.handshake_timeout
-            await asyncio.sleep(0.002)  # a partial hello: the socket stays readable, so poll briefly for the rest
+            # A partial hello: the socket stays readable (peeked bytes remain), so poll for the rest, backing off
+            # (2 ms, doubling up to 250 ms): tunnels that never finish their hello must not keep the loop busy.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
         return tls.NotTls()
 
     def _judge_first_flight(self, conn: _Conn, verdict: tls.Verdict) -> bool:
