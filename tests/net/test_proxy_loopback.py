@@ -539,7 +539,7 @@ def test_slow_reader_is_back_pressure_not_memory(start_proxy, relay: str) -> Non
     chunk = b"\0" * (1 << 20)
     sent = 0
     idle_rounds = 0
-    while idle_rounds < 20 and sent < (512 << 20):
+    while idle_rounds < 50 and sent < (512 << 20):  # 1 s without progress: not a moment of machine load
         try:
             sent += s.send(chunk)
             idle_rounds = 0
@@ -552,7 +552,9 @@ def test_slow_reader_is_back_pressure_not_memory(start_proxy, relay: str) -> Non
     assert sent < (96 << 20), f"{sent >> 20} MiB accepted by a tunnel whose server never reads"
     if relay == "copy":
         buf = rp.proxy._copybuf
-        assert buf is not None and 0 < buf.parked <= proxy_mod.COPY_BUF  # one read parked, then no more reads
+        assert buf is not None
+        assert wait_for(lambda: buf.parked > 0, timeout=10)  # dst full: one read parked ...
+        assert buf.parked <= proxy_mod.COPY_BUF  # ... and no more reads after it
         assert wait_for(lambda: rp.proxy.active_tunnels() == 0 and buf.parked == 0)  # released with the tunnel
 
 
@@ -577,8 +579,9 @@ def test_copy_relay_parks_for_many_slow_readers_within_budget(start_proxy, echo_
         assert b" 200 " in head
         s.setblocking(False)
         socks.append(s)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # fill every tunnel until nothing more is taken
+    deadline = time.monotonic() + 30
+    stalled_since: float | None = None
+    while time.monotonic() < deadline:  # fill every tunnel until nothing more is taken for 1 s
         progress = False
         for s in socks:
             try:
@@ -586,13 +589,17 @@ def test_copy_relay_parks_for_many_slow_readers_within_budget(start_proxy, echo_
                 progress = True
             except BlockingIOError:
                 pass
-        if not progress:
-            time.sleep(0.05)
-            if not any(_can_send(s) for s in socks):
-                break
+        if progress or any(_can_send(s) for s in socks):
+            stalled_since = None
+            continue
+        stalled_since = stalled_since or time.monotonic()
+        if time.monotonic() - stalled_since > 1.0:
+            break
+        time.sleep(0.05)
     buf = rp.proxy._copybuf
     assert buf is not None
-    assert 0 < buf.parked <= (1 << 20) + proxy_mod.COPY_BUF + 8 * proxy_mod.COPY_SMALL
+    assert wait_for(lambda: buf.parked > 0, timeout=10)
+    assert buf.parked <= (1 << 20) + proxy_mod.COPY_BUF + 8 * proxy_mod.COPY_SMALL
     release.set()
     for s in socks:
         s.close()
