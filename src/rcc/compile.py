@@ -140,7 +140,8 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
                 break
             if info.kind == "missing":
                 is_dir = (not last) or sub in _DIR_PLACEHOLDERS
-                content = "{}\n" if (not is_dir and path.endswith(".json")) else ""
+                # an empty mapping where the tool parses one (an empty .json/.yml is an error to Claude Code, aider)
+                content = "{}\n" if (not is_dir and path.endswith((".json", ".yml", ".yaml"))) else ""
                 if sub == ".git/commondir" or (facts.pointer_git_dir and sub == f"{facts.pointer_git_dir}/commondir"):
                     content = ".\n"  # git refuses an empty commondir; "." is the git dir itself
                 placeholders.setdefault(path, Placeholder(path, is_dir, content))

@@ -142,6 +142,10 @@ DEFAULT_PROTECTED: tuple[str, ...] = (
     ".claude/agents",
     ".claude/hooks",
     ".mcp.json",
+    # other agents' project configs that make the host run commands when the user next runs that agent there:
+    # Gemini CLI's mcpServers (like .mcp.json), aider's lint-cmd/test-cmd (aider lints after each edit by default)
+    ".gemini/settings.json",
+    ".aider.conf.yml",
     ".vscode",
     ".idea",
     ".envrc",

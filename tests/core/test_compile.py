@@ -186,6 +186,11 @@ def test_missing_protected_paths_get_placeholders() -> None:
     assert not ph[f"{PROJECT}/.envrc"].is_dir
     assert ph[f"{PROJECT}/.mcp.json"].content == "{}\n"
     assert ph[f"{PROJECT}/.git/commondir"].content == ".\n"  # git refuses an empty commondir
+    # aider parses .aider.conf.yml as a YAML mapping and stops on an empty file: an empty mapping instead
+    assert ph[f"{PROJECT}/.aider.conf.yml"].content == "{}\n"
+    assert ph[f"{PROJECT}/.pre-commit-config.yaml"].content == "{}\n"
+    assert ph[f"{PROJECT}/.gemini"].is_dir  # .gemini/settings.json missing with its parent: the parent is held
+    assert ph[f"{PROJECT}/.envrc"].content == ""
 
 
 def test_no_repository_gets_a_git_placeholder() -> None:

@@ -186,6 +186,8 @@ PROTECTED_FILES = [
     ".zshrc",
     ".profile",
     ".rcc.toml",
+    ".gemini/settings.json",
+    ".aider.conf.yml",
 ]
 
 
@@ -198,7 +200,7 @@ def test_protected_paths_cannot_be_created(world: World) -> None:
 
 
 def test_protected_paths_cannot_be_created_when_parent_exists(world: World) -> None:
-    for d in (".claude", ".vscode"):
+    for d in (".claude", ".vscode", ".gemini"):
         (world.project / d).mkdir()
         world.own(world.project / d)
     script = "; ".join(f"echo PWNED > {p} 2>/dev/null" for p in PROTECTED_FILES)
@@ -208,6 +210,18 @@ def test_protected_paths_cannot_be_created_when_parent_exists(world: World) -> N
         assert not f.exists() or "PWNED" not in f.read_text(), p
     assert sorted(os.listdir(world.project / ".claude")) == []
     assert sorted(os.listdir(world.project / ".vscode")) == []
+    assert sorted(os.listdir(world.project / ".gemini")) == []
+
+
+def test_control_other_files_in_an_existing_gemini_dir_are_writable(world: World) -> None:
+    """Only Gemini CLI's settings.json (its mcpServers run commands) is protected: the rest of .gemini is the
+    project's, and aider's other files (.aider.chat.history.md, ...) are writable too."""
+    (world.project / ".gemini").mkdir()
+    world.own(world.project / ".gemini")
+    res = world.sh("echo notes > .gemini/notes.md && echo hist > .aider.chat.history.md && echo ok")
+    assert "ok" in res.stdout, res.stderr
+    assert (world.project / ".gemini" / "notes.md").read_text() == "notes\n"
+    assert (world.project / ".aider.chat.history.md").read_text() == "hist\n"
 
 
 def test_existing_protected_files_cannot_be_modified(world: World) -> None:
