@@ -19,26 +19,40 @@ def _digest(content: bytes) -> str:
 
 
 def _read_store(env: Mapping[str, str]) -> dict[str, str]:
+    from rcc import hostfs
+
     path = paths.trust_file(env)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return {}
+        dfd = hostfs.open_state(os.path.dirname(path), create=False)
+    except RccError as e:
+        if e.code == ExitCode.UNSAFE_PATH:
+            raise
+        return {}  # no state dir yet: nothing trusted
+    try:
+        raw = hostfs.read_file(dfd, os.path.basename(path), 16 * 1024 * 1024, shown=path)
+        if raw is None:
+            return {}
+        data = json.loads(raw)
     except (OSError, ValueError) as e:
         raise ConfigError(path, "", f"trust store unreadable: {e}", hint="delete it and trust projects again") from e
+    finally:
+        os.close(dfd)
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise ConfigError(path, "", "trust store is not a JSON object of path -> sha256")
     return data
 
 
 def _write_store(store: dict[str, str], env: Mapping[str, str]) -> None:
+    from rcc import hostfs
+
     path = paths.trust_file(env)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(store, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    # No link on the way (rcc.hostfs): a planted trust.json link or temporary name is replaced, never followed.
+    dfd = hostfs.open_state(os.path.dirname(path))
+    try:
+        data = json.dumps(store, indent=2, sort_keys=True).encode()
+        hostfs.replace_file(dfd, os.path.basename(path), data, shown=path)
+    finally:
+        os.close(dfd)
 
 
 def is_trusted(project: str, content: bytes, env: Mapping[str, str] = os.environ) -> bool:

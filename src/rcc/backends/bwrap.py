@@ -5,7 +5,8 @@ Invariants:
 2. The command starts only after the proxy listener exists inside the sandbox's network namespace
    (bwrap --block-fd), so the first connection never races the proxy.
 3. If the proxy cannot be set up, the command does not start: never an open fallback.
-4. Placeholders are created without following symlinks and removed afterwards only if still ours and empty.
+4. Placeholders are created without following symlinks (rcc.hostfs: every component below the project) and
+   removed afterwards only if still ours and empty. The same holds for everything rcc makes in its state dir.
 5. Root's sandbox never gets the host's own /dev/null etc. (it owns them): plan.dev_nodes are made fresh for each
    session in plan.devices_dir, bound over bwrap's /dev entries, and stdio that is one of the host's nodes is
    replaced by the private copy. If they cannot be made, the command does not start.
@@ -149,7 +150,7 @@ class BwrapBackend:
         try:
             fcntl.flock(ledger, fcntl.LOCK_EX)  # set-up and clean-up of one project's placeholders: one at a time
             try:
-                created = make_placeholders(plan.placeholders)
+                created = make_placeholders(plan.placeholders, plan.project)
                 _ledger_write(ledger, [*_ledger_read(ledger), *created])
                 fcntl.flock(in_use, fcntl.LOCK_SH)  # held while the sandbox runs
             finally:
@@ -157,7 +158,7 @@ class BwrapBackend:
             try:
                 return self._run(plan)
             finally:
-                _remove_placeholders_if_last(ledger, in_use)
+                _remove_placeholders_if_last(ledger, in_use, plan.project)
         finally:
             os.close(ledger)
             os.close(in_use)
@@ -327,13 +328,16 @@ def _read_child_pid(info_r: int, pid: int) -> int:
 # ----------------------------------------------------------------------------------------------- placeholders
 
 
-def make_placeholders(placeholders: tuple[Placeholder, ...]) -> list[tuple[str, bool, int]]:
-    """Create each missing mount point without following symlinks; return (path, is_dir, inode) of ours."""
+def make_placeholders(placeholders: tuple[Placeholder, ...], project: str) -> list[tuple[str, bool, int]]:
+    """Create each missing mount point, walking from the project without following symlinks (a session may have
+    turned a directory on the way into a link since the probe); return (path, is_dir, inode) of ours."""
+    from rcc import hostfs
+
     created: list[tuple[str, bool, int]] = []
     try:
         for ph in placeholders:
             parent, name = os.path.split(ph.path)
-            dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            dfd = hostfs.open_dir(project, hostfs.split_under(project, parent))
             try:
                 if ph.is_dir:
                     try:
@@ -343,24 +347,16 @@ def make_placeholders(placeholders: tuple[Placeholder, ...]) -> list[tuple[str, 
                     ino = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_ino
                 else:
                     try:
-                        fd = os.open(
-                            name,
-                            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                            0o644,
-                            dir_fd=dfd,
-                        )
+                        ino = hostfs.create_file(dfd, name, ph.content.encode(), 0o644)
                     except FileExistsError:
                         continue
-                    try:
-                        os.write(fd, ph.content.encode())
-                        ino = os.fstat(fd).st_ino
-                    finally:
-                        os.close(fd)
                 created.append((ph.path, ph.is_dir, ino))
             finally:
                 os.close(dfd)
-    except OSError as e:
-        remove_placeholders(created)
+    except (OSError, RccError) as e:
+        remove_placeholders(created, project)
+        if isinstance(e, RccError) and e.code == ExitCode.UNSAFE_PATH:
+            raise
         raise RccError(
             f"cannot create a protective mount point in the project: {e}",
             hint="a path inside the project may be a symlink or read-only; fix it or run rcc elsewhere",
@@ -378,14 +374,17 @@ def make_placeholders(placeholders: tuple[Placeholder, ...]) -> list[tuple[str, 
 
 
 def _project_lock(project: str, kind: str) -> int:
-    from rcc import paths
+    from rcc import hostfs, paths
 
     directory = os.path.join(paths.state_dir(), "sessions")
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
         st = os.stat(project)  # the directory itself names the lock (hashing its path would cost an import)
         name = f"{st.st_dev:x}-{st.st_ino:x}.{kind}"
-        return os.open(os.path.join(directory, name), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        dfd = hostfs.open_state(paths.state_dir(), "sessions")
+        try:
+            return hostfs.open_file(dfd, name, os.O_RDWR | os.O_CREAT, 0o600, shown=os.path.join(directory, name))
+        finally:
+            os.close(dfd)
     except OSError as e:
         raise RccError(
             f"cannot open the session lock in {directory}: {e.strerror}",
@@ -418,7 +417,7 @@ def _ledger_write(lock: int, entries: list[tuple[str, bool, int]]) -> None:
     os.pwrite(lock, data, 0)
 
 
-def _remove_placeholders_if_last(ledger: int, in_use: int) -> None:
+def _remove_placeholders_if_last(ledger: int, in_use: int, project: str) -> None:
     import fcntl
 
     fcntl.flock(ledger, fcntl.LOCK_EX)
@@ -427,24 +426,35 @@ def _remove_placeholders_if_last(ledger: int, in_use: int) -> None:
             fcntl.flock(in_use, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours was shared: succeeds only if we are alone
         except BlockingIOError:
             return  # another session of this project still relies on them: the last one removes them
-        remove_placeholders(_ledger_read(ledger))
+        remove_placeholders(_ledger_read(ledger), project)
         _ledger_write(ledger, [])
     finally:
         fcntl.flock(ledger, fcntl.LOCK_UN)
 
 
-def remove_placeholders(created: list[tuple[str, bool, int]]) -> None:
+def remove_placeholders(created: list[tuple[str, bool, int]], project: str) -> None:
+    """Remove our placeholders that are still ours (same inode) and empty, walking from the project without
+    following links; one that cannot be reached that way is left alone."""
+    from rcc import hostfs
+
     for path, is_dir, ino in reversed(created):
+        parent, name = os.path.split(path)
         try:
-            st = os.lstat(path)
+            dfd = hostfs.open_dir(project, hostfs.split_under(project, parent))
+        except RccError:
+            continue
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             if st.st_ino != ino:
                 continue
             if is_dir:
-                os.rmdir(path)  # only if still empty
+                os.rmdir(name, dir_fd=dfd)  # only if still empty
             elif st.st_size <= 3:
-                os.unlink(path)
+                os.unlink(name, dir_fd=dfd)
         except OSError:
             pass
+        finally:
+            os.close(dfd)
 
 
 # ----------------------------------------------------------------------------------------------- private devices
@@ -467,21 +477,26 @@ def make_private_devices(plan: Plan) -> int:
     import fcntl
     import stat
 
-    parent = os.path.dirname(plan.devices_dir)
+    from rcc import hostfs
+
+    parent, own = os.path.split(plan.devices_dir)
     hint = (
         "root's sandbox needs private copies of /dev/null etc. (it would own the host's); rcc makes them in its "
         "state directory, which must be on a filesystem mounted without nodev: set XDG_STATE_HOME to move it"
     )
     try:
-        os.makedirs(parent, mode=0o700, exist_ok=True)
-        if os.statvfs(parent).f_flag & os.ST_NODEV:
-            raise RccError(
-                f"cannot make private device nodes: {parent} is on a filesystem mounted nodev",
-                hint=hint,
-                code=ExitCode.SETUP,
-            )
-        os.mkdir(plan.devices_dir, 0o700)  # fresh: never a directory another session (or its sandbox) has used
-        dfd = os.open(plan.devices_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        pfd = hostfs.open_state(os.path.dirname(parent), os.path.basename(parent))  # <state>/devices, no links
+        try:
+            if os.fstatvfs(pfd).f_flag & os.ST_NODEV:
+                raise RccError(
+                    f"cannot make private device nodes: {parent} is on a filesystem mounted nodev",
+                    hint=hint,
+                    code=ExitCode.SETUP,
+                )
+            os.mkdir(own, 0o700, dir_fd=pfd)  # fresh: never a directory another session (or its sandbox) has used
+            dfd = hostfs.walk_dir(pfd, own, shown=plan.devices_dir)
+        finally:
+            os.close(pfd)
     except OSError as e:
         raise RccError(
             f"cannot make private device nodes in {plan.devices_dir}: {e.strerror}", hint=hint, code=ExitCode.SETUP
@@ -504,31 +519,40 @@ def remove_private_devices(plan: Plan, dfd: int) -> None:
     """Remove this session's directory (descriptor dfd, which is closed), then any a killed rcc left behind."""
     import fcntl
 
+    from rcc import hostfs
+
     parent, own = os.path.split(plan.devices_dir)
-    _empty_and_remove(dfd, plan.devices_dir)
     try:
-        names = os.listdir(parent)
-    except OSError:
+        pfd = hostfs.open_state(os.path.dirname(parent), os.path.basename(parent), create=False)
+    except RccError:
+        os.close(dfd)
         return
-    for name in names:
-        if name != own:
-            try:
-                fd = os.open(os.path.join(parent, name), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # BlockingIOError: that session still runs
-                os.close(fd)
-                continue
-            _empty_and_remove(fd, os.path.join(parent, name))
-
-
-def _empty_and_remove(dfd: int, path: str) -> None:
     try:
-        for name in os.listdir(dfd):
-            os.unlink(name, dir_fd=dfd)
-        os.rmdir(path)
+        _empty_and_remove(dfd, pfd, own)
+        for name in os.listdir(pfd):
+            if name != own:
+                try:
+                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+                except OSError:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:  # BlockingIOError: that session still runs
+                    os.close(fd)
+                    continue
+                _empty_and_remove(fd, pfd, name)
+    except OSError:
+        pass
+    finally:
+        os.close(pfd)
+
+
+def _empty_and_remove(dfd: int, pfd: int, name: str) -> None:
+    """Empty directory dfd (closed here), then remove it as `name` in pfd: no path is resolved again."""
+    try:
+        for entry in os.listdir(dfd):
+            os.unlink(entry, dir_fd=dfd)
+        os.rmdir(name, dir_fd=pfd)
     except OSError:
         pass
     finally:

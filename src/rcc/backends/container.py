@@ -422,7 +422,7 @@ class ContainerBackend:
 
         from rcc.backends.bwrap import make_placeholders, remove_placeholders
 
-        created = make_placeholders(plan.placeholders)
+        created = make_placeholders(plan.placeholders, plan.project)
         staging = tempfile.mkdtemp(prefix="rcc-ctr-")
         name = f"rcc-{plan.session_id or os.urandom(4).hex()}-{os.getpid()}"
         try:
@@ -444,7 +444,7 @@ class ContainerBackend:
             return code
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-            remove_placeholders(created)
+            remove_placeholders(created, plan.project)
 
     def _attached(self, argv: list[str], started: Callable[[subprocess.Popen[bytes]], None] | None = None) -> int:
         """Run the attached engine client; the container lives exactly as long as it does. `started(proc)` runs

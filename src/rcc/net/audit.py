@@ -10,6 +10,9 @@ Invariants:
 3. Rotation (audit.jsonl -> .1 -> .2 ... keep `keep`) happens under an flock on a side file; a writer whose
    file was rotated away by another session notices (inode changed) and reopens.
 4. Readers skip lines that are not valid records (a crash mid-write, a hand edit) instead of failing.
+5. The log's directory is opened once without following links (rcc.hostfs, below its parent) and every file in
+   it is opened, created and renamed relative to that descriptor with O_NOFOLLOW: a link planted at the log,
+   its lock or a rotated name is refused (UnsafePathError), never written through.
 """
 
 from __future__ import annotations
@@ -81,20 +84,34 @@ class AuditLog:
         self.max_bytes = max_bytes
         self.keep = keep
         self._fd = -1
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        self._open()
+        from rcc import hostfs
+
+        directory = os.path.dirname(os.path.abspath(path))
+        self._name = os.path.basename(path)
+        self._dir = hostfs.open_state(directory)  # the directory's parent is the anchor; nothing below is followed
+        try:
+            self._open()
+        except BaseException:
+            os.close(self._dir)
+            raise
 
     def _open(self) -> None:
+        from rcc import hostfs
+
         if self._fd >= 0:
             os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd = -1
+        self._fd = hostfs.open_file(self._dir, self._name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, shown=self.path)
+
+    def _stat(self, name: str) -> os.stat_result:
+        return os.stat(name, dir_fd=self._dir, follow_symlinks=False)
 
     def write(self, record: AuditRecord) -> None:
         if self._fd < 0:
             return
         line = (record.to_json() + "\n").encode()
         try:
-            st = os.stat(self.path)
+            st = self._stat(self._name)
             if st.st_ino != os.fstat(self._fd).st_ino:
                 self._open()  # another session rotated it
             elif st.st_size + len(line) > self.max_bytes:
@@ -104,15 +121,18 @@ class AuditLog:
         os.write(self._fd, line)
 
     def _rotate(self) -> None:
-        lock = os.open(self.path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        from rcc import hostfs
+
+        lock = hostfs.open_file(self._dir, self._name + ".lock", os.O_WRONLY | os.O_CREAT, shown=self.path + ".lock")
+        d, n = self._dir, self._name
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             # Re-check under the lock: another session may have rotated already.
-            if os.stat(self.path).st_size > self.max_bytes // 2:
+            if self._stat(n).st_size > self.max_bytes // 2:
                 for i in range(self.keep - 1, 0, -1):
                     with contextlib.suppress(FileNotFoundError):
-                        os.replace(f"{self.path}.{i}", f"{self.path}.{i + 1}")
-                os.replace(self.path, f"{self.path}.1")
+                        os.replace(f"{n}.{i}", f"{n}.{i + 1}", src_dir_fd=d, dst_dir_fd=d)
+                os.replace(n, f"{n}.1", src_dir_fd=d, dst_dir_fd=d)
         finally:
             os.close(lock)
         self._open()
@@ -123,6 +143,9 @@ class AuditLog:
                 os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
+        if self._dir >= 0:
+            os.close(self._dir)
+            self._dir = -1
 
 
 def read_records(path: str, keep: int = KEEP) -> Iterator[AuditRecord]:
