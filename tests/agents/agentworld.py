@@ -107,12 +107,14 @@ class FakeApi:
         return {r["tool_use_id"]: r for r in self.records() if r["kind"] == "tool_result"}
 
 
-def start_fake_api(host: TestHost, tmp_path: Path, turns: list[dict[str, Any]]) -> FakeApi:
+def start_fake_api(host: TestHost, tmp_path: Path, turns: list[dict[str, Any]], bodies: Path | None = None) -> FakeApi:
+    """`bodies`: a file every request body is appended to (what reached the model)."""
     script = tmp_path / "turns.json"
     log = tmp_path / "api.jsonl"
     script.write_text(json.dumps(turns))
+    more = ["--bodies", str(bodies)] if bodies else []
     proc = host.run_bg([sys.executable, str(HERE / "fake_anthropic.py"), "--host", host.address, "--port",
-                        str(API_PORT), "--script", str(script), "--log", str(log)], stdout=subprocess.PIPE)
+                        str(API_PORT), "--script", str(script), "--log", str(log), *more], stdout=subprocess.PIPE)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
     assert line.startswith("listening"), line

@@ -137,6 +137,7 @@ class FakeAnthropic(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.serial = 0
         self.seen: set[tuple[str, str]] = set()
+        self.bodies_path = ""  # --bodies: every POST body appended here (tests look for what reached the model)
 
     def log(self, record: dict[str, Any]) -> None:
         with self.lock, open(self.log_path, "a", encoding="utf-8") as f:
@@ -207,6 +208,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self._body()
+        if self.server.bodies_path:
+            with self.server.lock, open(self.server.bodies_path, "ab") as f:
+                f.write(raw + b"\n")
         path = self.path.split("?", 1)[0]
         try:
             req = json.loads(raw) if raw else {}
@@ -287,8 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--script", required=True)
     ap.add_argument("--log", required=True)
+    ap.add_argument("--bodies", default="")
     a = ap.parse_args(argv)
     srv = FakeAnthropic((a.host, a.port), a.script, a.log)
+    srv.bodies_path = a.bodies
     srv.turns()  # fail now on a bad script
     sys.stdout.write(f"listening {a.host} {srv.server_address[1]}\n")
     sys.stdout.flush()

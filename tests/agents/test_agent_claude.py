@@ -81,13 +81,13 @@ def test_read_ssh_key_and_cloud_credentials_is_blocked(claude_world: tuple[World
 def test_read_host_claude_login_and_history_is_blocked(claude_world: tuple[World, FakeApi]) -> None:
     """The host's ~/.claude/.credentials.json and ~/.claude.json stay invisible: ~/.claude is rcc's state dir."""
     world, api = claude_world
-    other = world.home / ".local/state/rcc/agents/codex/home/.codex"
+    other = world.home / ".local/state/rcc/agents/codex/login/.codex"
     other.mkdir(parents=True)
     (other / "auth.json").write_text(SECRET_VALUE)  # another agent's login in rcc's state
     _, r = run_claude(world, api, [
         bash("cat ~/.claude/.credentials.json ~/.claude.json; ls -a ~/.claude; "
              "echo CLAUDE_CONFIG_DIR=$CLAUDE_CONFIG_DIR"),
-        bash("cat ~/.local/state/rcc/agents/codex/home/.codex/auth.json; ls ~/.local/state/rcc; echo end"),
+        bash("cat ~/.local/state/rcc/agents/codex/login/.codex/auth.json; ls ~/.local/state/rcc; echo end"),
     ])
     assert SECRET_VALUE not in out(r, 0) + out(r, 1)
     assert "No such file" in out(r, 0)
@@ -95,15 +95,18 @@ def test_read_host_claude_login_and_history_is_blocked(claude_world: tuple[World
     assert "No such file" in out(r, 1)
 
 
-def test_control_agent_state_persists_between_runs(claude_world: tuple[World, FakeApi]) -> None:
+def test_control_agent_login_persists_between_runs_other_state_does_not(
+        claude_world: tuple[World, FakeApi]) -> None:
+    """Claude Code's own account data (userID in .claude.json, which it writes by rename) carries into the next
+    session; a file the session left in ~/.claude does not (tests/agents/test_agent_state.py: the attacks)."""
     world, api = claude_world
-    run_claude(world, api, [bash("echo remembered > ~/.claude/note.txt")])
-    state = world.home / ".local/state/rcc/agents/claude/home/.claude"
-    assert (state / "note.txt").read_text() == "remembered\n"
-    assert (state / ".claude.json").is_file(), "Claude Code's config file lives in the state dir"
+    _, r = run_claude(world, api, [bash("echo left-behind > ~/.claude/note.txt")])
+    login = world.home / ".local/state/rcc/agents/claude/login/.claude/.claude.json"
+    user_id = json.loads(login.read_text())["userID"]
     assert not (world.home / ".claude" / "note.txt").exists(), "the host's ~/.claude is untouched"
-    _, r = run_claude(world, api, [bash("cat ~/.claude/note.txt")])
-    assert "remembered" in out(r, 0)
+    _, r = run_claude(world, api, [bash("cat ~/.claude/note.txt; cat ~/.claude/.claude.json")])
+    assert "left-behind" not in out(r, 0) and "No such file" in out(r, 0)
+    assert user_id in out(r, 0)
 
 
 def test_unnamed_host_variable_is_not_passed(claude_world: tuple[World, FakeApi]) -> None:

@@ -53,7 +53,7 @@ def test_gemini_answers_from_endpoint_named_in_its_env(world: World, testhost: T
     sandbox_ready()
     exe = agent_bin("gemini")
     api: FakeApi = start_fake_api(testhost, world.project.parent, [{"text": "GEMINI-SAYS-HI"}])
-    state = world.home / ".local/state/rcc/agents/gemini/home/.gemini"
+    state = world.home / ".local/state/rcc/agents/gemini/settings/.gemini"  # the user's own settings
     state.mkdir(parents=True)
     state.joinpath("settings.json").write_text(json.dumps({
         "security": {"auth": {"selectedType": "gemini-api-key"}},

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rcc.agents import find, state
+from rcc.agents import find
 from rcc.agents.cli import _pop_agent
 from rcc.agents.profiles import AIDER, CLAUDE, CODEX, GEMINI, PROFILES, endpoints, fixed_env, passthrough
 from rcc.agents.profiles import url_host_rule as rule
@@ -177,38 +177,7 @@ def test_find_all_reports_every_agent(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ state
 
 
-def test_state_dirs_created_private_and_bound_at_home(tmp_path: Path) -> None:
-    env = {"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": str(tmp_path / "state")}
-    dirs = state.state_dirs(CLAUDE, "/sandbox/home", env)
-    binds = state.ensure(dirs)
-    assert [(b.src, b.dest, b.writable) for b in binds] == [
-        (str(tmp_path / "state/rcc/agents/claude/home/.claude"), "/sandbox/home/.claude", True)]
-    assert os.stat(binds[0].src).st_mode & 0o777 == 0o700
-
-
-def test_state_dir_replaced_by_symlink_is_refused(tmp_path: Path) -> None:
-    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
-    d = tmp_path / "state/rcc/agents/claude/home"
-    d.mkdir(parents=True)
-    (d / ".claude").symlink_to("/etc")
-    with pytest.raises(RccError):
-        state.ensure(state.state_dirs(CLAUDE, "/h", env))
-
-
-def test_import_settings_copies_only_importable_files(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    (home / ".claude/commands/sub").mkdir(parents=True)
-    (home / ".claude/settings.json").write_text("{}")
-    (home / ".claude/commands/sub/a.md").write_text("a")
-    (home / ".claude/.credentials.json").write_text("secret")
-    (home / ".claude/history.jsonl").write_text("secret")
-    (home / ".claude.json").write_text("secret")
-    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
-    copied = state.import_settings(CLAUDE, str(home), env)
-    assert sorted(copied) == [".claude/commands/sub/a.md", ".claude/settings.json"]
-    root = tmp_path / "state/rcc/agents/claude/home/.claude"
-    assert (root / "commands/sub/a.md").read_text() == "a"
-    assert not (root / ".credentials.json").exists() and not (root / "history.jsonl").exists()
+# The persistence model (fresh state per session, what carries, the stores): tests/agents/test_agent_state_unit.py
 
 
 # ------------------------------------------------------------------------------------------------ command line
@@ -251,8 +220,10 @@ def test_rcc_claude_dry_run_plan(tmp_path: Path) -> None:
     assert plan["argv"] == [str(exe), "-p", "hi", "--model", "x"]
     binds = {(m["src"], m["dest"], m["writable"]) for m in plan["mounts"] if m["op"] == "bind"}
     assert (str(nm), str(nm), False) in binds
-    state_src = f"{real_home}/.local/state/rcc/agents/claude/home/.claude"
-    assert (state_src, f"{real_home}/.claude", True) in binds
+    runs = [b for b in binds if b[1] == f"{real_home}/.claude"]
+    assert len(runs) == 1 and runs[0][2], "a fresh read-write state dir at ~/.claude"
+    assert runs[0][0].startswith(f"{real_home}/.local/state/rcc/agents/claude/run/")
+    assert not os.path.exists(runs[0][0]), "a dry run leaves no session state behind"
     assert set(plan["net"]["allow"]) >= {"api.anthropic.com", "platform.claude.com", "pypi.org"}
     assert plan["env"]["ANTHROPIC_API_KEY"] == "k" and plan["env"]["IS_SANDBOX"] == "1"
     assert "SECRET_TOKEN" not in plan["env"] and "AWS_SECRET_ACCESS_KEY" not in plan["env"]

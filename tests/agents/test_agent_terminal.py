@@ -38,8 +38,9 @@ def no_sandbox_left(marker: str) -> bool:
 
 
 def seed_claude_state(world: World) -> None:
-    """Skip the first-run dialogs (theme, API key approval, folder trust) in rcc's state dir for claude."""
-    st = world.home / ".local/state/rcc/agents/claude/home/.claude"
+    """Skip the first-run dialogs (theme, API key approval, folder trust): the user's own settings for claude in
+    rcc's state dir (each session starts from a copy of them)."""
+    st = world.home / ".local/state/rcc/agents/claude/settings/.claude"
     st.mkdir(parents=True)
     (st / ".claude.json").write_text(json.dumps({
         "hasCompletedOnboarding": True,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from rcc.errors import UsageError
 
 if TYPE_CHECKING:
+    from rcc.agents.state import AgentRun
     from rcc.compile import Session
     from rcc.runner import RunOptions
 
@@ -29,7 +30,8 @@ rcc's options come first; the first unknown option (or whatever follows `--`) go
 
 agent options:
   --import-settings    copy your settings (e.g. ~/.claude/settings.json, CLAUDE.md, commands, agents) into rcc's
-                       state for this agent first; never credentials or history
+                       settings for this agent first; never credentials or history. Each session starts from
+                       a fresh copy of them: only the login (and this project's history) carries over
   --rcc-help           this help
   and every `rcc run` option: --allow, --deny, --resolve, --no-network, --ro, --rw, --hide, --env, --project,
   --backend, --dry-run (see `rcc run --help`)
@@ -56,8 +58,9 @@ def build_session(
     *,
     interactive: bool,
     argv0: tuple[str, ...] | None = None,
-) -> Session:
-    """The Session for agent `name`: its executable and install tree, state binds, env, endpoints.
+) -> tuple[Session, AgentRun]:
+    """The Session for agent `name`: its executable and install tree, state binds, env, endpoints; and its
+    fresh agent state (state.finish() it when the session ends).
 
     `argv0` replaces the agent's executable as the command (rcc shell --agent runs a shell instead)."""
     from rcc.agents import find, state
@@ -71,14 +74,16 @@ def build_session(
     view = {**env, **_flag_env(opts)}
     project = os.path.realpath(opts.project or os.getcwd())
     if "--import-settings" in opts.extra:
+        from rcc.paths import agent_state_dir
+
         copied = state.import_settings(prof, home, env)
-        where = os.path.dirname(state.state_dirs(prof, home, env)[0].src) if prof.state else "?"
+        where = os.path.join(agent_state_dir(prof.name, env), state.SETTINGS)
         sys.stderr.write(f"rcc: imported {len(copied)} file(s) into {where}: {', '.join(copied) or 'none found'}\n")
-    binds = list(state.ensure(state.state_dirs(prof, home, env)))
+    trees = []
     for tree in found.trees:
         if tree == project or tree.startswith(project.rstrip("/") + "/"):
             continue  # already visible (and writable) as part of the project
-        binds.append(Bind(tree, tree, False, f"{name}: install tree, read-only"))
+        trees.append(Bind(tree, tree, False, f"{name}: install tree, read-only"))
     fixed = list(fixed_env(prof, home))
     if argv0 is None:
         command = (found.real, *cmd)
@@ -87,26 +92,40 @@ def build_session(
         bindir = os.path.dirname(found.path)
         if any(bindir == t or bindir.startswith(t.rstrip("/") + "/") for t in found.trees):
             fixed.append(("PATH", bindir + os.pathsep + env.get("PATH", "/usr/local/bin:/usr/bin:/bin")))
-    return Session(
+    allow, passed = endpoints(prof, view), passthrough(prof, view)
+    run = state.prepare(prof, home, project, env)
+    session = Session(
         argv=command,
         name=name,
         interactive=interactive,
-        binds=tuple(binds),
+        # the state binds first: an install tree inside ~/.claude (~/.claude/local) is mounted over them
+        binds=(*run.binds, *trees),
         env=tuple(fixed),
-        passthrough=passthrough(prof, view),
-        allow=endpoints(prof, view),
+        passthrough=passed,
+        allow=allow,
     )
+    return session, run
+
+
+def _run_agent_session(opts: RunOptions, session: Session, run: AgentRun) -> int:
+    from rcc.agents import state
+    from rcc.runner import run_session
+
+    try:
+        return run_session(opts, session)
+    finally:
+        state.finish(run)
 
 
 def agent_command(name: str, argv: list[str]) -> int:
-    from rcc.runner import parse_run_args, run_session
+    from rcc.runner import parse_run_args
 
     opts, cmd = parse_run_args(argv, agent=True, agent_flags=AGENT_FLAGS)
     if "--rcc-help" in opts.extra:
         sys.stdout.write(AGENT_HELP)
         return 0
-    session = build_session(name, opts, cmd, os.environ, interactive=sys.stdin.isatty())
-    return run_session(opts, session)
+    session, run = build_session(name, opts, cmd, os.environ, interactive=sys.stdin.isatty())
+    return _run_agent_session(opts, session, run)
 
 
 def _pop_agent(argv: list[str]) -> tuple[str, list[str]]:
@@ -152,7 +171,8 @@ def shell_command(argv: list[str]) -> int:
     shell = default_shell(os.environ)
     interactive = sys.stdin.isatty()
     if agent:
-        session = build_session(agent, opts, cmd, os.environ, interactive=interactive, argv0=(shell,))
+        session, run = build_session(agent, opts, cmd, os.environ, interactive=interactive, argv0=(shell,))
+        return _run_agent_session(opts, session, run)
     else:
         session = Session(argv=(shell, *cmd), name="shell", interactive=interactive)
     return run_session(opts, session)

@@ -38,6 +38,25 @@ class Provider:
 
 
 @dataclass(frozen=True)
+class Keep:
+    """A file an agent keeps from one session to the next: data only (a login and its refresh, a history), never
+    anything that makes the agent run code, load tools or change its instructions (state.py copies it into each
+    session's fresh state and, when the session ends, back into its store, filtered by `form`).
+
+    form "file": the bytes as they are; "json": a JSON object of which only `keys` (dotted paths into nested
+    objects) are kept; "env": `NAME=value` lines of which only the names in `keys` are kept.
+    scope "login": one store shared by every project; "project": a store per project.
+    `project_keys` ("json" only): keys of the object's `projects[<project path>]` entry, kept per project."""
+
+    rel: str  # home-relative
+    scope: str = "login"
+    form: str = "file"
+    keys: tuple[str, ...] = ()
+    project_keys: tuple[str, ...] = ()
+    limit: int = 1 << 20  # bytes: a larger file is not kept
+
+
+@dataclass(frozen=True)
 class AgentProfile:
     name: str  # the rcc subcommand: `rcc claude`
     executable: str  # looked up on PATH
@@ -55,9 +74,16 @@ class AgentProfile:
     passthrough: tuple[str, ...] = ()
     # Fixed variables set inside the sandbox; `~` at the start of a value is the sandbox's home.
     env: tuple[tuple[str, str], ...] = ()
-    # Home-relative directories that persist in rcc's per-agent state dir and are mounted at ~/<rel>.
+    # Home-relative directories the agent writes its state in: a fresh directory for each session (state.py),
+    # seeded from the user's settings and the kept files, mounted read-write at ~/<rel>, removed at the end.
     state: tuple[str, ...] = ()
-    # Home-relative files and directories `--import-settings` copies from the real home into the state dir.
+    # What carries from one session to the next (data only): see Keep.
+    keep: tuple[Keep, ...] = ()
+    # Home-relative directories (under a state dir) kept per project and mounted read-write in that project's
+    # sessions only: transcripts, per-project history.
+    project_dirs: tuple[str, ...] = ()
+    # Home-relative files and directories `--import-settings` copies from the real home into rcc's settings for
+    # the agent (host-owned; each session gets a fresh copy of them).
     importable: tuple[str, ...] = ()
     version_args: tuple[str, ...] = ("--version",)
 
@@ -145,6 +171,28 @@ CLAUDE = AgentProfile(
         ("CLAUDE_CONFIG_DIR", "~/.claude"),
     ),
     state=(".claude",),
+    keep=(
+        # the OAuth login (Linux keeps it in a file) and the account it belongs to; never mcpOAuth (MCP servers)
+        Keep(".claude/.credentials.json", form="json", keys=("claudeAiOauth",)),
+        Keep(
+            ".claude/.claude.json",
+            form="json",
+            keys=(
+                "oauthAccount",
+                "primaryApiKey",
+                "userID",
+                "customApiKeyResponses",
+                "hasCompletedOnboarding",
+                "lastOnboardingVersion",
+                "theme",
+            ),
+            # never mcpServers, allowedTools, enabledMcpjsonServers, ... (tools the agent would load)
+            project_keys=("hasTrustDialogAccepted", "hasCompletedProjectOnboarding"),
+        ),
+        Keep(".claude/history.jsonl", scope="project", limit=16 << 20),  # prompt history (up-arrow)
+    ),
+    # transcripts (--resume, --continue) and the project's auto memory: this project's sessions only
+    project_dirs=(".claude/projects",),
     importable=(
         ".claude/settings.json",
         ".claude/CLAUDE.md",
@@ -179,6 +227,11 @@ CODEX = AgentProfile(
     ),
     env=(("CODEX_HOME", "~/.codex"),),
     state=(".codex",),
+    keep=(
+        Keep(".codex/auth.json", form="json", keys=("OPENAI_API_KEY", "tokens", "last_refresh", "auth_mode")),
+        Keep(".codex/history.jsonl", scope="project", limit=16 << 20),
+    ),
+    project_dirs=(".codex/sessions",),  # rollouts: `codex resume`
     importable=(".codex/config.toml", ".codex/AGENTS.md", ".codex/prompts"),
 )
 
@@ -206,6 +259,19 @@ GEMINI = AgentProfile(
     ),
     env=(("GEMINI_CLI_NO_RELAUNCH", "true"),),
     state=(".gemini",),
+    keep=(
+        # "Login with Google": the OAuth tokens, the account, and which auth method was chosen (nothing else of
+        # settings.json: mcpServers, tools.discoveryCommand, hooks, ... run code)
+        Keep(
+            ".gemini/oauth_creds.json",
+            form="json",
+            keys=("access_token", "refresh_token", "scope", "token_type", "id_token", "expiry_date"),
+        ),
+        Keep(".gemini/google_accounts.json", form="json", keys=("active", "old")),
+        Keep(".gemini/settings.json", form="json", keys=("security.auth.selectedType",)),
+        Keep(".gemini/projects.json", scope="project"),
+    ),
+    project_dirs=(".gemini/tmp",),  # chats, checkpoints and shell history of this project
     importable=(".gemini/settings.json", ".gemini/GEMINI.md", ".gemini/commands"),
 )
 
@@ -236,6 +302,9 @@ AIDER = AgentProfile(
     # No update checks or analytics from inside the sandbox (their hosts are not allowed anyway).
     env=(("AIDER_CHECK_UPDATE", "false"), ("AIDER_ANALYTICS", "false")),
     state=(".aider",),
+    # OpenRouter's OAuth key; aider loads this file as environment, so only that variable is kept (AIDER_* there
+    # would set lint-cmd/test-cmd)
+    keep=(Keep(".aider/oauth-keys.env", form="env", keys=("OPENROUTER_API_KEY",)),),
     importable=(".aider.conf.yml",),
 )
 
