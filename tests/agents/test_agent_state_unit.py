@@ -188,6 +188,14 @@ def test_kept_file_replaced_by_fifo_does_not_hang(env: dict[str, str], tmp_path:
     assert done.wait(10), "finish() hung on a fifo"
 
 
+def test_absurd_login_file_is_not_kept_and_does_not_crash(env: dict[str, str]) -> None:
+    one_session(CLAUDE, env, "/p/a", {".claude/.credentials.json": json.dumps({"claudeAiOauth": {"t": 1}})})
+    one_session(CLAUDE, env, "/p/a", {".claude/.credentials.json": "[" * 500000 + "]" * 500000,
+                                      ".claude/.claude.json": "not json"})
+    seen = one_session(CLAUDE, env, "/p/b", {})
+    assert json.loads(seen[".claude/.credentials.json"]) == {"claudeAiOauth": {"t": 1}}
+
+
 def test_login_replaced_by_rename_is_kept(env: dict[str, str]) -> None:
     """Control: agents replace their files by rename (Claude Code's .claude.json); that is a new login, kept."""
     run = state.prepare(CLAUDE, "/sandbox/home", "/p/a", env)

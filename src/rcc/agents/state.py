@@ -234,6 +234,7 @@ def prepare(profile: AgentProfile, home: str, project: str, env: Mapping[str, st
             binds = _seed(profile, afd, lock, root=root, sid=sid, home=home, project=project)
         except BaseException:
             os.close(lock)
+            _remove_run(afd, sid)
             raise
         return AgentRun(profile, sdir, root, project, sid, lock, binds)
     except OSError as e:
@@ -343,7 +344,7 @@ def _harvest(profile: AgentProfile, afd: int, run_fd: int, project: str, home_re
             continue
         try:
             parts = filter_keep(keep, data, project) if data is not None else {}
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: absurdly nested JSON
             warnings.append(f"not keeping ~/{keep.rel} from the session: {e}")
             continue
         scopes = {keep.scope, *(["project"] if keep.project_keys else [])}
