@@ -391,3 +391,36 @@ def test_real_gemini_loads_nothing_planted_in_another_project(bwrap_acct: Acct, 
     sent = bodies.read_bytes()
     assert b"say hi" in sent and b"PLANTED" not in sent
     assert [x for x in api.records() if x.get("api") == "gemini"], "control: the requests were gemini's"
+
+
+def test_real_codex_loads_no_mcp_server_planted_in_another_project(acct: Acct) -> None:
+    """codex's own `mcp list` shows what its config.toml makes it start: project a's planted server is not
+    there in project b; the user's own (rcc's settings dir for codex) is."""
+    agent_bin("codex")
+    s = acct.state("codex") / "settings/.codex"
+    s.mkdir(parents=True)
+    (s / "config.toml").write_text('[mcp_servers.mine]\ncommand = "sh"\nargs = ["-c", "true"]\n')
+    acct.chown_all()
+    r = acct.shell("codex", "a", plant_script("codex") + "; codex mcp list")
+    assert "planted" in r.stdout, f"control: codex lists a server planted in its own session\n{r.stdout}{r.stderr}"
+    r = acct.rcc(["codex", *backend_opts(acct), "--no-network", "mcp", "list"], "b")
+    assert r.returncode == 0, r.stderr
+    assert "mine" in r.stdout, "control: the user's own server is loaded in every project"
+    assert "planted" not in r.stdout and "PLANTED" not in r.stdout
+
+
+def test_real_gemini_loads_no_extension_or_mcp_server_planted_in_another_project(bwrap_acct: Acct) -> None:
+    acct = bwrap_acct
+    agent_bin("gemini")
+    s = acct.state("gemini") / "settings/.gemini"
+    s.mkdir(parents=True)
+    (s / "settings.json").write_text(json.dumps({"mcpServers": {"mine": {"command": "true"}},
+                                                 "privacy": {"usageStatisticsEnabled": False}}))
+    acct.chown_all()
+    r = acct.shell("gemini", "a", plant_script("gemini") + "; gemini extensions list")
+    assert "planted" in r.stdout + r.stderr, "control: gemini lists an extension planted in its own session"
+    for args in (["extensions", "list"], ["mcp", "list"]):
+        r = acct.rcc(["gemini", "--no-network", *args], "b")
+        assert r.returncode == 0, r.stderr
+        assert "planted" not in r.stdout + r.stderr, (args, r.stdout, r.stderr)
+    assert "mine" in r.stdout + r.stderr, "control: the user's own MCP server is configured in every project"
