@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from rcc.errors import ExitCode, RccError
+from rcc.errors import ConfigError, ExitCode, RccError
 from rcc.plan import (
     Bind,
     DevNode,
@@ -27,13 +27,14 @@ from rcc.plan import (
     NetPlan,
     Placeholder,
     Plan,
+    Publish,
     Special,
     Symlink,
     Tmpfs,
 )
 from rcc.policy import Policy
 from rcc.probe import NIXOS_CURRENT_SYSTEM, SYSTEM_ENTRIES, HostFacts
-from rcc.record import record
+from rcc.record import record, replace
 
 TYPE_CHECKING = False  # typing costs `rcc run` an import; mypy still sees the block
 if TYPE_CHECKING:
@@ -289,6 +290,8 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
         from rcc.net.env import proxy_env
 
         env.update(proxy_env(PROXY_PORT))
+    if policy.network.publish or policy.network.host_services:
+        net = replace(net, publish=_publish(policy), host_services=_host_services(policy, net))
     cwd = facts.cwd if _under(facts.cwd, project) else project
     # Root's sandbox is the real uid 0 and owns the host device nodes bwrap binds into /dev (`chmod 000
     # /dev/null` inside would break the host): it gets private copies of them, made fresh for the session.
@@ -390,3 +393,27 @@ def interesting_paths(policy: Policy, project: str, extra: Sequence[str] = ()) -
     out += protected_candidates(project, (*policy.filesystem.protect, *HG_PROTECTED))
     out += list(extra)
     return out
+
+
+def _publish(policy: Policy) -> tuple[Publish, ...]:
+    from rcc.forward import parse_publish
+
+    out: dict[tuple[str, int], Publish] = {}
+    for spec in policy.network.publish:
+        host, host_port, port = parse_publish(spec)  # validated by config: cannot fail here
+        if (host, host_port) in out and out[(host, host_port)].port != port:
+            first = out[(host, host_port)].port
+            raise ConfigError("network.publish", "", f"host port {host_port} is published twice ({first} and {port})")
+        out[(host, host_port)] = Publish(host, host_port, port)
+    return tuple(out.values())
+
+
+def _host_services(policy: Policy, net: NetPlan) -> tuple[int, ...]:
+    ports = policy.network.host_services
+    if net.mode == "proxy" and net.proxy_port in ports:
+        raise ConfigError(
+            "network.host_services",
+            "",
+            f"port {net.proxy_port} is rcc's proxy inside the sandbox; it cannot also be a host service",
+        )
+    return ports

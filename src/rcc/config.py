@@ -45,6 +45,8 @@ _SCHEMA: dict[str, tuple[str, bool]] = {
     "network.allow": ("hostrules", True),
     "network.deny": ("hostrules", False),
     "network.resolve": ("resolve", True),
+    "network.publish": ("publish", True),  # opens the sandbox to the host (or, with an address, the network)
+    "network.host_services": ("ports", True),  # opens host services to the sandbox
     "container.image": ("image", True),
 }
 _TABLES = ("filesystem", "environment", "network", "container")
@@ -258,6 +260,22 @@ def validate(key: str, value: Any, where: str, home: str | None = None) -> Any:
             except ValueError as e:
                 raise ConfigError(where, key, f"{h!r} = {a!r}: not an IP address") from e
         return tuple(sorted((h.lower().rstrip("."), a) for h, a in value.items()))
+    if kind == "publish":
+        if not isinstance(value, list) or not all(isinstance(x, str | int) and not isinstance(x, bool) for x in value):
+            raise ConfigError(where, key, 'must be a list of "[HOSTADDR:]HOSTPORT[:PORT]" strings')
+        from rcc.forward import parse_publish
+
+        for x in value:
+            try:
+                parse_publish(str(x))
+            except ValueError as e:
+                raise ConfigError(where, key, str(e)) from e
+        return tuple(str(x) for x in value)
+    if kind == "ports":
+        ok = isinstance(value, list) and all(type(x) is int and 1 <= x <= 65535 for x in value)
+        if not ok:
+            raise ConfigError(where, key, "must be a list of port numbers (1-65535)")
+        return tuple(value)
     raise AssertionError(kind)
 
 
@@ -333,6 +351,10 @@ def merge(layers: Sequence[Layer], home: str) -> Policy:
                 net = replace(net, deny=(*net.deny, *v))
             elif k == "network.resolve":
                 resolve.update(dict(v))
+            elif k == "network.publish":
+                net = replace(net, publish=(*net.publish, *v))
+            elif k == "network.host_services":
+                net = replace(net, host_services=(*net.host_services, *v))
     if not use_default_toolchains:
         toolchains = [t for t in toolchains if t not in DEFAULT_TOOLCHAINS]
     fs = replace(
@@ -349,6 +371,8 @@ def merge(layers: Sequence[Layer], home: str) -> Policy:
         allow=tuple(dict.fromkeys(net.allow)),
         deny=tuple(dict.fromkeys(net.deny)),
         resolve=tuple(sorted(resolve.items())),
+        publish=tuple(dict.fromkeys(net.publish)),
+        host_services=tuple(dict.fromkeys(net.host_services)),
     )
     return Policy(filesystem=fs, environment=env, network=net, backend=backend, container_image=image)  # type: ignore[arg-type]
 

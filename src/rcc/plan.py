@@ -121,15 +121,27 @@ class Namespaces:
 
 
 @record
+class Publish:
+    """A published port (rcc.forward): connections to host:host_port on the host reach port inside."""
+
+    host: str  # the host address rcc listens on ("127.0.0.1" unless the user named one)
+    host_port: int
+    port: int
+
+
+@record
 class NetPlan:
     """How the sandbox reaches the network. mode "none": loopback only. mode "proxy": rcc's egress proxy
-    listens on 127.0.0.1:`proxy_port` inside the sandbox's own network namespace."""
+    listens on 127.0.0.1:`proxy_port` inside the sandbox's own network namespace. In either mode, `publish`
+    and `host_services` are rcc's forwarders (rcc.forward) between the host's loopback and the sandbox's."""
 
     mode: Literal["none", "proxy"] = "none"
     proxy_port: int = 3128
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
     resolve: tuple[tuple[str, str], ...] = ()
+    publish: tuple[Publish, ...] = ()
+    host_services: tuple[int, ...] = ()  # ports of the host's loopback reachable at the sandbox's loopback
 
 
 @record

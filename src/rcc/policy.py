@@ -209,6 +209,8 @@ class NetworkPolicy:
     allow: tuple[str, ...] = ()  # host rules (see rcc.net.rules), presets as "@name"
     deny: tuple[str, ...] = ()
     resolve: tuple[tuple[str, str], ...] = ()  # static name -> address overrides (like curl --resolve)
+    publish: tuple[str, ...] = ()  # "[HOSTADDR:]HOSTPORT[:PORT]" (rcc.forward.parse_publish)
+    host_services: tuple[int, ...] = ()  # host loopback ports the sandbox may reach at its own loopback
 
 
 @record

@@ -27,6 +27,11 @@ options:
   --deny RULE          deny a host (deny wins; repeatable)
   --resolve HOST=ADDR  resolve HOST to ADDR in the proxy (like curl --resolve; repeatable)
   --no-network         no proxy at all: loopback only (network.mode = "none")
+  --publish [HOSTADDR:]HOSTPORT[:PORT]
+                       forward the host's HOSTADDR:HOSTPORT (default 127.0.0.1) to PORT inside the sandbox,
+                       e.g. a dev server: --publish 5173 (repeatable; network.publish)
+  --host-service PORT  let the sandbox reach the host's loopback service on PORT at its own 127.0.0.1:PORT,
+                       [::1]:PORT and localhost:PORT, e.g. postgres: --host-service 5432 (repeatable)
   --ro PATH            also mount PATH read-only (repeatable)
   --rw PATH            also mount PATH read-write (repeatable)
   --hide PATH          hide PATH even if a parent is visible (repeatable)
@@ -64,6 +69,8 @@ _VALUE_OPTS = {
     "--env",
     "--backend",
     "--network",
+    "--publish",
+    "--host-service",
 }
 
 
@@ -126,6 +133,12 @@ def _apply(opts: RunOptions, name: str, value: str) -> None:
         f.add("network.resolve", {host: addr}, name)
     elif name == "--network":
         f.add("network.mode", value, name)
+    elif name == "--publish":
+        f.add("network.publish", [value], name)
+    elif name == "--host-service":
+        if not (value.isascii() and value.isdigit()):
+            raise UsageError(f"--host-service takes a port number (got {value!r})")
+        f.add("network.host_services", [int(value)], name)
     elif name == "--ro":
         f.add("filesystem.read_only", [value], name)
     elif name == "--rw":

@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from rcc.backends._base import Problem
@@ -174,8 +175,9 @@ class BwrapBackend:
         info_r, info_w = os.pipe()
         inherit.append(info_w)
         block_r = block_w = None
-        if plan.net.mode == "proxy":
-            block_r, block_w = os.pipe()  # holds the command until the proxy listener exists
+        forwards = bool(plan.net.publish or plan.net.host_services)
+        if plan.net.mode == "proxy" or forwards:
+            block_r, block_w = os.pipe()  # holds the command until the proxy listener and forwarders exist
             inherit.append(block_r)
         data_fds: dict[str, int] = {}
         for m in plan.mounts:
@@ -186,6 +188,7 @@ class BwrapBackend:
         stdio = _private_stdio(plan) if plan.dev_nodes else []  # close-on-exec; dup2 makes them bwrap's 0-2
         old = _ignore_tty_signals() if not plan.new_session else {}
         proxy: Any = None
+        forwarders: Any = None
         try:
             try:
                 _keep_only(inherit)
@@ -205,18 +208,33 @@ class BwrapBackend:
             finally:
                 for fd in [*inherit, *(fd for fd, _ in stdio)]:
                     os.close(fd)
+            sandbox_pid = 0
             try:
                 sandbox_pid = _read_child_pid(info_r, pid)
-                if block_w is not None:
+                listener = None
+                if plan.net.mode == "proxy":
                     from rcc.netns import listen_in_netns
 
                     listener = listen_in_netns(sandbox_pid, plan.net.proxy_port)
-                    # Release the command now: connections wait in the listener's backlog while the proxy starts.
+                if forwards:  # published ports and host services (rcc.forward): forks, so before any thread
+                    from rcc.forward import Forwarders
+
+                    forwarders = Forwarders(plan, sandbox_pid)
+                if block_w is not None:
+                    # Release the command now: connections wait in the listeners' backlogs while the threads start.
                     os.write(block_w, b"go")
+                if forwarders is not None:
+                    forwarders.start()
+                if listener is not None:
                     from rcc.backends._proxy import start_proxy
 
                     proxy = start_proxy(plan, listener)
             except BaseException:
+                if sandbox_pid:
+                    # the held command (reading its --block-fd) does not die with bwrap: it is a child of the
+                    # sandbox's pid namespace, left behind holding our stdout
+                    with contextlib.suppress(OSError):
+                        os.kill(sandbox_pid, 9)
                 _kill(pid)
                 raise
             finally:
@@ -227,6 +245,8 @@ class BwrapBackend:
         finally:
             if proxy is not None:
                 proxy.close()
+            if forwarders is not None:
+                forwarders.close()
             if old:
                 import signal
 
