@@ -1,7 +1,8 @@
 """Run one command in a container the way `rcc run --backend podman` does, from the real policy pipeline.
 
     python3 drive.py --engine podman --image IMAGE [--network none|proxy] [--project DIR]
-        [--proxy greeting|rcc|broken] [--allow HOST]... [--resolve HOST=ADDR]... -- CMD [ARGS...]
+        [--proxy greeting|rcc|broken] [--allow HOST]... [--resolve HOST=ADDR]...
+        [--publish SPEC]... [--host-service PORT]... -- CMD [ARGS...]
 
 probe() + compile_plan() from the default Policy (what `rcc run` compiles), then ContainerBackend.run_with().
 In proxy mode the "proxy" is, by default, a stand-in that answers every connection with PROXY_GREETING, so a test
@@ -58,12 +59,20 @@ def main() -> int:
     ap.add_argument("--proxy", choices=("greeting", "rcc", "broken"), default="greeting")
     ap.add_argument("--allow", action="append", default=[])
     ap.add_argument("--resolve", action="append", default=[])
+    ap.add_argument("--publish", action="append", default=[])
+    ap.add_argument("--host-service", action="append", default=[], type=int)
     ap.add_argument("--print-argv", action="store_true")
     ap.add_argument("argv", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     argv = a.argv[1:] if a.argv[:1] == ["--"] else a.argv
     resolve = tuple(tuple(r.split("=", 1)) for r in a.resolve)
-    net = NetworkPolicy(mode="allowlist" if a.network == "proxy" else "none", allow=tuple(a.allow), resolve=resolve)  # type: ignore[arg-type]
+    net = NetworkPolicy(
+        mode="allowlist" if a.network == "proxy" else "none",  # type: ignore[arg-type]
+        allow=tuple(a.allow),
+        resolve=resolve,  # type: ignore[arg-type]
+        publish=tuple(a.publish),
+        host_services=tuple(a.host_service),
+    )
     policy = Policy(network=net)
     project = os.path.realpath(a.project)
     facts = probe(project, interesting_paths(policy, project))

@@ -308,7 +308,7 @@ class ContainerBackend:
         """`podman run ...` for the plan (proxy mode really uses create + init + start, same options; docker:
         create with the gate, then start)."""
         name, staging = f"rcc-{plan.session_id or 'session'}", "/run/rcc-staging"
-        if self.engine == "docker" and plan.net.mode == "proxy":
+        if self.engine == "docker" and (plan.net.mode == "proxy" or plan.net.publish or plan.net.host_services):
             return self.render_for(plan, "create", name=name, staging=staging, gate=os.path.join(staging, "gate"))
         return self.render_for(plan, "run", name=name, staging=staging)
 
@@ -432,7 +432,7 @@ class ContainerBackend:
                 if isinstance(op, FileData):
                     with open(_staging_path(staging, op), "x") as f:
                         f.write(op.content)
-            if plan.net.mode == "proxy":
+            if plan.net.mode == "proxy" or plan.net.publish or plan.net.host_services:
                 if self.engine == "docker":
                     return self._run_docker_with_proxy(plan, name, staging, serve)
                 return self._run_with_proxy(plan, name, staging, serve)
@@ -505,15 +505,20 @@ class ContainerBackend:
     def _run_with_proxy(self, plan: Plan, name: str, staging: str, serve: Callable[[Plan, Any], Any]) -> int:
         cid = self._engine(*self.render_for(plan, "create", name=name, staging=staging)[1:])
         proxy: Any = None
+        forwarders: Any = None
         try:
             self._engine("init", cid)
             pid = int(self._engine("inspect", "--format", "{{.State.Pid}}", cid))
             if pid <= 0:
                 raise RccError(f"{self.engine} did not report the container's pid", code=ExitCode.SETUP)
-            from rcc.netns import listen_in_netns
+            listener = None
+            if plan.net.mode == "proxy":
+                from rcc.netns import listen_in_netns
 
-            listener = listen_in_netns(pid, plan.net.proxy_port)
-            proxy = serve(plan, listener)
+                listener = listen_in_netns(pid, plan.net.proxy_port)
+            forwarders = _forwarders(plan, pid)  # forks, then starts a thread: after the listener's fork
+            if listener is not None:
+                proxy = serve(plan, listener)
             start = [self.engine_path, "start", "--attach", "--detach-keys", ""]
             if True:  # stdin is always forwarded, as with `run --interactive`
                 start.append("--interactive")
@@ -521,6 +526,8 @@ class ContainerBackend:
         finally:
             if proxy is not None:
                 proxy.close()
+            if forwarders is not None:
+                forwarders.close()
             subprocess.run(
                 [self.engine_path, "rm", "--force", "--ignore", cid],
                 capture_output=True,
@@ -554,19 +561,22 @@ class ContainerBackend:
         # rcc holds it read-write: the gate's open never blocks, and closing it is the gate's EOF (no "go").
         gate_fd = os.open(gate, os.O_RDWR | os.O_CLOEXEC)
         proxy: Any = None
+        forwarders: Any = None
         created = False
         try:
             self._engine(*self.render_for(plan, "create", name=name, staging=staging, gate=gate)[1:])
             created = True
 
             def release(proc: subprocess.Popen[bytes]) -> None:
-                nonlocal proxy, gate_fd
+                nonlocal proxy, gate_fd, forwarders
                 pid = self._running_pid(name, proc)
                 from rcc.netns import listen_in_netns
 
-                listener = listen_in_netns(pid, plan.net.proxy_port)
+                listener = listen_in_netns(pid, plan.net.proxy_port) if plan.net.mode == "proxy" else None
+                forwarders = _forwarders(plan, pid)
                 self._check_same_netns(name, pid)
-                proxy = serve(plan, listener)
+                if listener is not None:
+                    proxy = serve(plan, listener)
                 os.write(gate_fd, b"go\n")
                 os.close(gate_fd)
                 gate_fd = -1
@@ -578,6 +588,8 @@ class ContainerBackend:
                 os.close(gate_fd)  # the gate reads EOF: the command never runs
             if proxy is not None:
                 proxy.close()
+            if forwarders is not None:
+                forwarders.close()
             if created:
                 self._remove(name)
 
@@ -643,3 +655,15 @@ def _egress_proxy(plan: Plan, listener: Any) -> Any:
     from rcc.backends._proxy import start_proxy
 
     return start_proxy(plan, listener)
+
+
+def _forwarders(plan: Plan, pid: int) -> Any:
+    """Published ports and host services (rcc.forward) into the container's network namespace: the same
+    forwarders as bwrap's (the container has `--network none`, so the engine's own -p cannot apply)."""
+    if not (plan.net.publish or plan.net.host_services):
+        return None
+    from rcc.forward import Forwarders
+
+    f = Forwarders(plan, pid)
+    f.start()
+    return f
