@@ -319,6 +319,7 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
         reset_signals=session.interactive and facts.env_resets_signals,
         dev_nodes=dev_nodes,
         devices_dir=devices_dir,
+        hidden=tuple(dict.fromkeys(p for s in policy.filesystem.hide for p in (s, facts.info(s).real) if p)),
     )
 
 

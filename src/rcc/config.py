@@ -13,6 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 
 from rcc import paths
@@ -191,8 +192,8 @@ def validate(key: str, value: Any, where: str, home: str | None = None) -> Any:
         return tuple(value)
 
     if kind == "backend":
-        if value not in ("bwrap", "podman", "docker"):
-            raise ConfigError(where, key, f"must be one of bwrap, podman, docker (got {value!r})")
+        if value not in ("bwrap", "podman", "docker", "seatbelt"):
+            raise ConfigError(where, key, f"must be one of bwrap, podman, docker, seatbelt (got {value!r})")
         return value
     if kind == "image":
         bad = not isinstance(value, str) or value.startswith("-") or any(c.isspace() or c == "," for c in value)
@@ -310,11 +311,16 @@ def _show(v: Any) -> str:
     return repr(v)
 
 
+def default_backend(platform: str = sys.platform) -> str:
+    """Seatbelt on macOS (sandbox-exec ships with it), bubblewrap everywhere else."""
+    return "seatbelt" if platform == "darwin" else "bwrap"
+
+
 def merge(layers: Sequence[Layer], home: str) -> Policy:
     fs = FilesystemPolicy(toolchains=(), hide=FilesystemPolicy().hide, protect=FilesystemPolicy().protect)
     env = EnvironmentPolicy()
     net = NetworkPolicy()
-    backend = "bwrap"
+    backend = default_backend()
     image = ""
     toolchains: list[str] = list(DEFAULT_TOOLCHAINS)
     use_default_toolchains = True

@@ -170,6 +170,9 @@ class Plan:
     # fresh directory under rcc's state dir, named by the session) and bound over /dev/null etc.
     dev_nodes: tuple[DevNode, ...] = ()
     devices_dir: str = ""
+    # The policy's hidden paths (as written and resolved). bwrap needs only the masks above (its view starts
+    # empty); a backend that filters the host's own view (seatbelt) denies each of these.
+    hidden: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         import json  # only --dry-run prints a plan: `rcc run` does not pay for the import
@@ -199,6 +202,7 @@ class Plan:
             "placeholders": [asdict(p) for p in self.placeholders],
             "dev_nodes": [asdict(n) for n in self.dev_nodes],
             "devices_dir": self.devices_dir,
+            "hidden": list(self.hidden),
             "notices": list(self.notices),
             "session_id": self.session_id,
         }

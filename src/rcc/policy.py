@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from typing import Literal
 
     NetworkMode = Literal["allowlist", "none"]
-    BackendName = Literal["bwrap", "podman", "docker"]
+    BackendName = Literal["bwrap", "podman", "docker", "seatbelt"]
 
 # Read-only toolchain directories from the real home that are mounted when they exist. Chosen from what agents
 # actually run: language version managers, user-level installs and package-manager caches of binaries.

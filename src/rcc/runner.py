@@ -37,7 +37,7 @@ options:
   --hide PATH          hide PATH even if a parent is visible (repeatable)
   --env NAME           pass variable NAME (or PREFIX_*) from rcc's environment (repeatable)
   --env NAME=VALUE     set NAME inside the sandbox (repeatable)
-  --backend NAME       bwrap (default), podman or docker
+  --backend NAME       bwrap (default on Linux), seatbelt (default on macOS), podman or docker
   --image NAME         the container image for podman/docker (default: rcc's own agent image)
   --dry-run            print the sandbox plan and the backend command as JSON; run nothing
   -h, --help           this help
@@ -199,7 +199,11 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
         import json
 
         doc = json.loads(plan.to_json())
-        doc["backend"] = {"name": backend.name, "argv": backend.render(plan)}
+        bdoc: dict[str, object] = {"name": backend.name, "argv": backend.render(plan)}
+        describe = getattr(backend, "dry_run_doc", None)  # seatbelt: the profile and the environment it runs with
+        if describe is not None:
+            bdoc.update(describe(plan))
+        doc["backend"] = bdoc
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return 0
     return backend.run(plan)

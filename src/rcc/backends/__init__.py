@@ -14,6 +14,13 @@ def resolve(name: str, image: str | None = None) -> tuple[Backend, str]:
         from rcc.backends.bwrap import BwrapBackend
 
         return BwrapBackend(), "bwrap: the default on Linux"
+    if name == "seatbelt":
+        import sys
+
+        from rcc.backends.seatbelt import SeatbeltBackend
+
+        why = "the default on macOS" if sys.platform == "darwin" else "chosen by policy (backend = 'seatbelt')"
+        return SeatbeltBackend(), f"seatbelt: {why}"
     if name in ("podman", "docker"):
         try:
             from rcc.backends.container import ContainerBackend

@@ -1,0 +1,145 @@
+"""Pure tests of the Seatbelt profile renderer: golden profiles, a structural check of every generated profile,
+and the rules that keep strings and paths expressible.
+
+What this proves: the profile text rcc would hand to sandbox-exec, for representative plans, is exactly the
+reviewed one (tests/seatbelt/golden/*.sb); it reads as an S-expression in the SBPL subset rcc uses, names only
+known operations and filters, allows no forbidden operation, `ip` hosts are only `localhost`, strings fit
+Seatbelt's limit and regexes compile. What it does NOT prove: that macOS accepts and enforces it (only the
+macOS release workflow, .github/workflows/macos.yml, runs it under the real sandbox-exec).
+
+Regenerate the golden files after an intended change with RCC_UPDATE_GOLDEN=1 and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import sb_world
+import sbpl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rcc.backends.seatbelt_profile import MAX_STRING, canonical, layout_for, quote, render_profile
+from rcc.errors import ExitCode, RccError
+from rcc.plan import Bind, Mask
+from rcc.record import replace
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+
+
+def golden(name: str, text: str) -> None:
+    path = os.path.join(GOLDEN, name)
+    if os.environ.get("RCC_UPDATE_GOLDEN") == "1":
+        os.makedirs(GOLDEN, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+    with open(path) as f:
+        assert text == f.read(), f"{name} changed; RCC_UPDATE_GOLDEN=1 regenerates it"
+
+
+@pytest.mark.parametrize("kind", ["default", "no-network", "extra", "agent-claude"])
+def test_golden_profile(kind: str) -> None:
+    golden(f"{kind}.sb", sb_world.profile(kind))
+
+
+@pytest.mark.parametrize("kind", sb_world.KINDS)
+def test_every_generated_profile_passes_the_structural_check(kind: str) -> None:
+    assert sbpl.check(sb_world.profile(kind)) == []
+
+
+def test_structural_check_catches_what_it_claims() -> None:
+    """The checker itself: each forbidden construct is reported (else a passing check would prove nothing)."""
+    ok = sb_world.profile("default")
+    assert sbpl.check(ok) == []
+    bad = {
+        "(allow lsopen)": "allows lsopen",
+        "(allow appleevent-send)": "allows appleevent-send",
+        "(allow process-exec (with no-sandbox))": "no-sandbox",
+        '(allow network-outbound (remote ip "127.0.0.1:*"))': "localhost or *",
+        '(allow network-outbound (remote ip "*:*"))': "allows every host",
+        "(allow network-outbound)": "allows all outbound",
+        '(allow network-outbound (local ip "localhost:*"))': "unknown filter local",
+        '(allow mach-lookup (global-name "com.apple.SecurityServer"))': "forbidden mach",
+        "(allow mach-lookup)": "every mach service",
+        '(allow file-read* (regex #"[unclosed"))': "does not compile",
+        '(allow file-read* (subpath "/tmp/x"))': "/private/tmp",
+        '(allow file-read* (subpath "/a//b"))': "non-canonical",
+        '(allow file-read* (subpath "/a/./b"))': "non-canonical",
+        "(allow file-teleport)": "unknown operation",
+        f'(allow file-read* (literal "/{"a" * MAX_STRING}"))': "longer than",
+        '(allow network-outbound (remote unix-socket "/var/run/docker.sock"))': "no unix socket",
+        "(allow signal (target others))": "same-sandbox",
+    }
+    for rule, expected in bad.items():
+        problems = sbpl.check(ok + rule + "\n")
+        assert any(expected in p for p in problems), (rule, problems)
+    assert sbpl.check("(version 1)(allow default)") != []
+    assert any("unbalanced" in p for p in sbpl.check(ok + "(allow file-read*"))
+
+
+def test_profile_has_deny_default_first_and_no_network_rule_without_network() -> None:
+    text = sb_world.profile("no-network")
+    rules = sbpl.rules(sbpl.parse(text))
+    assert rules[0].action == "deny" and rules[0].ops == ("default",)
+    assert not any("network-outbound" in r.ops for r in rules)
+    assert '(remote ip "localhost:50123")' in sb_world.profile("default")
+
+
+def test_canonical_paths() -> None:
+    assert canonical("/tmp/x") == "/private/tmp/x"
+    assert canonical("/var/folders/ab") == "/private/var/folders/ab"
+    assert canonical("/etc") == "/private/etc"
+    assert canonical("/private/tmp") == "/private/tmp"
+    assert canonical("/a//b/./c/") == "/a/b/c"
+    assert canonical("/tmpfoo") == "/tmpfoo"
+    for bad in ("relative", "/a/../b", "/a\nb", "/" + "x" * MAX_STRING):
+        with pytest.raises(RccError) as e:
+            canonical(bad)
+        assert e.value.code == ExitCode.CONFIG
+
+
+def test_path_too_long_for_seatbelt_is_an_error_not_a_missing_rule() -> None:
+    p = sb_world.plan("default")
+    long_dir = "/Users/u/" + "d" * (MAX_STRING - 5)
+    p = replace(p, mounts=(*p.mounts, Bind(long_dir, long_dir, False, "test")))
+    with pytest.raises(RccError) as e:
+        render_profile(p, sb_world.layout(p))
+    assert e.value.code == ExitCode.CONFIG
+
+
+@given(st.text(min_size=1, max_size=60))
+@settings(max_examples=300)
+def test_any_path_is_quoted_so_it_reads_back_unchanged(name: str) -> None:
+    """A hostile project name (quotes, backslashes, parentheses, `;`) cannot end the string and add rules."""
+    path = "/Users/u/" + name
+    try:
+        c = canonical(path)
+    except RccError:
+        return  # refused (control characters, '..'): never rendered
+    forms = sbpl.parse(f"(allow file-read* (subpath {quote(c)}))")
+    assert forms == [[sbpl.Sym("allow"), sbpl.Sym("file-read*"), [sbpl.Sym("subpath"), c]]]
+
+
+def test_project_name_with_quotes_renders_one_rule_per_form() -> None:
+    p = sb_world.plan("default")
+    evil = '/Users/u/x") (allow default) ("'
+    p = replace(p, mounts=(*p.mounts, Bind(evil, evil, True, "test")))
+    text = render_profile(p, sb_world.layout(p))
+    assert sbpl.check(text) == []
+    assert not any(r.action == "allow" and "default" in r.ops for r in sbpl.rules(sbpl.parse(text)))
+
+
+def test_mask_is_denied_where_the_secret_is_on_the_host() -> None:
+    text = sb_world.profile("extra")
+    assert '(literal "/Users/u/data/secret.key") (subpath "/Users/u/data/secret.key")' in text
+    p = sb_world.plan("extra")
+    assert any(isinstance(m, Mask) for m in p.mounts)
+
+
+def test_layout_lives_in_the_state_dir_and_profile_file_is_denied() -> None:
+    p = sb_world.plan("default")
+    lay = layout_for(p, "/Users/u/.local/state/rcc", "/Users/u/.config/rcc", 1)
+    assert lay.profile == f"/Users/u/.local/state/rcc/seatbelt/{sb_world.SID}/profile.sb"
+    text = render_profile(p, lay)
+    assert f"(deny file-read* file-write* (literal {quote(lay.profile)})" in text
