@@ -143,3 +143,25 @@ def test_layout_lives_in_the_state_dir_and_profile_file_is_denied() -> None:
     assert lay.profile == f"/Users/u/.local/state/rcc/seatbelt/{sb_world.SID}/profile.sb"
     text = render_profile(p, lay)
     assert f"(deny file-read* file-write* (literal {quote(lay.profile)})" in text
+
+
+def test_agent_state_reaches_the_private_home_through_links_and_env() -> None:
+    """Seatbelt cannot mount: ~/.claude (a fresh per-session state dir) becomes a link in the session's home,
+    ~/.claude/projects (nested: kept per project) a link at its mount point inside that state dir, and
+    variables naming the real home name the session's home."""
+    from rcc.backends.seatbelt_profile import env_for, home_links
+
+    p = sb_world.plan("agent-claude")
+    lay = sb_world.layout(p)
+    run = f"{sb_world.STATE}/agents/claude/run/{sb_world.SID}/home/.claude"
+    assert home_links(p, lay) == [
+        (f"{lay.home}/.cargo/bin", f"{sb_world.HOME}/.cargo/bin"),  # a toolchain, where $HOME/... finds it
+        (f"{lay.home}/.claude", run),
+        (f"{run}/projects", f"{sb_world.STATE}/agents/claude/projects/k/.claude/projects"),
+        (f"{lay.home}/.local/share/claude-install", f"{sb_world.HOME}/.local/share/claude-install"),
+    ]
+    env = env_for(p, lay)
+    assert env["CLAUDE_CONFIG_DIR"] == f"{lay.home}/.claude"
+    assert env["HOME"] == lay.home and env["TMPDIR"] == lay.tmp + "/"
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    assert not any(v.startswith(sb_world.HOME + "/") and "/.local/state/rcc/" not in v for v in env.values())

@@ -170,10 +170,13 @@ def home_links(plan: Plan, layout: Layout) -> list[tuple[str, str]]:
     for m in plan.mounts:
         if not (isinstance(m, Bind) and _under(m.dest, plan.home) and m.dest != plan.home):
             continue
+        if _under(m.dest, plan.project):
+            continue  # the project (and what is protected in it) is used at its real path
         outer = [b for b in seen if _under(m.dest, b.dest) and m.dest != b.dest]
         if outer:
             o = outer[-1]
-            out.append((o.src.rstrip("/") + m.dest[len(o.dest.rstrip("/")) :], m.src))
+            if o.src != o.dest or m.src != m.dest:
+                out.append((o.src.rstrip("/") + m.dest[len(o.dest.rstrip("/")) :], m.src))
         else:
             out.append((layout.home + m.dest[len(plan.home.rstrip("/")) :], m.src))
         seen.append(m)
