@@ -497,9 +497,19 @@ def _firewall_checks(f: Facts) -> list[Check]:
 
 def _macos_checks(f: Facts) -> list[Check]:
     out = []
-    why = "sandbox-exec (Seatbelt) is rcc's sandbox on macOS"
-    if f.which("sandbox-exec"):
-        out.append(Check("sandbox-exec", "ok", f.which("sandbox-exec"), why, required=True))
+    why = "sandbox-exec (Seatbelt) is rcc's sandbox on macOS (the seatbelt backend runs /usr/bin/sandbox-exec)"
+    if f.which("sandbox-exec") == "/usr/bin/sandbox-exec":
+        out.append(Check("sandbox-exec", "ok", "/usr/bin/sandbox-exec", why, required=True))
+    elif f.which("sandbox-exec"):
+        out.append(
+            Check(
+                "sandbox-exec",
+                "warn",
+                f"{f.which('sandbox-exec')} comes first on PATH; rcc runs /usr/bin/sandbox-exec only",
+                why,
+                "check that /usr/bin/sandbox-exec exists (it ships with macOS)",
+            )
+        )
     else:
         out.append(
             Check(
@@ -727,7 +737,7 @@ def _pf_anchor_state() -> str:
 
     try:
         r = subprocess.run(
-            ["pfctl", "-a", pf.ANCHOR, "-s", "rules"], capture_output=True, text=True, timeout=10, check=False
+            [pf.PFCTL, "-a", pf.ANCHOR, "-s", "rules"], capture_output=True, text=True, timeout=10, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"

@@ -71,6 +71,7 @@ class SetupContext:
     euid: int = field(default_factory=os.geteuid)
     platform: str = sys.platform
     nft_prefix: tuple[str, ...] = ("nft",)
+    pfctl: str = "/sbin/pfctl"  # macOS; tests pass a stand-in
 
 
 def parse_args(argv: list[str]) -> SetupOptions:
@@ -395,7 +396,8 @@ def _pf_file(opts: SetupOptions) -> str:
 
 
 def _install_pf(opts: SetupOptions, ctx: SetupContext) -> list[str]:
-    """macOS. Never run by our tests (they run on Linux); the rendering is golden-tested."""
+    """macOS. Tested on Linux with a stand-in pfctl (tests/seatbelt/test_pf_setup.py); the real pfctl runs in the
+    macOS release workflow."""
     import subprocess
 
     from rcc.firewall import apply, pf
@@ -403,13 +405,13 @@ def _install_pf(opts: SetupOptions, ctx: SetupContext) -> list[str]:
     spec = _spec(opts)
     text, path = pf.render_pf(spec), _pf_file(opts)
     if opts.dry_run:
-        cmds = ["# then: " + " ".join(a) for a in pf.load_argv(path)]
+        cmds = ["# then: " + " ".join(a) for a in pf.load_argv(path, ctx.pfctl)]
         return [f"# would write {path}:", text, *cmds]
     if opts.persist:
         raise RccError("--persist is not implemented on macOS yet", code=ExitCode.USAGE)
     _require_root(ctx, "setup --firewall")
     changed = apply.write_file(path, text)
-    for argv in pf.load_argv(path):
+    for argv in pf.load_argv(path, ctx.pfctl):
         r = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
         if r.returncode != 0:
             raise RccError(f"{' '.join(argv)} failed: {r.stderr.strip()}", code=ExitCode.SETUP)
@@ -423,10 +425,15 @@ def _uninstall_pf(opts: SetupOptions, ctx: SetupContext) -> list[str]:
 
     path = _pf_file(opts)
     if opts.dry_run:
-        return [f"would flush pf anchor {pf.ANCHOR}", f"would remove {path} (if rcc wrote it)"]
+        return [
+            f"would flush pf anchor {pf.ANCHOR}: " + " ".join(pf.unload_argv(ctx.pfctl)[0]),
+            f"would remove {path} (if rcc wrote it)",
+        ]
     _require_root(ctx, "setup --firewall --uninstall")
-    for argv in pf.unload_argv():
-        subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+    for argv in pf.unload_argv(ctx.pfctl):
+        r = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+        if r.returncode != 0:
+            raise RccError(f"{' '.join(argv)} failed: {r.stderr.strip()}", code=ExitCode.SETUP)
     out = [f"flushed  pf anchor {pf.ANCHOR}"]
     if apply.remove_if_ours(path):
         out.append(f"removed  {path}")

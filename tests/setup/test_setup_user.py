@@ -126,7 +126,7 @@ def test_pf_dry_run_on_macos_renders_anchor(tmp_path: Path) -> None:
         SetupOptions(firewall=True, dry_run=True), SetupContext(env=env_for(tmp_path), euid=501, platform="darwin")
     )
     assert pf.render_pf(FirewallSpec()) in out
-    assert "# then: pfctl -a com.apple/rcc -f /etc/rcc/pf.anchor" in out
+    assert "# then: /sbin/pfctl -a com.apple/rcc -f /etc/rcc/pf.anchor" in out
 
 
 def test_setup_as_new_normal_user_end_to_end() -> None:

@@ -49,10 +49,15 @@ def render_pf(spec: FirewallSpec) -> str:
     )
 
 
-def load_argv(path: str) -> list[list[str]]:
-    """The commands that validate and load the anchor and make sure pf is enabled (as root)."""
-    return [["pfctl", "-n", "-a", ANCHOR, "-f", path], ["pfctl", "-a", ANCHOR, "-f", path], ["pfctl", "-E"]]
+PFCTL = "/sbin/pfctl"  # by its absolute path: sudo's PATH, or a pfctl earlier on PATH, never decides
 
 
-def unload_argv() -> list[list[str]]:
-    return [["pfctl", "-a", ANCHOR, "-F", "all"]]
+def load_argv(path: str, pfctl: str = PFCTL) -> list[list[str]]:
+    """The commands that validate and load the anchor and make sure pf is enabled (as root). `pfctl -E` takes
+    a reference on pf's enable count, so pf stays on even if another tool that enabled it lets go."""
+    return [[pfctl, "-n", "-a", ANCHOR, "-f", path], [pfctl, "-a", ANCHOR, "-f", path], [pfctl, "-E"]]
+
+
+def unload_argv(pfctl: str = PFCTL) -> list[list[str]]:
+    """Flush rcc's anchor (its rules, tables and states) and nothing else in pf."""
+    return [[pfctl, "-a", ANCHOR, "-F", "all"]]
