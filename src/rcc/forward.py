@@ -177,6 +177,7 @@ class Forwarders:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._audit: Any = None
+        self._budget: Any = None
         try:
             for p in plan.net.publish:
                 self.published.append((p, _bind_host(p.host, p.host_port)))
@@ -191,11 +192,15 @@ class Forwarders:
                     self.inside.append((port, "::1", listen_in_netns(sandbox_pid, port, "::1", 128)))
             if plan.net.host_services:
                 from rcc import paths
-                from rcc.net.audit import AuditLog
+                from rcc.net.audit import MAX_BYTES, AuditLog
+                from rcc.net.auditbudget import AuditBudget
 
                 audit = paths.audit_log_file()
                 try:
                     self._audit = AuditLog(audit)
+                    # Its own budget, half the proxy's: a flood of connections to a host service cannot rotate
+                    # other sessions' records out of the log either (rcc.net.auditbudget).
+                    self._budget = AuditBudget.for_log(self._audit.write, self.session, MAX_BYTES, share=0.5)
                 except OSError as e:  # no audit log, no door: never an unrecorded connection
                     raise RccError(
                         f"cannot open the audit log {audit}: {e.strerror}",
@@ -305,8 +310,7 @@ class Forwarders:
         )  # fmt: skip
 
     def _record(self, rec: Any) -> None:
-        with contextlib.suppress(OSError):
-            self._audit.write(rec)
+        self._budget.record(rec)
 
     def close(self) -> None:
         loop, thread = self._loop, self._thread
@@ -322,6 +326,9 @@ class Forwarders:
         if self.factory is not None:
             self.factory.close()
             self.factory = None
+        if self._budget is not None:
+            self._budget.close()
+            self._budget = None
         if self._audit is not None:
             self._audit.close()
             self._audit = None

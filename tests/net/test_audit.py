@@ -12,6 +12,7 @@ import pytest
 from rcc.errors import UsageError
 from rcc.net import logcmd
 from rcc.net.audit import AuditLog, AuditRecord, read_records
+from rcc.net.auditbudget import AuditBudget
 from rcc.net.hostaddrs import host_addresses, parse_fib_trie, parse_if_inet6
 from rcc.net.proxy import DenialNotifier, denial_message
 from rcc.net.rules import Decision
@@ -234,3 +235,92 @@ def test_parse_if_inet6() -> None:
 
 def test_host_addresses_reads_this_namespace() -> None:
     assert ipaddress.ip_address("127.0.0.1") in host_addresses()
+
+
+# ------------------------------------------------------------------------------------------------ the budget
+
+
+def _budget(
+    burst: float = 1000, cap: float = 1e9, rate: float = 0.0
+) -> tuple[AuditBudget, list[AuditRecord], list[float]]:
+    now = [0.0]
+    out: list[AuditRecord] = []
+    return AuditBudget(out.append, "s1", burst=burst, cap=cap, rate=rate, clock=lambda: now[0]), out, now
+
+
+def _size(r: AuditRecord) -> int:
+    return len(r.to_json()) + 1
+
+
+def test_budget_writes_one_by_one_within_the_burst_and_refills() -> None:
+    b, out, now = _budget(burst=_size(rec(1)) * 3, rate=100)
+    for i in range(1, 4):
+        b.record(rec(i))
+    assert out == [rec(1), rec(2), rec(3)]
+    b.record(rec(4))  # over the burst: summed up, not written
+    assert out == [rec(1), rec(2), rec(3)] and b.pending() == 1
+    now[0] = 100.0  # refilled: the next record goes out one by one, the pending summary after it
+    b.record(rec(5))
+    assert out[3] == rec(5) and "1 allowed connections not recorded one by one" in out[4].reason
+    assert b.pending() == 0
+
+
+def test_budget_sums_allowed_connections_per_rule_and_port_with_their_bytes() -> None:
+    b, out, _ = _budget(burst=0)
+    for i in range(1, 11):
+        b.record(rec(i, host="a.example" if i % 2 else "b.example"))
+    b.record(AuditRecord("t", "s1", "socks5", "c.example", 22, "192.0.2.1", "allow", "c.example:22", "r", 7, 8, 9))
+    assert out == []
+    b.close()
+    assert len(out) == 2
+    first, second = out
+    assert (first.proto, first.rule, first.port, first.host, first.addr) == (
+        "connect",
+        "example.com",
+        443,
+        "",
+        "203.0.113.1",
+    )
+    assert first.reason.startswith("10 allowed connections not recorded one by one")
+    assert (first.bytes_up, first.bytes_down, first.duration_ms) == (55, 110, 55)
+    assert (second.host, second.port, second.bytes_up, second.bytes_down) == ("c.example", 22, 7, 8)
+    assert second.reason.startswith("1 allowed")
+
+
+def test_budget_summaries_are_bounded_however_many_destinations() -> None:
+    from rcc.net.auditbudget import MAX_SUMMARIES
+
+    b, out, _ = _budget(burst=0)
+    for port in range(1, 1001):  # a sandbox choosing 1000 different keys
+        b.record(AuditRecord("t", "s1", "connect", "x.example", port, "", "allow", f"x.example:{port}", "r"))
+    b.close()
+    assert len(out) == MAX_SUMMARIES + 1
+    assert sum(int(r.reason.split()[0]) for r in out) == 1000
+
+
+def test_budget_counts_denials_into_one_record_and_keeps_allowed_separate() -> None:
+    b, out, _ = _budget(burst=_size(rec(1)) * 2)
+    for i in range(100):
+        b.record(rec(i, decision="deny", host=f"h{i}.example"))
+    b.record(rec(7))  # a denial flood does not spend the allowed connections' budget
+    assert out[-1] == rec(7) and len(out) == 3
+    b.close()
+    assert out[-1].reason == "98 more denied or failed connections not recorded one by one (over the audit budget)"
+
+
+def test_budget_has_a_lifetime_cap() -> None:
+    """Burst and rate alone let a flood of many hours fill the log: past `cap` bytes, nothing more one by one."""
+    b, out, now = _budget(burst=_size(rec(1)) * 10, cap=_size(rec(1)) * 4, rate=1e6)
+    for i in range(1, 100):
+        now[0] += 10.0
+        b.record(rec(i))
+    assert out == [rec(1), rec(2), rec(3), rec(4)]
+    b.close()
+    assert out[-1].reason.startswith("95 allowed connections")
+
+
+def test_budget_for_log_fits_the_rotation() -> None:
+    b = AuditBudget.for_log(lambda r: None, "s", 10 * 1024 * 1024)
+    assert b._left == 5 * 1024 * 1024 and b._allowed.burst == b._denied.burst == 2.5 * 1024 * 1024
+    f = AuditBudget.for_log(lambda r: None, "s", 10 * 1024 * 1024, share=0.5)
+    assert b._left + f._left < 10 * 1024 * 1024

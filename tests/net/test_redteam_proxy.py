@@ -210,6 +210,72 @@ def test_denial_flood_control_ordinary_denials_are_each_recorded(start_proxy) ->
     assert all(r["decision"] == "deny" and r["reason"] == "no allow rule" for r in recs)
 
 
+def _earlier_session_record(path: Path) -> None:
+    """What another rcc session sharing the audit log wrote before (a real AuditLog append, as its proxy does)."""
+    from rcc.net.audit import AuditLog, AuditRecord
+
+    log = AuditLog(str(path), max_bytes=64 * 1024)
+    log.write(AuditRecord("2026-01-01T00:00:00.000Z", "earlier", "connect", "pypi.org", 443, "203.0.113.9", "allow",
+                          "pypi.org", "allowed by rule pypi.org", 1234, 5678, 10))  # fmt: skip
+    log.close()
+
+
+def test_allowed_connection_flood_cannot_rotate_away_other_sessions_records(start_proxy, echo_server) -> None:  # type: ignore[no-untyped-def]
+    """Attack: wipe the audit trail with *allowed* traffic. Denials had a budget, but allowed connections were
+    recorded one by one: about 160,000 allowed CONNECTs to an always-allowed host in under a minute rotated every
+    earlier session's records out of all four files. Now a session writes a bounded number of records one by
+    one; the rest are summed up per destination (count, bytes each way), so every connection is still counted."""
+    rp = start_proxy([f"127.0.0.1:{echo_server}"], audit_max_bytes=64 * 1024)  # small, so the test is quick
+    _earlier_session_record(rp.audit)
+    n = 3000  # ~750 KB of records one by one: 12 rotations of a 64 KiB log, the earlier record long gone
+    for i in range(n):
+        c, reply = connect_via(rp.port, f"127.0.0.1:{echo_server}")
+        with c:
+            assert reply.startswith(b"HTTP/1.1 200"), reply
+            if i % 100 == 0:  # some carry data: the summaries must add their bytes up
+                c.sendall(b"exfil")
+                assert c.recv(5) == b"exfil"
+    rp.proxy.close()
+    from rcc.net.audit import read_records
+
+    recs = list(read_records(str(rp.audit)))
+    assert [r.session for r in recs if r.session == "earlier"] == ["earlier"], "another session's record is gone"
+    mine = [r for r in recs if r.session == "test-session"]
+    assert all(r.decision == "allow" for r in mine)
+    summaries = [r for r in mine if "not recorded one by one" in r.reason]
+    assert summaries, "the connections over the budget must still be counted in the log"
+    counted = sum(int(r.reason.split()[0]) for r in summaries) + sum(1 for r in mine if r not in summaries)
+    assert counted == n
+    assert sum(r.bytes_up for r in mine) == 5 * 30 and sum(r.bytes_down for r in mine) == 5 * 30
+    assert all(r.host == "127.0.0.1" and r.port == echo_server for r in summaries)
+
+
+def test_allowed_connection_flood_control_normal_sessions_are_recorded_one_by_one(start_proxy, echo_server) -> None:  # type: ignore[no-untyped-def]
+    """Control: a normal session's allowed connections (here 200, each with its own payload) are each recorded
+    with their own bytes, next to the earlier session's record; nothing is summed up (the log at its default
+    size: 10 MiB a file)."""
+    rp = start_proxy([f"127.0.0.1:{echo_server}"])
+    _earlier_session_record(rp.audit)
+    for i in range(1, 201):
+        c, reply = connect_via(rp.port, f"127.0.0.1:{echo_server}")
+        with c:
+            assert reply.startswith(b"HTTP/1.1 200"), reply
+            c.sendall(b"x" * i)
+            got = b""
+            while len(got) < i:
+                got += c.recv(i)
+    rp.records(201)
+    rp.proxy.close()
+    from rcc.net.audit import read_records
+
+    recs = list(read_records(str(rp.audit)))
+    assert recs[0].session == "earlier"
+    mine = [r for r in recs if r.session == "test-session"]
+    assert not [r for r in mine if "not recorded one by one" in r.reason]
+    assert sorted(r.bytes_up for r in mine) == list(range(1, 201))
+    assert all(r.decision == "allow" and r.bytes_down == r.bytes_up for r in mine)
+
+
 # ------------------------------------------------------------------------------------------ slow handshakes
 
 

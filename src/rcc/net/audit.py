@@ -3,8 +3,8 @@
 Invariants:
 1. Every decision the proxy makes is one AuditRecord: denials when they happen, allowed connections when they
    end (with bytes each way and duration), so a record is written exactly once per connection attempt.
-   Exception: denials and errors past a per-session budget (EgressProxy, AUDIT_DENIAL_RATE) are counted into
-   one summary record instead, so a flood of denials cannot rotate earlier records out of the log.
+   Exception: past a per-session budget (auditbudget.py), connections are counted into summary records
+   instead, so a flood of connections, allowed or denied, cannot rotate other sessions' records out of the log.
 2. A line is written with a single write(2) on an O_APPEND descriptor, so concurrent rcc sessions sharing
    the file interleave whole lines, never parts of lines.
 3. Rotation (audit.jsonl -> .1 -> .2 ... keep `keep`) happens under an flock on a side file; a writer whose

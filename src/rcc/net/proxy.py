@@ -17,7 +17,8 @@ Invariants:
    read (back-pressure); memory is bounded by one pipe, or one parked read per direction, with reads shrinking
    once PENDING_BUDGET is parked. EOF on one side becomes shutdown(SHUT_WR) on the other (half-close); the
    tunnel ends when both directions ended, on error, or after `idle_timeout` of silence.
-5. Every decision is one audit record (see audit.py); denials also go to `notify`, rate-limited.
+5. Every decision is one audit record (see audit.py), within the session's budget (auditbudget.py: past it,
+   connections are counted into summary records); denials also go to `notify`, rate-limited.
 6. All state is per EgressProxy instance; the event loop runs in one background thread.
 """
 
@@ -40,6 +41,7 @@ from typing import Literal
 
 from rcc.net import http1, socks5, tls
 from rcc.net.audit import AuditLog, AuditRecord, utc_now
+from rcc.net.auditbudget import AuditBudget
 from rcc.net.hostaddrs import host_addresses
 from rcc.net.hosts import HostError, IPAddress, format_hostport, normalize_host, printable, unmap
 from rcc.net.rules import Decision, Rules, check_address, decide, suggest_allow
@@ -58,10 +60,6 @@ READ_ROUNDS = 4
 # sandbox and its memory limit, hold hundreds of MiB (4096 connections x 64 KiB heads).
 HANDSHAKE_BUDGET = 16 << 20
 SMALL_HEAD = 8 << 10
-# Denial and error records a session may write: a burst of a quarter of one audit file, then this many bytes a
-# second. Past it they are counted and summed up in one record, so a sandbox flooding denials cannot rotate the
-# log's earlier records (other sessions', its own allowed connections) away.
-AUDIT_DENIAL_RATE = 1024
 
 Relay = Literal["copy", "splice"]
 # async (name, port) -> addresses; default: getaddrinfo in the loop's thread pool. Tests pass one that records.
@@ -404,9 +402,7 @@ class EgressProxy:
         self.rules = rules
         self.session = session
         self._audit = AuditLog(audit_path, max_bytes=audit_max_bytes)
-        self._denial_burst = audit_max_bytes / 4
-        self._denial_tokens, self._denial_tokens_at = self._denial_burst, time.monotonic()
-        self._unrecorded = 0
+        self._budget = AuditBudget.for_log(self._audit.write, session, audit_max_bytes)
         self._handshake_held = 0  # bytes fed to unfinished handshake parsers (HANDSHAKE_BUDGET)
         self._denied = DenialNotifier(notify)
         self.handshake_timeout = handshake_timeout
@@ -452,8 +448,7 @@ class EgressProxy:
             self._thread.join(30)
         for s in self._listeners:
             s.close()
-        if self._unrecorded:
-            self._write_unrecorded()
+        self._budget.close()
         self._audit.close()
 
     def active_tunnels(self) -> int:
@@ -815,31 +810,7 @@ class EgressProxy:
             bytes_down=conn.down,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
-        if conn.decision != "allow" and not self._take_denial_budget(len(rec.to_json()) + 1):
-            self._unrecorded += 1
-            return
-        if self._unrecorded:
-            self._write_unrecorded()
-        with contextlib.suppress(OSError):
-            self._audit.write(rec)
-
-    def _take_denial_budget(self, size: int) -> bool:
-        now = time.monotonic()
-        self._denial_tokens = min(
-            self._denial_burst, self._denial_tokens + (now - self._denial_tokens_at) * AUDIT_DENIAL_RATE
-        )
-        self._denial_tokens_at = now
-        if self._denial_tokens < size:
-            return False
-        self._denial_tokens -= size
-        return True
-
-    def _write_unrecorded(self) -> None:
-        n, self._unrecorded = self._unrecorded, 0
-        reason = f"{n} more denied or failed connections not recorded one by one (over the audit budget)"
-        rec = AuditRecord(utc_now(), self.session, "-", "", 0, "", "deny", "", reason)
-        with contextlib.suppress(OSError):
-            self._audit.write(rec)
+        self._budget.record(rec)
 
 
 def _wake(fut: asyncio.Future[None]) -> None:
