@@ -114,6 +114,13 @@ class SeatbeltBackend:
 
         argv = self.render(plan, lay)
         env = env_for(plan, lay)
+        from rcc import paths
+        from rcc.backends.seatbelt_log import DenialWatcher
+
+        # started first: a denial in the command's first moments is recorded too
+        watcher = DenialWatcher(
+            lay.tag, plan.session_id, paths.audit_log_file(self.env), self.env, not plan.new_session
+        )
         try:
             # close_fds: only stdio reaches the sandbox. start_new_session (non-interactive): setsid, so no
             # controlling terminal (no TIOCSTI into the user's shell) and one process group to end at the close.
@@ -127,6 +134,7 @@ class SeatbeltBackend:
                 restore_signals=True,
             )
         except OSError as e:
+            watcher.close(0)
             raise RccError(f"cannot start {self.sandbox_exec}: {e}", code=ExitCode.DEPENDENCY) from e
         interactive = not plan.new_session
         # Interactive: the terminal sends Ctrl-C to its whole foreground group, the agent included; rcc stays.
@@ -162,6 +170,7 @@ class SeatbeltBackend:
                 _end(proc.pid, True, signal.SIGKILL)  # what it left behind in its process group
             if proxy is not None:
                 proxy.close()
+            watcher.close()
             for s, h in old.items():
                 signal.signal(s, h)
 

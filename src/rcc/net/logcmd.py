@@ -50,7 +50,7 @@ def render_table(records: Sequence[AuditRecord]) -> str:
                 r.time.replace("T", " ").rstrip("Z")[:19],
                 r.session[:12],
                 r.proto,
-                format_hostport(r.host, r.port),
+                r.host if r.proto == "seatbelt" else format_hostport(r.host, r.port),  # a path or an address
                 r.addr or "-",
                 r.decision,
                 _human_bytes(r.bytes_up),
