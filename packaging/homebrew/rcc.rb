@@ -1,4 +1,5 @@
-# Homebrew formula for rcc. NOT YET RUN WITH BREW: no Homebrew or macOS where it was written (docs/install.md).
+# Homebrew formula for rcc. NOT YET RUN WITH BREW: no Homebrew or macOS where it was written (docs/install.md);
+# the macOS release workflow (.github/workflows/macos.yml) installs the built package on macOS runners.
 # `url` and `sha256` are filled from the built sdist by packaging/homebrew/render.py at release time; the
 # all-zero checksum below makes an unrendered formula fail at download ("SHA256 mismatch"), never install.
 class Rcc < Formula
@@ -12,6 +13,8 @@ class Rcc < Formula
 
   depends_on "python@3.12"
 
+  # macOS: nothing more. The sandbox is /usr/bin/sandbox-exec (Seatbelt) and the optional firewall /sbin/pfctl,
+  # both part of macOS; no Linux-only tool is installed there.
   on_linux do
     # rcc's default sandbox; Homebrew's copy is used unless a system /usr/bin/bwrap comes first on PATH
     # (Ubuntu's AppArmor allows only that one to create user namespaces: `rcc doctor` says which is used).
@@ -26,7 +29,8 @@ class Rcc < Formula
   def caveats
     <<~EOS
       Run `rcc setup`, then `rcc doctor`.
-      On macOS rcc has no native sandbox backend: use `--backend podman` (or docker) with a running engine.
+      On macOS rcc sandboxes with Seatbelt (/usr/bin/sandbox-exec, part of macOS): see docs/macos.md for what it
+      guarantees and where it differs from Linux.
       The optional kernel firewall needs root: sudo "$(command -v rcc)" setup --firewall
     EOS
   end
@@ -38,5 +42,8 @@ class Rcc < Formula
     (testpath/"project").mkpath
     plan = shell_output("#{bin}/rcc run --project #{testpath}/project --no-network --dry-run -- true")
     assert_match "\"argv\"", plan
+    # The macOS profile, rendered on either OS (nothing runs): Seatbelt's deny-by-default base.
+    profile = shell_output("#{bin}/rcc run --project #{testpath}/project --backend seatbelt --dry-run -- true")
+    assert_match "(deny default", profile
   end
 end

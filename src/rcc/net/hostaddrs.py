@@ -1,4 +1,6 @@
-"""This host's own addresses, read from /proc (the reading thread's network namespace). Parsers are pure."""
+"""This host's own addresses, read from /proc (the reading thread's network namespace) on Linux and from
+`/sbin/ifconfig -a` on macOS (no /proc there; the seatbelt backend's proxy runs in the host's own network).
+Parsers are pure."""
 
 from __future__ import annotations
 
@@ -33,10 +35,42 @@ def parse_if_inet6(text: str) -> set[ipaddress.IPv6Address]:
     return out
 
 
+def parse_ifconfig(text: str) -> set[IPAddress]:
+    """macOS `ifconfig -a`: lines `inet 192.0.2.7 netmask ...` and `inet6 fe80::1%lo0 prefixlen ...`."""
+    out: set[IPAddress] = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in ("inet", "inet6"):
+            with contextlib.suppress(ValueError):
+                out.add(ipaddress.ip_address(parts[1].split("%")[0]))
+    return out
+
+
+IFCONFIG = "/sbin/ifconfig"
+
+
+def _macos_addresses() -> frozenset[IPAddress]:
+    """Raises OSError when ifconfig cannot run or fails (fail closed, as for /proc below)."""
+    import subprocess
+
+    try:
+        r = subprocess.run([IFCONFIG, "-a"], capture_output=True, text=True, timeout=10, check=False)
+    except subprocess.TimeoutExpired as e:
+        raise OSError(f"{IFCONFIG} timed out") from e
+    addrs = parse_ifconfig(r.stdout)
+    if r.returncode != 0 or not addrs:
+        raise OSError(f"{IFCONFIG} -a failed (exit {r.returncode})")
+    return frozenset(addrs)
+
+
 def host_addresses() -> frozenset[IPAddress]:
     """Raises OSError when the IPv4 table cannot be read (e.g. EMFILE: a sandbox that filled the proxy's
     descriptor table must not get an empty set, which would switch the own-address guard off). A missing
     /proc/net/if_inet6 means IPv6 is disabled: no IPv6 addresses."""
+    import sys
+
+    if sys.platform == "darwin":
+        return _macos_addresses()
     with open("/proc/net/fib_trie", encoding="ascii", errors="replace") as f:
         addrs: set[IPAddress] = set(parse_fib_trie(f.read()))
     try:
