@@ -6,6 +6,7 @@ with a control test beside it showing the legitimate version still works. Real s
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import socket
 import ssl
@@ -274,6 +275,73 @@ def test_allowed_connection_flood_control_normal_sessions_are_recorded_one_by_on
     assert not [r for r in mine if "not recorded one by one" in r.reason]
     assert sorted(r.bytes_up for r in mine) == list(range(1, 201))
     assert all(r.decision == "allow" and r.bytes_down == r.bytes_up for r in mine)
+
+
+# ------------------------------------------------------------------------------------------ IPv6 carrying IPv4
+
+# A name the sandbox may reach, resolving (here through --resolve, as DNS could answer with an AAAA record) to an
+# IPv6 address that carries loopback or metadata inside: one route on this machine (sit0 for ::/96, a NAT64
+# gateway, a 6to4 or Teredo relay) and the connection lands there. The guards judge the embedded address.
+EMBEDDED = [
+    ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped
+    ("::127.0.0.1", "loopback"),  # IPv4-compatible
+    ("::ffff:0:127.0.0.1", "loopback"),  # IPv4-translated
+    ("64:ff9b::127.0.0.1", "loopback"),  # NAT64
+    ("64:ff9b::169.254.169.254", "cloud metadata"),
+    ("64:ff9b:1:7f00:0:100::", "loopback"),  # local-use NAT64, /48 format
+    ("2002:7f00:1::1", "loopback"),  # 6to4
+    ("2002:a9fe:a9fe::1", "cloud metadata"),
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"),  # Teredo
+    ("2001:db8::5efe:a9fe:a9fe", "cloud metadata"),  # ISATAP
+]
+
+
+@pytest.mark.parametrize(("spelling", "kind"), EMBEDDED)
+def test_ipv6_spelling_embedding_loopback_or_metadata_is_refused(start_proxy, echo_server, spelling, kind) -> None:  # type: ignore[no-untyped-def]
+    """Attack: reach the host's loopback services or the cloud metadata service through an allowed name whose
+    address is an IPv6 spelling of them. Only ::ffff: was unmapped; the rest were "ordinary IPv6 addresses"."""
+    rp = start_proxy([f"evil.test:{echo_server}"], resolve={"evil.test": spelling})
+    c, reply = connect_via(rp.port, f"evil.test:{echo_server}")
+    c.close()
+    assert reply.startswith(b"HTTP/1.1 403"), reply
+    assert f"{kind} address".encode() in reply
+    rec = rp.records(1)[0]
+    assert rec["decision"] == "deny" and kind in str(rec["reason"])
+    if spelling != "::ffff:127.0.0.1":  # the notice names the very address to allow, not the embedded one
+        assert any(f"--allow [{ipaddress.ip_address(spelling)}]:{echo_server}" in n for n in rp.notes), rp.notes
+
+
+def test_ipv6_spelling_control_mapped_loopback_allowed_by_its_address_works(start_proxy, echo_server) -> None:  # type: ignore[no-untyped-def]
+    """Control: the user allows 127.0.0.1 on that port (a dev server); a name resolving to its IPv4-mapped
+    spelling is judged as 127.0.0.1, so allowed, and carries data."""
+    rp = start_proxy([f"dev.test:{echo_server}", f"127.0.0.1:{echo_server}"], resolve={"dev.test": "::ffff:127.0.0.1"})
+    c, reply = connect_via(rp.port, f"dev.test:{echo_server}")
+    with c:
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+        c.sendall(b"v4")
+        assert c.recv(2) == b"v4"
+    assert rp.records(1)[0]["addr"] == "127.0.0.1"
+
+
+def test_ipv6_spelling_control_ipv6_loopback_literal_still_refused_and_allowed_by_rule(start_proxy) -> None:  # type: ignore[no-untyped-def]
+    """Control: an IPv6 service on ::1 is reached when ::1 itself is allowed, and refused by name otherwise."""
+    lsock = socket.socket(socket.AF_INET6)
+    try:
+        lsock.bind(("::1", 0))
+    except OSError as e:
+        lsock.close()
+        pytest.skip(f"no ::1 here: {e}")
+    with lsock:
+        lsock.listen(8)
+        port = lsock.getsockname()[1]
+        rp = start_proxy([f"v6.test:{port}", f"[::1]:{port}"], resolve={"v6.test": "::1"})
+        c, reply = connect_via(rp.port, f"v6.test:{port}")
+        c.close()
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+        rp2 = start_proxy([f"v6.test:{port}"], resolve={"v6.test": "::1"})
+        c, reply = connect_via(rp2.port, f"v6.test:{port}")
+        c.close()
+        assert reply.startswith(b"HTTP/1.1 403") and b"loopback address ::1" in reply, reply
 
 
 # ------------------------------------------------------------------------------------------ slow handshakes

@@ -282,3 +282,85 @@ def test_normalize_host_rejects() -> None:
     for bad in ("", ".", "a..b", "-a.com", "a" * 64 + ".com", "x" * 250 + ".com", "a b", "exa\x00mple.com"):
         with pytest.raises(HostError):
             normalize_host(bad)
+
+
+# ------------------------------------------------------------------------------------------------ IPv6 carrying IPv4
+
+# (spelling, the IPv4 address it carries, its kind): every IPv6 form that embeds an IPv4 address, pointing at
+# what is never a destination by name. Judged by the embedded address whatever routes this machine has.
+EMBEDDED_ATTACKS = [
+    ("::127.0.0.1", "127.0.0.1", "loopback"),  # IPv4-compatible (sit0 routes ::/96 to the IPv4 address)
+    ("::ffff:0:127.0.0.1", "127.0.0.1", "loopback"),  # IPv4-translated (SIIT)
+    ("64:ff9b::127.0.0.1", "127.0.0.1", "loopback"),  # NAT64 well-known prefix
+    ("64:ff9b::169.254.169.254", "169.254.169.254", "cloud metadata"),
+    ("64:ff9b::169.254.1.1", "169.254.1.1", "link-local"),
+    ("64:ff9b:1::7f00:1", "127.0.0.1", "loopback"),  # local-use NAT64, /96 inside 64:ff9b:1::/48
+    ("64:ff9b:1:7f00:0:100::", "127.0.0.1", "loopback"),  # local-use NAT64, /48 format (u octet skipped)
+    ("64:ff9b:1:a9:fe:a9fe::", "169.254.169.254", "cloud metadata"),  # local-use NAT64, /56 format
+    ("2002:7f00:1::1", "127.0.0.1", "loopback"),  # 6to4
+    ("2002:a9fe:a9fe::", "169.254.169.254", "cloud metadata"),
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "127.0.0.1", "loopback"),  # Teredo client (obfuscated)
+    ("2001:0:7f00:1::1", "127.0.0.1", "loopback"),  # Teredo server
+    ("2001:db8::5efe:7f00:1", "127.0.0.1", "loopback"),  # ISATAP interface identifier
+    ("2001:db8::200:5efe:a9fe:a9fe", "169.254.169.254", "cloud metadata"),  # ISATAP, u bit set
+    ("64:ff9b::0.0.0.0", "0.0.0.0", "unspecified"),
+]
+
+
+@pytest.mark.parametrize(("addr", "inner", "kind"), EMBEDDED_ATTACKS)
+def test_ipv6_embedding_a_forbidden_ipv4_address_is_refused(addr: str, inner: str, kind: str) -> None:
+    d = check_address(rules(["api.example.com"]), A(addr), 443)
+    assert not d.allowed
+    assert d.reason == f"resolves to {A(addr)}, which embeds {kind} address {inner}"
+    assert d.address == str(A(addr))
+
+
+@pytest.mark.parametrize("addr", ["::127.0.0.1", "64:ff9b::7f00:1", "2002:7f00:1::1"])
+def test_ipv6_embedding_the_hosts_own_address_is_refused(addr: str) -> None:
+    own = frozenset({A("192.0.2.2")})
+    v6 = A(addr.replace("7f00:1", "c000:202").replace("127.0.0.1", "192.0.2.2"))
+    assert not check_address(rules(["x.example"]), v6, 443, own).allowed
+    assert check_address(rules(["x.example"]), v6, 443).allowed  # control: not this host's address
+
+
+def test_ipv6_embedding_a_denied_ipv4_address_is_denied_by_that_rule() -> None:
+    r = rules(["x.example"], ["10.1.2.3"])
+    d = check_address(r, A("64:ff9b::10.1.2.3"), 443)
+    assert not d.allowed and d.rule == "10.1.2.3" and "embedded 10.1.2.3" in d.reason
+    assert not check_address(r, A("2002:a01:203::1"), 443).allowed
+    assert check_address(r, A("64:ff9b::10.1.2.4"), 443).allowed  # control: another private address
+
+
+@pytest.mark.parametrize(
+    "addr",
+    [
+        "2001:db8::1",  # ordinary IPv6
+        "64:ff9b::203.0.113.7",  # NAT64 of an ordinary address (how an IPv6-only network reaches IPv4 servers)
+        "64:ff9b:1::203.0.113.7",  # local-use NAT64, /96
+        "2002:cb00:7107::1",  # 6to4 of an ordinary address
+        "2001:0:cb00:7107:0:fbff:34ff:fffe",  # Teredo of ordinary addresses
+        "64:ff9b::10.0.0.1",  # private addresses are not refused (the same as 10.0.0.1 itself)
+        "fd00::1",
+    ],
+)
+def test_ipv6_embedding_an_ordinary_address_control_passes(addr: str) -> None:
+    assert check_address(rules(["api.example.com"]), A(addr), 443).allowed
+
+
+def test_ipv6_embedding_loopback_allowed_only_by_its_own_literal() -> None:
+    """Allowing 127.0.0.1:8080 (a dev server) does not allow ::127.0.0.1; allowing that literal does."""
+    assert not check_address(rules(["127.0.0.1:8080"]), A("::127.0.0.1"), 8080).allowed
+    assert check_address(rules(["[::127.0.0.1]:8080"]), A("::127.0.0.1"), 8080).allowed
+
+
+def test_embedded_ipv4_readings() -> None:
+    from rcc.net.hosts import embedded_ipv4
+
+    assert embedded_ipv4(A("::1")) == () and embedded_ipv4(A("::")) == () and embedded_ipv4(A("127.0.0.1")) == ()
+    assert embedded_ipv4(A("2001:db8::1")) == ()
+    assert embedded_ipv4(A("2001:0:4136:e378:8000:63bf:3fff:fdd2")) == (A("65.54.227.120"), A("192.0.2.45"))
+    # RFC 6052 §2.4 examples (192.0.2.33 under each prefix length), read as local-use prefixes here
+    assert A("192.0.2.33") in embedded_ipv4(A("64:ff9b:1:c000:2:2100::"))  # /48
+    assert A("192.0.2.33") in embedded_ipv4(A("64:ff9b:1:00c0:0:221::"))  # /56
+    assert A("192.0.2.33") in embedded_ipv4(A("64:ff9b:1:0:c0:2:2100::"))  # /64
+    assert embedded_ipv4(A("64:ff9b:1::192.0.2.33")) == (A("192.0.2.33"),)  # /96; 0.x readings of the padding skipped

@@ -6,7 +6,9 @@ Invariants:
 2. A host that *looks numeric* (its last label is a number, as in the WHATWG URL standard's "ends in a number")
    is an IPv4 literal or an error: `2130706433`, `0x7f.1`, `0177.0.0.1` and `127.1` all mean 127.0.0.1 to the
    C resolver, so they are judged as 127.0.0.1 here and never handed to DNS as "names".
-3. IPv4-mapped IPv6 (`::ffff:127.0.0.1`) is judged as the IPv4 address it denotes.
+3. IPv4-mapped IPv6 (`::ffff:127.0.0.1`) is judged as the IPv4 address it denotes. Other IPv6 forms that carry
+   an IPv4 address (IPv4-compatible, NAT64, 6to4, Teredo, ISATAP) stay IPv6 addresses, and embedded_ipv4()
+   names what they carry, for the address guards (rules.check_address) to judge too.
 4. Host and port are never split on ':' (IPv6); authority parsing lives in `split_authority()`.
 """
 
@@ -38,6 +40,57 @@ def unmap(addr: IPAddress) -> IPAddress:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return addr.ipv4_mapped
     return addr
+
+
+# IPv6 ranges that carry an IPv4 address inside them. A connection to one of these may reach the embedded IPv4
+# address (a sit0 tunnel for ::/96, a NAT64 gateway, a 6to4 or Teredo relay, an ISATAP router), depending only on
+# routes this machine or its network happen to have: so such an address is judged by what it embeds, too.
+_V4_COMPAT = ipaddress.IPv6Network("::/96")  # IPv4-compatible, RFC 4291 §2.5.5.1 (deprecated, sit0 still routes it)
+_V4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # IPv4-translated, RFC 2765 §2.1 (SIIT)
+_NAT64_WKP = ipaddress.IPv6Network("64:ff9b::/96")  # NAT64 well-known prefix, RFC 6052 §2.1
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # local-use NAT64 prefix, RFC 8215: any length >= /48
+_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")  # 6to4, RFC 3056
+_TEREDO = ipaddress.IPv6Network("2001::/32")  # Teredo, RFC 4380
+_ISATAP_IID = 0x00005EFE  # ISATAP interface identifier ::0:5efe:a.b.c.d (u/g bits may be set), RFC 5214 §6.1
+
+
+def _rfc6052(value: int, prefix_len: int) -> ipaddress.IPv4Address:
+    """The IPv4 address in an RFC 6052 §2.2 IPv4-embedded IPv6 address with a prefix of `prefix_len` bits:
+    the 32 bits follow the prefix, skipping bits 64-71 (the "u" octet)."""
+    bits = f"{value:0128b}"
+    if prefix_len >= 64:
+        start = 72 if prefix_len == 64 else prefix_len
+        v4 = bits[start : start + 32]
+    else:
+        v4 = bits[prefix_len:64] + bits[72 : 72 + 32 - (64 - prefix_len)]
+    return ipaddress.IPv4Address(int(v4, 2))
+
+
+def embedded_ipv4(addr: IPAddress) -> tuple[ipaddress.IPv4Address, ...]:
+    """Every IPv4 address an IPv6 address may carry (several when its format is ambiguous), else ()."""
+    if not isinstance(addr, ipaddress.IPv6Address):
+        return ()
+    v = int(addr)
+    low = ipaddress.IPv4Address(v & 0xFFFFFFFF)
+    out: list[ipaddress.IPv4Address] = []
+    if addr.ipv4_mapped is not None:
+        out.append(addr.ipv4_mapped)
+    if addr in _V4_COMPAT and v > 1:  # not :: or ::1, which are themselves (unspecified, loopback)
+        out.append(low)
+    if addr in _V4_TRANSLATED or addr in _NAT64_WKP:
+        out.append(low)
+    if addr in _NAT64_LOCAL:
+        # The prefix length in use is not in the address: judge every reading. Readings in 0.0.0.0/8 are what the
+        # zero padding of another length looks like, not an address anyone meant; skipping them keeps ordinary
+        # local-use NAT64 addresses usable (an unambiguous 0.x.y.z, e.g. ::0.0.0.5 or 64:ff9b::5, is still judged).
+        out.extend(a for a in (_rfc6052(v, n) for n in (48, 56, 64, 96)) if int(a) >> 24 != 0)
+    if addr.sixtofour is not None:
+        out.append(addr.sixtofour)
+    if addr.teredo is not None:
+        out.extend(addr.teredo)  # (server, client)
+    if (v >> 32) & 0xFCFFFFFF == _ISATAP_IID:
+        out.append(low)
+    return tuple(dict.fromkeys(out))
 
 
 def parse_ipv4_loose(text: str) -> ipaddress.IPv4Address:

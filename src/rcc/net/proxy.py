@@ -136,7 +136,7 @@ def denial_message(host: str, port: int, decision: Decision) -> str:
     if decision.rule:
         return f"rcc: denied {hp} ({reason}) — remove it from network.deny / --deny to allow it"
     if decision.reason.startswith("resolves to"):
-        addr = decision.reason.rsplit(" ", 1)[-1]
+        addr = decision.address or decision.reason.rsplit(" ", 1)[-1]
         return (
             f"rcc: denied {hp} ({reason}) — allow that address itself with "
             f"--allow {printable(suggest_allow(addr, port))} if you mean it"

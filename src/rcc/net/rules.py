@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from rcc.net.hosts import Host, HostError, IPAddress, normalize_host, normalize_name, unmap
+from rcc.net.hosts import Host, HostError, IPAddress, embedded_ipv4, normalize_host, normalize_name, unmap
 
 DEFAULT_ALLOW_PORTS: tuple[int, ...] = (80, 443)
 
@@ -214,6 +214,7 @@ class Decision:
     allowed: bool
     rule: str | None  # the rule text that decided, or None (no rule matched / invalid input)
     reason: str  # short, for the wire header, the audit log and the stderr line
+    address: str = ""  # check_address(): the address judged (what --allow would have to name)
 
 
 def _err(text: str, problem: str) -> RuleError:
@@ -361,8 +362,27 @@ _THIS_NET = ipaddress.ip_network("0.0.0.0/8")  # Linux connects 0.x.y.z to the l
 
 
 def forbidden_kind(addr: IPAddress, host_addresses: frozenset[IPAddress] = frozenset()) -> str | None:
-    """Why an address is never a destination by name (or None when it is an ordinary address)."""
-    a = unmap(addr)
+    """Why an address is never a destination by name (or None when it is an ordinary address). An IPv6 address
+    that carries an IPv4 address (NAT64, 6to4, Teredo, IPv4-compatible, ISATAP: hosts.embedded_ipv4) is judged
+    by each address it carries too, whatever routes this machine has: one route (a sit0 tunnel, a NAT64
+    gateway) is all it takes for `::127.0.0.1` or `64:ff9b::a9fe:a9fe` to reach loopback or metadata."""
+    found = _forbidden(unmap(addr), host_addresses)
+    return None if found is None else found[0]
+
+
+def _forbidden(a: IPAddress, host_addresses: frozenset[IPAddress]) -> tuple[str, IPAddress] | None:
+    """(kind, the address that has it: `a` itself or an IPv4 address it carries) or None."""
+    kind = _forbidden_kind(a, host_addresses)
+    if kind is not None:
+        return kind, a
+    for e in embedded_ipv4(a):
+        inner = _forbidden_kind(e, host_addresses)
+        if inner is not None:
+            return inner, e
+    return None
+
+
+def _forbidden_kind(a: IPAddress, host_addresses: frozenset[IPAddress]) -> str | None:
     if a in METADATA_ADDRESSES:
         return "cloud metadata"
     if a.is_loopback:
@@ -387,16 +407,22 @@ def check_address(
     of address (loopback, link-local, metadata, unspecified, multicast, the host's own) is refused unless that
     literal address is itself allowed on this port."""
     a = unmap(addr)
+    carried = embedded_ipv4(a)
     for r in rules.deny:
-        if r.kind == "ip" and r.matches(a, port, None):
-            return Decision(False, r.origin, f"{a} denied by rule {r.origin}")
-    kind = forbidden_kind(a, host_addresses)
-    if kind is None:
-        return Decision(True, None, "ordinary address")
-    for r in rules.allow:
+        if r.kind == "ip":
+            for x in (a, *carried):  # `deny 10.1.2.3` also stops 64:ff9b::a01:203
+                if r.matches(x, port, None):
+                    via = "" if x == a else f" (embedded {x})"
+                    return Decision(False, r.origin, f"{a}{via} denied by rule {r.origin}", str(a))
+    found = _forbidden(a, host_addresses)
+    if found is None:
+        return Decision(True, None, "ordinary address", str(a))
+    kind, has = found
+    what = f"{kind} address {a}" if has == a else f"{a}, which embeds {kind} address {has}"
+    for r in rules.allow:  # only the very address allows it: `allow 127.0.0.1:8080` does not allow ::127.0.0.1
         if r.kind == "ip" and r.matches(a, port, DEFAULT_ALLOW_PORTS):
-            return Decision(True, r.origin, f"{kind} address {a} allowed by rule {r.origin}")
-    return Decision(False, None, f"resolves to {kind} address {a}")
+            return Decision(True, r.origin, f"{what} allowed by rule {r.origin}", str(a))
+    return Decision(False, None, f"resolves to {what}", str(a))
 
 
 def suggest_allow(host: str | Host, port: int) -> str:
