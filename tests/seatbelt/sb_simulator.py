@@ -14,7 +14,9 @@ checks the real thing):
 5. `(remote ip "localhost:N")` matches a connection to 127.0.0.1:N or [::1]:N (not ::ffff:127.0.0.1, not
    any other address), `*` as host matches any address and as port any port. `(remote unix-socket ...)` is
    never produced by rcc; a unix socket connect is the operation network-outbound with a `unix:` object.
-6. `(global-name N)` matches a mach-lookup of N; `(target same-sandbox)` matches a signal/process-info aimed
+6. `(local ip "localhost:N")` on network-bind / network-inbound matches the LOCAL address 127.0.0.1:N or
+   [::1]:N (Request.addr holds it for those operations).
+7. `(global-name N)` matches a mach-lookup of N; `(target same-sandbox)` matches a signal/process-info aimed
    at a process in this sandbox.
 Known difference this simulator does NOT model: srt reports that on a real Mac a specific
 `(deny file-write-unlink ...)` is not overridden by a later broader allow; rcc's profiles put every deny after
@@ -75,6 +77,13 @@ def _filter_matches(f: object, req: Request) -> bool:
         assert isinstance(f[1], Regex)
         return bool(req.path) and re.search(f[1], req.path) is not None
     if name == "remote":
+        if f[1] != "ip" or not req.addr or req.addr.startswith("unix:"):
+            return False
+        host, port = _split_addr(str(f[2]))
+        rhost, rport = _split_addr(req.addr)
+        host_ok = host == "*" or (host == "localhost" and rhost in ("127.0.0.1", "::1"))
+        return host_ok and (port == "*" or port == rport)
+    if name == "local":  # network-bind / network-inbound: req.addr is the local address
         if f[1] != "ip" or not req.addr or req.addr.startswith("unix:"):
             return False
         host, port = _split_addr(str(f[2]))

@@ -37,6 +37,8 @@ KNOWN_OPS = frozenset(
         "file-write-unlink",
         "file-ioctl",
         "network-outbound",
+        "network-bind",
+        "network-inbound",
         "lsopen",
         "appleevent-send",
     }
@@ -44,7 +46,18 @@ KNOWN_OPS = frozenset(
 # Never allowed: each runs code outside the sandbox (opens an app through LaunchServices, scripts another app).
 FORBIDDEN_ALLOW = frozenset({"lsopen", "appleevent-send", "default"})
 KNOWN_FILTERS = frozenset(
-    {"literal", "subpath", "regex", "require-all", "require-any", "require-not", "remote", "global-name", "target"}
+    {
+        "literal",
+        "subpath",
+        "regex",
+        "require-all",
+        "require-any",
+        "require-not",
+        "remote",
+        "local",
+        "global-name",
+        "target",
+    }
 )
 # Services that must never be reachable (keychain, LaunchServices, preferences, trust store).
 FORBIDDEN_MACH = frozenset(
@@ -211,6 +224,11 @@ def _check_filter(rule: Rule, f: object, problems: list[str]) -> None:
                 problems.append(f"allows every host: {addr!r}")
         else:
             problems.append(f"rcc allows no unix socket: {f!r}")
+    elif name == "local":
+        if "network-outbound" in rule.ops or not set(rule.ops) <= {"network-bind", "network-inbound"}:
+            problems.append(f"a (local ip) filter only on network-bind/network-inbound: {rule.ops}")
+        if len(f) != 3 or f[1] != "ip" or not re.fullmatch(r"localhost:[0-9]+", str(f[2])):
+            problems.append(f"local ip must be localhost:PORT: {f!r}")
     elif name == "global-name":
         if len(f) != 2 or not isinstance(f[1], Str):
             problems.append(f"bad global-name {f!r}")
@@ -247,12 +265,9 @@ def check(text: str) -> list[str]:
                 problems.append(f"allows {op}")
         if r.action == "allow" and "mach-lookup" in r.ops and not r.filters:
             problems.append("allows every mach service")
-        if "network-outbound" in r.ops and r.action == "allow":
-            if not r.filters:
-                problems.append("allows all outbound network")
-            for f in r.filters:
-                if isinstance(f, list) and f and f[0] == "local":
-                    problems.append("a (local ip) filter on outbound matches every connection")
+        network = {"network-outbound", "network-bind", "network-inbound"}
+        if r.action == "allow" and set(r.ops) & network and not r.filters:
+            problems.append("allows all network of a kind")
         for f in r.filters:
             _check_filter(r, f, problems)
     return problems

@@ -44,7 +44,8 @@ class Mac:
         }
 
     def run(self, script: str, *, network: bool = False, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "rcc", "run", *([] if network else ["--no-network"])]
+        # the test's Python (a runner keeps it under /Users, which the sandbox denies) is named like a toolchain
+        argv = [sys.executable, "-m", "rcc", "run", "--ro", sys.base_prefix, *([] if network else ["--no-network"])]
         argv += ["--project", str(self.project), "--", "/bin/sh", "-c", script]
         return subprocess.run(
             argv, env=self.env, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL

@@ -58,8 +58,10 @@ def test_structural_check_catches_what_it_claims() -> None:
         "(allow process-exec (with no-sandbox))": "no-sandbox",
         '(allow network-outbound (remote ip "127.0.0.1:*"))': "localhost or *",
         '(allow network-outbound (remote ip "*:*"))': "allows every host",
-        "(allow network-outbound)": "allows all outbound",
-        '(allow network-outbound (local ip "localhost:*"))': "unknown filter local",
+        "(allow network-outbound)": "allows all network",
+        "(allow network-bind)": "allows all network",
+        '(allow network-outbound (local ip "localhost:*"))': "only on network-bind",
+        '(allow network-bind (local ip "*:8080"))': "local ip must be localhost",
         '(allow mach-lookup (global-name "com.apple.SecurityServer"))': "forbidden mach",
         "(allow mach-lookup)": "every mach service",
         '(allow file-read* (regex #"[unclosed"))': "does not compile",
@@ -165,3 +167,28 @@ def test_agent_state_reaches_the_private_home_through_links_and_env() -> None:
     assert env["HOME"] == lay.home and env["TMPDIR"] == lay.tmp + "/"
     assert "AWS_SECRET_ACCESS_KEY" not in env
     assert not any(v.startswith(sb_world.HOME + "/") and "/.local/state/rcc/" not in v for v in env.values())
+
+
+def test_publish_and_host_services() -> None:
+    """--publish PORT: the sandbox's server may bind and accept on the host's loopback at PORT only;
+    --host-service PORT: that host loopback port is reachable. Anything Seatbelt cannot express is refused."""
+    from sb_simulator import Profile, Request
+
+    from rcc.plan import Publish
+
+    p = sb_world.plan("default")
+    p = replace(p, net=replace(p.net, publish=(Publish("127.0.0.1", 8080, 8080),), host_services=(5432,)))
+    text = render_profile(p, sb_world.layout(p))
+    assert sbpl.check(text) == []
+    prof = Profile(text)
+    assert prof.allows(Request("network-bind", addr="127.0.0.1:8080"))
+    assert prof.allows(Request("network-inbound", addr="127.0.0.1:8080"))
+    assert not prof.allows(Request("network-bind", addr="0.0.0.0:8080"))
+    assert not prof.allows(Request("network-bind", addr="127.0.0.1:8081"))
+    assert not prof.allows(Request("network-outbound", addr="127.0.0.1:8080"))  # binding is not connecting
+    assert prof.allows(Request("network-outbound", addr="127.0.0.1:5432"))
+    assert not prof.allows(Request("network-outbound", addr="127.0.0.1:5433"))
+    for bad in (Publish("0.0.0.0", 8080, 8080), Publish("127.0.0.1", 8080, 80)):
+        with pytest.raises(RccError) as e:
+            render_profile(replace(p, net=replace(p.net, publish=(bad,))), sb_world.layout(p))
+        assert e.value.code == ExitCode.CONFIG

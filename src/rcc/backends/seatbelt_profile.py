@@ -329,7 +329,21 @@ def render_profile(plan: Plan, layout: Layout) -> str:
     if layout.proxy_port:
         out.append(f'(allow network-outbound (remote ip "localhost:{layout.proxy_port}"))')
     else:
-        out.append(";; none (network.mode = none)")
+        out.append(";; no proxy (network.mode = none)")
+    for port in plan.net.host_services:
+        out.append(f'(allow network-outbound (remote ip "localhost:{port}"))  ; --host-service {port}')
+    for pub in plan.net.publish:
+        # The sandbox shares the host's network: its server listens on the host's loopback itself, so the port
+        # is the same on both sides and nothing but loopback may be bound. `(local ip)` only ever on bind and
+        # inbound: on outbound it would match every connection (sandbox-runtime's exfiltration bug).
+        if pub.host not in ("127.0.0.1", "::1") or pub.host_port != pub.port:
+            raise RccError(
+                f"--publish {pub.host}:{pub.host_port}:{pub.port} cannot be expressed with Seatbelt",
+                hint="on macOS the sandbox's server listens on the host's loopback itself: publish PORT "
+                "(the same port on both sides, 127.0.0.1 only)",
+                code=ExitCode.CONFIG,
+            )
+        out.append(f'(allow network-bind network-inbound (local ip "localhost:{pub.port}"))  ; --publish {pub.port}')
     out += [
         "",
         ";; never: opening apps or sending Apple events runs code outside the sandbox",
