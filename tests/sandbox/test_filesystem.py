@@ -11,11 +11,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from escape_world import PRIVATE, SECRETS, World
 
+from escape_world import PRIVATE, SECRETS, World
 from rcctest import is_root, require
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.backends("bwrap", why="not yet migrated into the cross-backend catalogue (issue 12 §5)"),
+]
 
 
 def test_read_home_secrets_is_blocked(world: World) -> None:
@@ -239,7 +242,7 @@ def test_home_as_project_is_refused(world: World) -> None:
     assert ".ssh" not in res.stdout
 
 
-@pytest.mark.parametrize("world", ["root"], indirect=True)
+@pytest.mark.backends("bwrap-root", why="root's real home is /root; the other worlds are not root on bwrap")
 def test_root_runs_with_its_real_home_treated_like_any_home(world: World) -> None:
     """`/root` is hidden from everyone else, but when root runs rcc with HOME=/root it is root's private home."""
     res = world.rcc(

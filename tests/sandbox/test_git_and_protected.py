@@ -10,9 +10,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from escape_world import World
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.backends("bwrap", why="not yet migrated into the cross-backend catalogue (issue 12 §5)"),
+]
 
 HOOK = "#!/bin/sh\necho PWNED-BY-HOOK >&2\ntouch {flag}\n"
 

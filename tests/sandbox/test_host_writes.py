@@ -9,9 +9,11 @@ import os
 from pathlib import Path
 
 import pytest
+
 from escape_world import World
 
-pytestmark = pytest.mark.sandbox
+ONLY_BWRAP = "bwrap's devices dir and session locks; the container cases: tests/container/test_host_writes_container.py"
+pytestmark = [pytest.mark.sandbox, pytest.mark.backends("bwrap", why=ONLY_BWRAP)]
 
 UNSAFE_PATH = 73
 

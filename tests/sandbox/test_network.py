@@ -9,12 +9,16 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from escape_world import World
 
+from escape_world import World
 from rcctest import is_root, require
 from testhosts import TestHost, test_host
 
-pytestmark = [pytest.mark.sandbox, pytest.mark.netns]
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.netns,
+    pytest.mark.backends("bwrap", why="not yet migrated into the cross-backend catalogue (issue 12 §5)"),
+]
 
 CONNECT = """
 import socket, sys

@@ -9,11 +9,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from escape_world import World
 
+from escape_world import World
 from rcctest import require
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.backends("bwrap", why="not yet migrated into the cross-backend catalogue (issue 12 §5)"),
+]
 
 
 def _flag(world: World) -> Path:

@@ -7,9 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
+
 from escape_world import World
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.backends("bwrap", why="not yet migrated into the cross-backend catalogue (issue 12 §5)"),
+]
 
 
 def _plant(world: World, name: str, target: str) -> None:
