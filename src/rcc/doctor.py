@@ -66,6 +66,7 @@ class Facts:
     firewall_loaded: Literal["current", "stale", "absent", "unknown"] = "unknown"  # unknown: needs root
     firewall_counters: tuple[tuple[str, int], ...] = ()
     nix_runtime_path: tuple[str, ...] = ()  # RCC_NIX_RUNTIME_PATH: the Nix package's tool directories
+    os_version: str = ""  # macOS: platform.mac_ver() ("15.1"); "" elsewhere
     rcc: str = "rcc"  # how a `sudo ...` fix names this rcc (setup.self_command: a path where sudo would not find it)
 
     def which(self, name: str) -> str:
@@ -495,8 +496,31 @@ def _firewall_checks(f: Facts) -> list[Check]:
     return [Check("firewall", "warn", "the loaded table differs from the installed ruleset", why, fix)]
 
 
+def _macos_version() -> str:
+    import platform
+
+    return platform.mac_ver()[0]
+
+
+# The macOS releases the release workflow runs the real escape suite on (.github/workflows/macos.yml).
+MACOS_TESTED = ("14", "15")
+
+
 def _macos_checks(f: Facts) -> list[Check]:
     out = []
+    why_os = "rcc's Seatbelt profile is checked under the real sandbox-exec on macOS " + " and ".join(MACOS_TESTED)
+    major = f.os_version.split(".")[0]
+    out.append(
+        Check(
+            "macos",
+            "ok" if major in MACOS_TESTED else "warn",
+            f"macOS {f.os_version or '(unknown version)'}",
+            why_os,
+            "" if major in MACOS_TESTED else "run `rcc run --dry-run -- true` and the release checks in docs/macos.md",
+        )
+    )
+    if f.backend != "seatbelt":
+        out.append(Check("backend", "info", f"backend = {f.backend!r} (Seatbelt is the default on macOS)", why_os))
     why = "sandbox-exec (Seatbelt) is rcc's sandbox on macOS (the seatbelt backend runs /usr/bin/sandbox-exec)"
     if f.which("sandbox-exec") == "/usr/bin/sandbox-exec":
         out.append(Check("sandbox-exec", "ok", "/usr/bin/sandbox-exec", why, required=True))
@@ -818,6 +842,7 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, ro
         nix_runtime_path=tuple(d for d in env.get("RCC_NIX_RUNTIME_PATH", "").split(":") if d),
         rcc=self_command(env),
         system=system,
+        os_version=_macos_version() if system == "darwin" else "",
         distro=distro,
         distro_like=like,
         euid=euid,
