@@ -26,6 +26,8 @@ KNOWN_OPS = frozenset(
         "signal",
         "sysctl-read",
         "ipc-posix-sem",
+        "mach-host*",
+        "file-link",
         "pseudo-tty",
         "mach-lookup",
         "file-read*",
@@ -44,7 +46,7 @@ KNOWN_OPS = frozenset(
     }
 )
 # Never allowed: each runs code outside the sandbox (opens an app through LaunchServices, scripts another app).
-FORBIDDEN_ALLOW = frozenset({"lsopen", "appleevent-send", "default"})
+FORBIDDEN_ALLOW = frozenset({"lsopen", "appleevent-send", "default", "file-link"})  # file-link: hard-link aliases
 KNOWN_FILTERS = frozenset(
     {
         "literal",

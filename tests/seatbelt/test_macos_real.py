@@ -65,6 +65,7 @@ def attacks(m: Mac) -> dict[str, str]:
         "read_home_file": f"cat {h}/notes.txt",
         "list_home": f"ls {h}",
         "list_users": "ls /Users",
+        "hard_link_secret_into_project": f"ln {h}/.ssh/id_rsa {p}/src/alias && cat {p}/src/alias",
         "read_rcc_state": f"cat {state}/trust.json",
         "list_rcc_state": f"ls {state}",
         "write_outside_project": f"touch {h}/evil",

@@ -55,6 +55,7 @@ def test_structural_check_catches_what_it_claims() -> None:
     bad = {
         "(allow lsopen)": "allows lsopen",
         "(allow appleevent-send)": "allows appleevent-send",
+        '(allow file-link (subpath "/Users/u/proj"))': "allows file-link",
         "(allow process-exec (with no-sandbox))": "no-sandbox",
         '(allow network-outbound (remote ip "127.0.0.1:*"))': "localhost or *",
         '(allow network-outbound (remote ip "*:*"))': "allows every host",

@@ -75,6 +75,10 @@ def file_attacks() -> list[tuple[str, Request]]:
         ("replace_parent_with_symlink", Request("file-write-create", f"{P}/.claude")),  # `ln -s x .claude`
         ("gemini_dir_rename", Request("file-write-unlink", f"{P}/.gemini")),
         ("secret_inside_writable_parent", Request("file-write-unlink", f"{P}/.git/hooks")),
+        # `ln ~/.ssh/id_rsa proj/x`, then read proj/x: Seatbelt matches paths, not inodes
+        ("hard_link_secret_into_project", Request("file-link", f"{HOME}/.ssh/id_rsa")),
+        ("hard_link_secret_into_project", Request("file-link", f"{P}/x")),
+        ("hard_link_hook_alias", Request("file-link", f"{P}/.git/hooks/pre-commit")),
     ]
     for rel in DEFAULT_PROTECTED:  # test_protected_paths_cannot_be_created / _existing_..._cannot_be_modified
         a.append(("protected_path_create", Request("file-write-create", f"{P}/{rel}")))

@@ -237,8 +237,10 @@ def render_profile(plan: Plan, layout: Layout) -> str:
         "(allow signal (target same-sandbox))",
         "(allow process-info* (target same-sandbox))",
         "(allow sysctl-read)",
-        "(allow ipc-posix-sem)",
+        "(allow ipc-posix-sem)  ; Python multiprocessing's locks",
+        "(allow mach-host*)  ; host_processor_info: Node's os.cpus() (Claude Code, Gemini CLI)",
         "(allow pseudo-tty)",
+        ";; never allowed: file-link (a hard link to a denied file would be readable at an allowed path)",
     ]
     for name, why in MACH_SERVICES:
         out.append(f"(allow mach-lookup (global-name {quote(name)}))  ; {why}")
