@@ -296,3 +296,12 @@ def test_proxy_listens_on_host_loopback_at_the_port_the_profile_allows(world: Wo
     assert f'(allow network-outbound (remote ip "localhost:{port}"))' in str(rec["profile"])
     with socket.socket() as s:  # the session's proxy is closed with the session
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_sandbox_exec_override_is_ignored_on_macos() -> None:
+    """On a Mac no environment variable (a project's .envrc, say) can replace /usr/bin/sandbox-exec."""
+    from rcc.backends.seatbelt import SANDBOX_EXEC, SeatbeltBackend
+
+    assert SeatbeltBackend({"RCC_SANDBOX_EXEC": "/tmp/fake"}, platform="darwin").sandbox_exec == SANDBOX_EXEC
+    assert SeatbeltBackend({"RCC_SANDBOX_EXEC": "/tmp/fake"}, platform="linux").sandbox_exec == "/tmp/fake"
+    assert SeatbeltBackend({}, platform="linux").problems()[0].code == 69

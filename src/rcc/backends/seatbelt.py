@@ -10,7 +10,9 @@ Invariants:
    kernel); connections made before the proxy thread runs wait in the listener's backlog. If the proxy cannot
    be set up, the command does not start.
 4. sandbox-exec is named by its absolute path (/usr/bin/sandbox-exec): a `sandbox-exec` earlier on PATH is
-   never run. RCC_SANDBOX_EXEC (an absolute path) replaces it for tests on Linux, where no Seatbelt exists.
+   never run. RCC_SANDBOX_EXEC (an absolute path) replaces it for tests on Linux, where no Seatbelt exists; on
+   macOS it is ignored, so no environment variable (a project's .envrc, say) can swap the sandbox for a
+   program that does not sandbox.
 5. No descriptor but stdio reaches the sandbox (an inherited directory descriptor bypasses path rules).
 """
 
@@ -37,16 +39,16 @@ class SeatbeltBackend:
 
     def __init__(self, env: Mapping[str, str] | None = None, platform: str = sys.platform) -> None:
         self.env = dict(os.environ if env is None else env)
-        override = self.env.get("RCC_SANDBOX_EXEC", "")
-        self.sandbox_exec = override if override else SANDBOX_EXEC
         self.platform = platform
+        override = self.env.get("RCC_SANDBOX_EXEC", "") if platform != "darwin" else ""
+        self.sandbox_exec = override or SANDBOX_EXEC
 
     def problems(self) -> list[Problem]:
         if not os.path.isabs(self.sandbox_exec):
             return [
                 Problem(f"RCC_SANDBOX_EXEC must be an absolute path, got {self.sandbox_exec!r}", "", ExitCode.CONFIG)
             ]
-        if self.platform != "darwin" and "RCC_SANDBOX_EXEC" not in self.env:
+        if self.platform != "darwin" and self.sandbox_exec == SANDBOX_EXEC:
             return [
                 Problem(
                     "the seatbelt backend runs only on macOS",

@@ -11,7 +11,8 @@ Invariants:
    as a path; every string is printed through rcc.net.hosts.printable (it can come from the sandbox).
 2. If `log` cannot run, the session still runs (the sandbox does not depend on it) and rcc says once that
    denials are not recorded.
-3. /usr/bin/log by its absolute path; RCC_MACOS_LOG (absolute) replaces it for tests on Linux.
+3. /usr/bin/log by its absolute path; RCC_MACOS_LOG (absolute) replaces it for tests on Linux (the backend
+   does not pass it on macOS).
 """
 
 from __future__ import annotations
