@@ -28,6 +28,7 @@ from rcc.plan import (
     Placeholder,
     Plan,
     Publish,
+    ResourceLimits,
     Special,
     Symlink,
     Tmpfs,
@@ -301,6 +302,9 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
         from rcc import paths
 
         devices_dir = os.path.join(paths.state_dir(facts.env), "devices", session_id or "session")
+    limits = _limits(policy, facts)
+    if limits.tmp:  # every private writable tmpfs gets the size (a /tmp filler stops there, not at the host's RAM)
+        mounts = [replace(m, size=limits.tmp) if isinstance(m, Tmpfs) and not m.read_only else m for m in mounts]
     return Plan(
         argv=session.argv,
         cwd=cwd,
@@ -320,6 +324,19 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
         dev_nodes=dev_nodes,
         devices_dir=devices_dir,
         hidden=tuple(dict.fromkeys(p for s in policy.filesystem.hide for p in (s, facts.info(s).real) if p)),
+        limits=limits,
+    )
+
+
+def _limits(policy: Policy, facts: HostFacts) -> ResourceLimits:
+    from rcc.limits import resolve_size
+
+    lim = policy.limits
+    return ResourceLimits(
+        memory=resolve_size(lim.memory, facts.memory_total),
+        processes=0 if lim.processes == "none" else int(lim.processes),
+        cpu=0.0 if lim.cpu == "none" else float(lim.cpu),
+        tmp=resolve_size(lim.tmp, facts.memory_total),
     )
 
 

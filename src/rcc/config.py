@@ -22,6 +22,7 @@ from rcc.policy import (
     DEFAULT_TOOLCHAINS,
     EnvironmentPolicy,
     FilesystemPolicy,
+    LimitsPolicy,
     NetworkPolicy,
     Policy,
 )
@@ -49,8 +50,13 @@ _SCHEMA: dict[str, tuple[str, bool]] = {
     "network.publish": ("publish", True),  # opens the sandbox to the host (or, with an address, the network)
     "network.host_services": ("ports", True),  # opens host services to the sandbox
     "container.image": ("image", True),
+    # A hostile project could lift the limits that keep the host alive: changing them needs trust.
+    "limits.memory": ("memsize", True),
+    "limits.processes": ("count", True),
+    "limits.cpu": ("cpus", True),
+    "limits.tmp": ("tmpsize", True),
 }
-_TABLES = ("filesystem", "environment", "network", "container")
+_TABLES = ("filesystem", "environment", "network", "container", "limits")
 
 
 def _is_env_name(n: str) -> bool:
@@ -272,6 +278,19 @@ def validate(key: str, value: Any, where: str, home: str | None = None) -> Any:
             except ValueError as e:
                 raise ConfigError(where, key, str(e)) from e
         return tuple(str(x) for x in value)
+    if kind in ("memsize", "tmpsize", "count", "cpus"):
+        from rcc import limits
+
+        try:
+            if kind == "memsize":
+                return limits.parse_size(value, "memory", limits.MIN_MEMORY)
+            if kind == "tmpsize":
+                return limits.parse_size(value, "tmp", limits.MIN_TMP)
+            if kind == "count":
+                return limits.parse_count(value, "processes")
+            return limits.parse_cpus(value, "cpu")
+        except ValueError as e:
+            raise ConfigError(where, key, str(e)) from e
     if kind == "ports":
         ok = isinstance(value, list) and all(type(x) is int and 1 <= x <= 65535 for x in value)
         if not ok:
@@ -326,6 +345,7 @@ def merge(layers: Sequence[Layer], home: str) -> Policy:
     use_default_toolchains = True
     env_set: dict[str, str] = {}
     resolve: dict[str, str] = {}
+    lim = LimitsPolicy()
     for layer in layers:
         for c in layer.contributions:
             k, v = c.key, c.value
@@ -357,6 +377,8 @@ def merge(layers: Sequence[Layer], home: str) -> Policy:
                 net = replace(net, deny=(*net.deny, *v))
             elif k == "network.resolve":
                 resolve.update(dict(v))
+            elif k.startswith("limits."):
+                lim = replace(lim, **{k.split(".")[1]: v})
             elif k == "network.publish":
                 net = replace(net, publish=(*net.publish, *v))
             elif k == "network.host_services":
@@ -380,7 +402,7 @@ def merge(layers: Sequence[Layer], home: str) -> Policy:
         publish=tuple(dict.fromkeys(net.publish)),
         host_services=tuple(dict.fromkeys(net.host_services)),
     )
-    return Policy(filesystem=fs, environment=env, network=net, backend=backend, container_image=image)  # type: ignore[arg-type]
+    return Policy(filesystem=fs, environment=env, network=net, limits=lim, backend=backend, container_image=image)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -478,7 +500,7 @@ def policy_command(argv: list[str]) -> int:
         return 0
     pol = asdict(eff.policy)
     out = []
-    for table in ("filesystem", "environment", "network"):
+    for table in ("filesystem", "environment", "network", "limits"):
         out.append(f"[{table}]")
         for k, v in pol[table].items():
             out.append(f"  {k} = {_show(tuple(map(_tup, v)) if isinstance(v, list) else v)}")

@@ -68,6 +68,10 @@ class Facts:
     nix_runtime_path: tuple[str, ...] = ()  # RCC_NIX_RUNTIME_PATH: the Nix package's tool directories
     os_version: str = ""  # macOS: platform.mac_ver() ("15.1"); "" elsewhere
     rcc: str = "rcc"  # how a `sudo ...` fix names this rcc (setup.self_command: a path where sudo would not find it)
+    # rcc.limits.enforcement() for bwrap sessions: limit -> how ("cgroup v1", "rlimit", "" not enforced), and the
+    # way to get the rest
+    limits: tuple[tuple[str, str], ...] = ()
+    limits_fix: str = ""
 
     def which(self, name: str) -> str:
         return dict(self.binaries).get(name, "")
@@ -187,8 +191,24 @@ def checks(f: Facts) -> list[Check]:
         _nft_check(f),
         _agents_check(f),
         _config_check(f),
+        _limits_check(f),
         *_firewall_checks(f),
     ]
+
+
+def _limits_check(f: Facts) -> Check:
+    why = "a runaway agent or test (fork bomb, memory leak, a /tmp filler) must not take the machine down"
+    if not f.limits:
+        return Check("resource limits", "info", "not checked", why)
+    how = dict(f.limits)
+    parts = [f"{k}: {v or 'not enforced'}" for k, v in f.limits]
+    missing = [k for k, v in f.limits if not v]
+    weak = [k for k, v in f.limits if "per process" in v]
+    status: Status = "ok" if not missing and not weak else "info"
+    summary = "; ".join(parts)
+    if how.get("memory", "").startswith("rlimit"):
+        summary += " (memory is limited per process, not for the whole session)"
+    return Check("resource limits", status, summary, why, f.limits_fix if status != "ok" else "")
 
 
 def bwrap_origin(bwrap: str, nix_dirs: tuple[str, ...]) -> str:
@@ -838,6 +858,7 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, ro
     fw_path = os.path.join(root, "etc", "rcc", "pf.anchor" if system == "darwin" else "firewall.nft")
     fw_text = _read(fw_path)
     loaded, counters = _firewall_state(fw_text, system, euid)
+    limits, limits_fix = _limits_facts(system)
     return Facts(
         nix_runtime_path=tuple(d for d in env.get("RCC_NIX_RUNTIME_PATH", "").split(":") if d),
         rcc=self_command(env),
@@ -867,7 +888,19 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, ro
         firewall_file=fw_text,
         firewall_loaded=loaded,  # type: ignore[arg-type]
         firewall_counters=counters,
+        limits=limits,
+        limits_fix=limits_fix,
     )
+
+
+def _limits_facts(system: str) -> tuple[tuple[tuple[str, str], ...], str]:
+    if system != "linux":
+        return (), ""
+    from rcc.limits import enforcement
+
+    e = enforcement()
+    limits = (("memory", e.memory), ("processes", e.processes), ("cpu", e.cpu), ("tmp", e.tmp))
+    return limits, e.how_to_get_the_rest
 
 
 @dataclass(frozen=True)

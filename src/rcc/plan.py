@@ -37,6 +37,7 @@ class Tmpfs:
     mode: int = 0o755
     read_only: bool = False
     why: str = ""
+    size: int = 0  # bytes; 0: the kernel's default (half the memory)
 
 
 @record
@@ -145,6 +146,16 @@ class NetPlan:
 
 
 @record
+class ResourceLimits:
+    """A session's resource limits as numbers (0: none); rcc.limits enforces them, tmp via Tmpfs.size."""
+
+    memory: int = 0  # bytes
+    processes: int = 0
+    cpu: float = 0.0  # CPUs
+    tmp: int = 0  # bytes, each writable tmpfs
+
+
+@record
 class Plan:
     argv: tuple[str, ...]
     cwd: str
@@ -173,6 +184,7 @@ class Plan:
     # The policy's hidden paths (as written and resolved). bwrap needs only the masks above (its view starts
     # empty); a backend that filters the host's own view (seatbelt) denies each of these.
     hidden: tuple[str, ...] = ()
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
 
     def to_json(self) -> str:
         import json  # only --dry-run prints a plan: `rcc run` does not pay for the import
@@ -205,5 +217,6 @@ class Plan:
             "hidden": list(self.hidden),
             "notices": list(self.notices),
             "session_id": self.session_id,
+            "limits": asdict(self.limits),
         }
         return json.dumps(doc, indent=2)

@@ -214,11 +214,22 @@ class NetworkPolicy:
 
 
 @record
+class LimitsPolicy:
+    """Resource limits (rcc.limits): validated strings, "none" for no limit; the defaults are rcc.limits'."""
+
+    memory: str = "75%"  # a size ("4G") or a share of physical memory
+    processes: str = "4096"
+    cpu: str = "none"  # CPUs ("2", "0.5")
+    tmp: str = "2G"  # size of each private tmpfs (/tmp, the home, /var/tmp, /dev/shm, /run, /var)
+
+
+@record
 class Policy:
     """The effective policy (see the module docstring for invariants)."""
 
     filesystem: FilesystemPolicy = field(default_factory=FilesystemPolicy)
     environment: EnvironmentPolicy = field(default_factory=EnvironmentPolicy)
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
+    limits: LimitsPolicy = field(default_factory=LimitsPolicy)
     backend: BackendName = "bwrap"
     container_image: str = ""  # podman/docker backend: "" = rcc's own agent image

@@ -64,6 +64,7 @@ class HostFacts:
     hooks_path: str = ""  # git's core.hooksPath when it lies inside the project (project-relative)
     pointer_git_dir: str = ""  # `.git` is a file whose `gitdir:` lies inside the project (project-relative)
     owned_devices: tuple[tuple[str, int, int], ...] = ()  # (path, st_rdev, mode) of DEVICE_NODES root owns
+    memory_total: int = 0  # physical memory in bytes (0: unknown), for limits given as a percentage
 
     def info(self, path: str) -> PathInfo:
         return self.paths.get(path, PathInfo("missing"))
@@ -169,7 +170,15 @@ def probe(
         hooks_path=hooks,
         pointer_git_dir=pointed,
         owned_devices=owned_device_nodes(uid),
+        memory_total=_physical_memory(),
     )
+
+
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError):
+        return 0
 
 
 def owned_device_nodes(uid: int) -> tuple[tuple[str, int, int], ...]:

@@ -32,6 +32,10 @@ options:
                        e.g. a dev server: --publish 5173 (repeatable; network.publish)
   --host-service PORT  let the sandbox reach the host's loopback service on PORT at its own 127.0.0.1:PORT,
                        [::1]:PORT and localhost:PORT, e.g. postgres: --host-service 5432 (repeatable)
+  --memory SIZE        memory limit for the session: 4G, 512M, 75% (of RAM; default) or none (limits.memory)
+  --processes N        process limit (default 4096) or none (limits.processes)
+  --cpu N              CPUs the session may use, e.g. 2 or 0.5 (default none) (limits.cpu)
+  --tmp SIZE           size of each private tmpfs: /tmp, the home, /var/tmp, /dev/shm (default 2G) (limits.tmp)
   --ro PATH            also mount PATH read-only (repeatable)
   --rw PATH            also mount PATH read-write (repeatable)
   --hide PATH          hide PATH even if a parent is visible (repeatable)
@@ -71,6 +75,10 @@ _VALUE_OPTS = {
     "--network",
     "--publish",
     "--host-service",
+    "--memory",
+    "--processes",
+    "--cpu",
+    "--tmp",
 }
 
 
@@ -139,6 +147,8 @@ def _apply(opts: RunOptions, name: str, value: str) -> None:
         if not (value.isascii() and value.isdigit()):
             raise UsageError(f"--host-service takes a port number (got {value!r})")
         f.add("network.host_services", [int(value)], name)
+    elif name in ("--memory", "--processes", "--cpu", "--tmp"):
+        f.add(f"limits.{name[2:]}", value, name)
     elif name == "--ro":
         f.add("filesystem.read_only", [value], name)
     elif name == "--rw":

@@ -2,7 +2,7 @@
 
     python3 drive.py --engine podman --image IMAGE [--network none|proxy] [--project DIR]
         [--proxy greeting|rcc|broken] [--allow HOST]... [--resolve HOST=ADDR]...
-        [--publish SPEC]... [--host-service PORT]... -- CMD [ARGS...]
+        [--publish SPEC]... [--host-service PORT]... [--limit KEY=VALUE]... -- CMD [ARGS...]
 
 probe() + compile_plan() from the default Policy (what `rcc run` compiles), then ContainerBackend.run_with().
 In proxy mode the "proxy" is, by default, a stand-in that answers every connection with PROXY_GREETING, so a test
@@ -61,6 +61,7 @@ def main() -> int:
     ap.add_argument("--resolve", action="append", default=[])
     ap.add_argument("--publish", action="append", default=[])
     ap.add_argument("--host-service", action="append", default=[], type=int)
+    ap.add_argument("--limit", action="append", default=[], help="KEY=VALUE: [limits] key (memory, tmp, ...)")
     ap.add_argument("--print-argv", action="store_true")
     ap.add_argument("argv", nargs=argparse.REMAINDER)
     a = ap.parse_args()
@@ -73,7 +74,15 @@ def main() -> int:
         publish=tuple(a.publish),
         host_services=tuple(a.host_service),
     )
-    policy = Policy(network=net)
+    from rcc.config import validate
+    from rcc.policy import LimitsPolicy
+    from rcc.record import replace
+
+    lim = LimitsPolicy()
+    for kv in a.limit:
+        k, _, v = kv.partition("=")
+        lim = replace(lim, **{k: validate(f"limits.{k}", v, "--limit")})
+    policy = Policy(network=net, limits=lim)
     project = os.path.realpath(a.project)
     facts = probe(project, interesting_paths(policy, project))
     plan: Plan = compile_plan(policy, facts, Session(argv=tuple(argv)), session_id=os.urandom(4).hex())

@@ -23,7 +23,8 @@ def serve(port, name):
         c, _ = s.accept(); c.sendall(name); c.close()
 threading.Thread(target=serve, args=(8000, b"published"), daemon=True).start()
 threading.Thread(target=serve, args=(9001, b"private"), daemon=True).start()
-while not os.path.exists("stop"):
+end = time.monotonic() + 180  # never outlives a test that died (a SIGKILLed engine client leaves it running)
+while not os.path.exists("stop") and time.monotonic() < end:
     time.sleep(0.05)
 """
 

@@ -38,7 +38,8 @@ for family, addr, port, name in ((socket.AF_INET, "127.0.0.1", 8000, "published"
                                   (socket.AF_INET6, "::1", 8002, "v6-only")):
     threading.Thread(target=serve, args=(family, addr, port, name), daemon=True).start()
 print("READY", flush=True)
-while not os.path.exists("stop"):
+end = time.monotonic() + 180  # never outlives a test that died (a SIGKILLed engine client leaves it running)
+while not os.path.exists("stop") and time.monotonic() < end:
     time.sleep(0.05)
 """
 

@@ -335,3 +335,16 @@ def test_real_account_without_subuids_gets_the_usermod_fix() -> None:
     assert (
         "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 nobody" in found["subuid/subgid"]["fix"]
     )
+
+
+def test_limits_check_says_how_each_limit_is_enforced_and_how_to_get_the_rest() -> None:
+    from rcc.doctor import Facts, _limits_check
+
+    full = (("memory", "cgroup v1"), ("processes", "cgroup v1"), ("cpu", "cgroup v1"), ("tmp", "tmpfs size"))
+    c = _limits_check(Facts(limits=full))
+    assert c.status == "ok" and "memory: cgroup v1" in c.summary and not c.fix
+    user = (("memory", "rlimit (per process)"), ("processes", "rlimit"), ("cpu", ""), ("tmp", "tmpfs size"))
+    c = _limits_check(Facts(limits=user, limits_fix="systemd-run --user --scope ..."))
+    assert c.status == "info"
+    assert "cpu: not enforced" in c.summary and "per process" in c.summary
+    assert c.fix.startswith("systemd-run")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 from rcc.backends._base import Problem
 from rcc.errors import ExitCode, RccError
@@ -103,7 +104,7 @@ class BwrapBackend:
             if isinstance(m, Bind):
                 a += ["--bind" if m.writable else "--ro-bind", m.src, m.dest]
             elif isinstance(m, Tmpfs):
-                a += ["--perms", f"{m.mode:o}", "--tmpfs", m.dest]
+                a += ["--perms", f"{m.mode:o}", *(["--size", str(m.size)] if m.size else []), "--tmpfs", m.dest]
                 if m.read_only:
                     a += ["--remount-ro", m.dest]
             elif isinstance(m, Mask):
@@ -176,7 +177,9 @@ class BwrapBackend:
         inherit.append(info_w)
         block_r = block_w = None
         forwards = bool(plan.net.publish or plan.net.host_services)
-        if plan.net.mode == "proxy" or forwards:
+        lim = plan.limits
+        limited = bool(lim.memory or lim.processes or lim.cpu)  # rcc.limits: applied while the command is held
+        if plan.net.mode == "proxy" or forwards or limited:
             block_r, block_w = os.pipe()  # holds the command until the proxy listener and forwarders exist
             inherit.append(block_r)
         data_fds: dict[str, int] = {}
@@ -189,6 +192,8 @@ class BwrapBackend:
         old = _ignore_tty_signals() if not plan.new_session else {}
         proxy: Any = None
         forwarders: Any = None
+        limits: Any = None
+        code = ExitCode.INTERNAL
         try:
             try:
                 _keep_only(inherit)
@@ -211,6 +216,11 @@ class BwrapBackend:
             sandbox_pid = 0
             try:
                 sandbox_pid = _read_child_pid(info_r, pid)
+                if limited:
+                    from rcc.limits import SessionLimits
+
+                    limits = SessionLimits(plan.limits, plan.session_id)
+                    limits.apply([pid, sandbox_pid])
                 listener = None
                 if plan.net.mode == "proxy":
                     from rcc.netns import listen_in_netns
@@ -241,8 +251,11 @@ class BwrapBackend:
                 os.close(info_r)
                 if block_w is not None:
                     os.close(block_w)
-            return _wait(pid)
+            code = _wait(pid)
+            return code
         finally:
+            if limits is not None and (why := limits.close(code)):
+                sys.stderr.write(f"rcc: {why}\n")
             if proxy is not None:
                 proxy.close()
             if forwarders is not None:

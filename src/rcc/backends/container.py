@@ -257,7 +257,7 @@ class ContainerBackend:
         if image is not None and (not image or image.startswith("-") or any(c.isspace() for c in image)):
             raise RccError(f"invalid container image name {image!r}", code=ExitCode.CONFIG)
         self.image = image
-        self.limits = limits or Limits()
+        self.limits = limits  # None: the plan's (rcc.limits; [limits] in the config)
         self.engine_path = engine_path or shutil.which(engine) or ""
         self._host = host
 
@@ -341,10 +341,13 @@ class ContainerBackend:
             a += ["--userns", "keep-id"]
         a += ["--user", f"{plan.uid}:{plan.gid}"]
         if host.cgroup_limits:
-            if self.limits.pids is not None:
-                a += ["--pids-limit", str(self.limits.pids)]
-            if self.limits.memory is not None:
-                a += ["--memory", self.limits.memory, "--memory-swap", self.limits.memory]
+            lim = self.limits or Limits(plan.limits.processes or None, str(plan.limits.memory or "") or None)
+            if lim.pids is not None:
+                a += ["--pids-limit", str(lim.pids)]
+            if lim.memory is not None:
+                a += ["--memory", lim.memory, "--memory-swap", lim.memory]
+            if plan.limits.cpu:
+                a += ["--cpus", f"{plan.limits.cpu:g}"]
         # Environment: exactly the plan's allowlist (podman: drop the image's defaults too).
         if podman:
             a.append("--unsetenv-all")
@@ -373,14 +376,16 @@ class ContainerBackend:
         podman = self.engine == "podman"
         owner = f"uid={plan.uid},gid={plan.gid}"
 
-        def tmpfs(dest: str, mode: int, read_only: bool) -> list[str]:
+        def tmpfs(dest: str, mode: int, read_only: bool, size: int = 0) -> list[str]:
             dest = _check_value("tmpfs", dest, ",:")
             if podman:
                 # notmpcopyup: an empty tmpfs, as with bwrap (podman would copy the image's files into it).
                 spec = f"type=tmpfs,dst={dest},tmpfs-mode={mode:04o},notmpcopyup"
                 spec += ",ro=true" if read_only else ",U=true"
+                spec += f",tmpfs-size={size}" if size else ""
                 return ["--mount", spec]
             opts = f"{'ro' if read_only else 'rw'},mode={mode:04o}" + ("" if read_only else f",{owner}")
+            opts += f",size={size}" if size else ""
             return ["--tmpfs", f"{dest}:{opts}"]
 
         def bind(src: str, dest: str, writable: bool) -> list[str]:
@@ -394,7 +399,7 @@ class ContainerBackend:
         if isinstance(op, Bind):
             return bind(op.src, op.dest, op.writable)
         if isinstance(op, Tmpfs):
-            return tmpfs(op.dest, op.mode, op.read_only)
+            return tmpfs(op.dest, op.mode, op.read_only, op.size)
         if isinstance(op, Mask):
             return tmpfs(op.dest, 0o555, True) if op.is_dir else bind("/dev/null", op.dest, False)
         if isinstance(op, Dir):

@@ -1,0 +1,352 @@
+"""Resource limits for a session: memory, processes, CPU and the size of the private tmpfs mounts.
+
+Policy values are strings ("4G", "75%", "4096", "2", "none"); parse_*() validate them (config.py) and compile.py
+resolves them to numbers in the plan (ResourceLimits: 0 = no limit). The bwrap backend enforces them here:
+
+- cgroups, when the machine gives rcc one: cgroup v2 as root (a cgroup `rcc/<session>` below rcc's own root),
+  cgroup v1 as root (one cgroup per controller: memory, pids, cpu, each below rcc's own). The sandbox's processes
+  are moved in while the command is still held (bwrap --block-fd), so nothing it forks is outside. memory and
+  processes count the whole session; cpu is a share of CPUs (cpu.max / cfs quota).
+- rlimits on the sandbox's first processes (inherited by everything it starts), where there is no cgroup:
+  RLIMIT_NPROC for processes (counted per user namespace, so only the sandbox's own processes count; the kernel
+  never applies it to root), RLIMIT_DATA for memory (per process, not per session). Soft and hard: the sandbox
+  cannot raise them back.
+- tmpfs sizes: bwrap --size on each writable tmpfs (compile.py), everywhere.
+
+Invariants:
+1. Limits are applied before the command runs; if a cgroup rcc decided to use cannot be made, the session does
+   not start (never a session that silently lost its limits).
+2. The sandbox cannot leave or change its cgroup: /sys is not mounted inside and every capability is dropped.
+3. When a limit stopped the command, rcc says which (memory: the cgroup's OOM kill count; processes: refused
+   forks), on stderr after the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from rcc.errors import ExitCode, RccError
+from rcc.plan import ResourceLimits
+from rcc.record import record
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+MIN_MEMORY = 64 << 20
+MIN_TMP = 1 << 20
+MIN_PROCESSES = 16
+
+# Built-in defaults (README "Resource limits" says why).
+DEFAULT_MEMORY = "75%"  # of physical memory: a leak stops before the host's own programs are pushed out
+DEFAULT_PROCESSES = "4096"  # far above any build's need, far below what takes a machine down (fork bomb)
+DEFAULT_CPU = "none"  # a busy build slows the host but does not take it down; the scheduler shares
+DEFAULT_TMP = "2G"  # each private tmpfs (/tmp, home, /var/tmp, /dev/shm, /run, /var): a /tmp filler stops there
+
+
+def parse_size(value: object, what: str, minimum: int) -> str:
+    """ "4G", "512M", "1.5G", "75%" (of physical memory) or "none" -> the normalised string. ValueError."""
+    if not isinstance(value, str):
+        raise ValueError(f'{what} must be a string like "4G", "75%" or "none"')
+    v = value.strip().upper().removesuffix("IB").removesuffix("B")
+    if v == "NONE":
+        return "none"
+    if v.endswith("%"):
+        pct = v[:-1]
+        if not (pct.isascii() and pct.isdigit() and 1 <= int(pct) <= 100):
+            raise ValueError(f"{what} {value!r}: a percentage is 1% to 100% of physical memory")
+        return f"{int(pct)}%"
+    unit = v[-1:] if v[-1:] in _UNITS and v[-1:] else ""
+    num = v[: len(v) - len(unit)]
+    if not (num.isascii() and num.replace(".", "", 1).isdigit()):
+        raise ValueError(f'{what} {value!r}: expected a size like "4G", "512M", "75%" or "none"')
+    if float(num) * _UNITS[unit] < minimum:
+        raise ValueError(f"{what} {value!r}: at least {minimum >> 20}M")
+    return f"{num}{unit}"
+
+
+def parse_count(value: object, what: str) -> str:
+    if value == "none":
+        return "none"
+    if type(value) is str and value.isascii() and value.isdigit():
+        value = int(value)
+    if type(value) is not int or value < MIN_PROCESSES:
+        raise ValueError(f'{what} must be a number of processes (at least {MIN_PROCESSES}) or "none"')
+    return str(value)
+
+
+def parse_cpus(value: object, what: str) -> str:
+    if value == "none":
+        return "none"
+    try:
+        n = float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else -1.0
+    except ValueError:
+        n = -1.0
+    if not 0.01 <= n <= 4096:
+        raise ValueError(f'{what} must be a number of CPUs (e.g. 2 or 0.5) or "none"')
+    return f"{n:g}"
+
+
+def resolve_size(spec: str, memory_total: int) -> int:
+    """Bytes for a normalised size (0: no limit; a percentage of unknown memory is no limit)."""
+    if spec == "none":
+        return 0
+    if spec.endswith("%"):
+        return memory_total * int(spec[:-1]) // 100
+    unit = spec[-1] if spec[-1] in _UNITS else ""
+    return int(float(spec[: len(spec) - len(unit)]) * _UNITS[unit])
+
+
+def show_size(n: int) -> str:
+    for unit in ("T", "G", "M", "K"):
+        if n >= _UNITS[unit] and n % _UNITS[unit] == 0:
+            return f"{n // _UNITS[unit]}{unit}"
+    if n >= _UNITS["G"]:
+        return f"{n / _UNITS['G']:.1f}G"
+    return f"{n >> 20}M"
+
+
+# ------------------------------------------------------------------------------------------- the machine
+
+
+@record
+class Enforcement:
+    """How this machine enforces each limit for this user: "cgroup v2", "cgroup v1", "rlimit (per process)",
+    "rlimit", "tmpfs size" or "" (not enforced)."""
+
+    memory: str
+    processes: str
+    cpu: str
+    tmp: str
+    cgroup: str  # "v2", "v1" or "": the kind rcc uses
+    how_to_get_the_rest: str = ""
+
+
+CGROUP = "/sys/fs/cgroup"
+V1_CONTROLLERS = ("memory", "pids", "cpu")
+
+
+def _own_cgroup_v1(controller: str) -> str | None:
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                _n, ctrls, path = line.rstrip("\n").split(":", 2)
+                if controller in ctrls.split(","):
+                    return path
+    except OSError:
+        return None
+    return None
+
+
+def _v1_dir(controller: str) -> str | None:
+    """The directory for rcc's session cgroups of a v1 controller (rcc's own cgroup), if root may use it."""
+    own = _own_cgroup_v1(controller)
+    base = os.path.join(CGROUP, controller)
+    if own is None or not os.path.isfile(os.path.join(base, "cgroup.procs")):
+        return None
+    d = os.path.normpath(base + own)
+    return d if os.access(d, os.W_OK) else None
+
+
+def _v2_root() -> str | None:
+    """cgroup v2 as root: rcc's own cgroup root (its cgroup namespace's), if controllers can be delegated."""
+    if not os.path.isfile(os.path.join(CGROUP, "cgroup.controllers")) or os.geteuid() != 0:
+        return None
+    return CGROUP if os.access(CGROUP, os.W_OK) else None
+
+
+def _v2_controllers() -> set[str]:
+    try:
+        with open(os.path.join(CGROUP, "cgroup.controllers")) as f:
+            return set(f.read().split())
+    except OSError:
+        return set()
+
+
+def enforcement() -> Enforcement:
+    """What this machine can enforce for rcc as the current user (for rcc doctor and the backend)."""
+    memory = processes = cpu = cgroup = ""
+    root = os.geteuid() == 0
+    if root and _v2_root():
+        have = _v2_controllers()
+        cgroup = "v2"
+        memory = "cgroup v2" if "memory" in have else ""
+        processes = "cgroup v2" if "pids" in have else ""
+        cpu = "cgroup v2" if "cpu" in have else ""
+    elif root and any(_v1_dir(c) for c in V1_CONTROLLERS):
+        cgroup = "v1"
+        memory = "cgroup v1" if _v1_dir("memory") else ""
+        processes = "cgroup v1" if _v1_dir("pids") else ""
+        cpu = "cgroup v1" if _v1_dir("cpu") else ""
+    memory = memory or "rlimit (per process)"
+    processes = processes or ("" if root else "rlimit")
+    rest = []
+    if not cgroup or "" in (memory, processes, cpu) or "rlimit" in memory + processes:
+        if root:
+            rest.append("mount cgroup v2 with the memory, pids and cpu controllers (or cgroup v1 ones) writable")
+        else:
+            rest.append(
+                "run rcc in a systemd scope that has the limits: `systemd-run --user --scope -p MemoryMax=8G "
+                "-p TasksMax=4096 -p CPUQuota=200% rcc ...` (cgroup v2, user systemd)"
+            )
+    return Enforcement(memory, processes, cpu, "tmpfs size", cgroup, "; ".join(rest))
+
+
+# ------------------------------------------------------------------------------------------- a session
+
+
+class SessionLimits:
+    """Applies a plan's limits to a held sandbox (apply), then reports what stopped it (close)."""
+
+    def __init__(self, limits: ResourceLimits, session: str) -> None:
+        self.limits = limits
+        self.session = session or f"pid{os.getpid()}"
+        self.dirs: dict[str, str] = {}  # controller ("memory", "pids", "cpu"; "" for v2) -> cgroup dir
+        self.kind = ""
+
+    @property
+    def wanted(self) -> bool:
+        lim = self.limits
+        return bool(lim.memory or lim.processes or lim.cpu)
+
+    def apply(self, pids: list[int]) -> None:
+        """Put the held sandbox's processes (bwrap and its first child) under the limits."""
+        if not self.wanted:
+            return
+        found = enforcement()
+        self.kind = found.cgroup
+        try:
+            if found.cgroup == "v2":
+                self._v2(pids)
+            elif found.cgroup == "v1":
+                self._v1(pids)
+        except OSError as e:
+            self.close(0, quiet=True)
+            raise RccError(
+                f"cannot set up the session's cgroup: {e}",
+                hint='run `rcc doctor`; set [limits] to "none" to run without cgroup limits',
+                code=ExitCode.SETUP,
+            ) from e
+        self._rlimits(pids, found)
+
+    def _v2(self, pids: list[int]) -> None:
+        parent = os.path.join(CGROUP, "rcc")
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(parent, 0o755)
+        have = _v2_controllers()
+        want = [c for c, on in (("memory", self.limits.memory), ("pids", self.limits.processes),
+                                ("cpu", self.limits.cpu)) if on and c in have]  # fmt: skip
+        for d in (CGROUP, parent):
+            _write(os.path.join(d, "cgroup.subtree_control"), " ".join(f"+{c}" for c in want))
+        d = os.path.join(parent, self.session)
+        os.mkdir(d, 0o755)
+        self.dirs[""] = d
+        if self.limits.memory and "memory" in want:
+            _write(os.path.join(d, "memory.max"), str(self.limits.memory))
+            with contextlib.suppress(OSError):
+                _write(os.path.join(d, "memory.swap.max"), "0")
+        if self.limits.processes and "pids" in want:
+            _write(os.path.join(d, "pids.max"), str(self.limits.processes))
+        if self.limits.cpu and "cpu" in want:
+            _write(os.path.join(d, "cpu.max"), f"{int(self.limits.cpu * 100000)} 100000")
+        for pid in _tree(pids):
+            _write(os.path.join(d, "cgroup.procs"), str(pid))
+
+    def _v1(self, pids: list[int]) -> None:
+        for ctrl, on in (("memory", self.limits.memory), ("pids", self.limits.processes), ("cpu", self.limits.cpu)):
+            base = _v1_dir(ctrl)
+            if not on or base is None:
+                continue
+            d = os.path.join(base, f"rcc-{self.session}")
+            os.mkdir(d, 0o755)
+            self.dirs[ctrl] = d
+            if ctrl == "memory":
+                _write(os.path.join(d, "memory.limit_in_bytes"), str(self.limits.memory))
+                with contextlib.suppress(OSError):  # swap accounting may be off: then there is no swap to use
+                    _write(os.path.join(d, "memory.memsw.limit_in_bytes"), str(self.limits.memory))
+            elif ctrl == "pids":
+                _write(os.path.join(d, "pids.max"), str(self.limits.processes))
+            else:
+                _write(os.path.join(d, "cpu.cfs_period_us"), "100000")
+                _write(os.path.join(d, "cpu.cfs_quota_us"), str(int(self.limits.cpu * 100000)))
+            for pid in _tree(pids):
+                _write(os.path.join(d, "cgroup.procs"), str(pid))
+
+    def _rlimits(self, pids: list[int], found: Enforcement) -> None:
+        import resource
+
+        todo = []
+        if self.limits.processes and found.processes == "rlimit":
+            todo.append((resource.RLIMIT_NPROC, self.limits.processes))
+        if self.limits.memory and found.memory.startswith("rlimit"):
+            todo.append((resource.RLIMIT_DATA, self.limits.memory))
+        for pid in _tree(pids):
+            for res, n in todo:
+                try:
+                    resource.prlimit(pid, res, (n, n))
+                except OSError as e:
+                    raise RccError(
+                        f"cannot set the session's resource limits: {e}", hint="run `rcc doctor`", code=ExitCode.SETUP
+                    ) from e
+
+    def close(self, code: int, quiet: bool = False) -> str:
+        """Remove the cgroups; return what stopped the command ("" if no limit did)."""
+        why = "" if quiet else self._why(code)
+        for d in self.dirs.values():
+            for _ in range(50):  # the sandbox's last processes are reaped a moment after bwrap ends
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    import time
+
+                    time.sleep(0.02)
+        self.dirs = {}
+        return why
+
+    def _why(self, code: int) -> str:
+        mem = self.dirs.get("memory") or self.dirs.get("")
+        if mem and code != 0:
+            events = "memory.events" if self.kind == "v2" else "memory.oom_control"
+            if _counter(os.path.join(mem, events), "oom_kill") > 0:
+                return f"killed: memory limit {show_size(self.limits.memory)} reached"
+        pids = self.dirs.get("pids") or self.dirs.get("")
+        if pids:
+            refused = _counter(os.path.join(pids, "pids.events"), "max")
+            if refused > 0:
+                return f"process limit {self.limits.processes} reached: {refused} forks refused"
+        return ""
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _counter(path: str, key: str) -> int:
+    try:
+        with open(path) as f:
+            for line in f:
+                k, _, v = line.partition(" ")
+                if k == key and v.strip().isdigit():
+                    return int(v)
+    except OSError:
+        pass
+    return 0
+
+
+def _tree(pids: list[int]) -> list[int]:
+    """The given processes and all their descendants (the held sandbox: bwrap, its monitor, the sandbox init)."""
+    out: list[int] = []
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in out:
+            continue
+        out.append(pid)
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
+            todo.extend(int(x) for x in f.read().split())
+    return out

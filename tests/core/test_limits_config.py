@@ -1,0 +1,103 @@
+"""Resource limits as config and plan: parsing, defaults, trust, the plan's numbers and the tmpfs sizes."""
+
+from __future__ import annotations
+
+import pytest
+from test_compile import facts, plan, policy
+
+from rcc.backends.bwrap import BwrapBackend
+from rcc.config import Contribution, Flags, Layer, gate_untrusted, validate
+from rcc.errors import ConfigError, UsageError
+from rcc.limits import resolve_size, show_size
+from rcc.plan import Tmpfs
+from rcc.policy import LimitsPolicy
+from rcc.record import replace
+
+GIB = 1 << 30
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "want"),
+    [
+        ("limits.memory", "4G", "4G"),
+        ("limits.memory", "512m", "512M"),
+        ("limits.memory", "1.5GiB", "1.5G"),
+        ("limits.memory", "75%", "75%"),
+        ("limits.memory", "none", "none"),
+        ("limits.tmp", "16M", "16M"),
+        ("limits.processes", 4096, "4096"),
+        ("limits.processes", "none", "none"),
+        ("limits.cpu", 2, "2"),
+        ("limits.cpu", 0.5, "0.5"),
+        ("limits.cpu", "none", "none"),
+    ],
+)
+def test_limit_values(key: str, value: object, want: str) -> None:
+    assert validate(key, value, "x.toml:1") == want
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("limits.memory", "1M"),  # below the minimum: a typo, not a limit
+        ("limits.memory", "0"),
+        ("limits.memory", "150%"),
+        ("limits.memory", "lots"),
+        ("limits.memory", 4),
+        ("limits.memory", "-4G"),
+        ("limits.processes", 3),
+        ("limits.processes", "many"),
+        ("limits.processes", True),
+        ("limits.cpu", 0),
+        ("limits.cpu", "fast"),
+        ("limits.tmp", "1K"),
+    ],
+)
+def test_bad_limit_values_are_config_errors(key: str, value: object) -> None:
+    with pytest.raises(ConfigError):
+        validate(key, value, "x.toml:1")
+
+
+def test_bad_limit_flag_is_a_usage_error() -> None:
+    with pytest.raises(UsageError):
+        Flags().add("limits.memory", "lots", "--memory")
+
+
+@pytest.mark.parametrize("key", ["limits.memory", "limits.processes", "limits.cpu", "limits.tmp"])
+def test_untrusted_project_file_cannot_lift_the_limits(key: str) -> None:
+    """A hostile repository's `.rcc.toml` with memory = "none" would let its tests take the host down."""
+    layer, notices = gate_untrusted(Layer("project", (Contribution(key, "none", ".rcc.toml:1"),)), ".rcc.toml")
+    assert layer.contributions == ()
+    assert notices
+
+
+def test_defaults_resolve_against_physical_memory() -> None:
+    p = plan(replace(policy(), limits=LimitsPolicy()), replace(facts(), memory_total=16 * GIB))
+    assert p.limits.memory == 12 * GIB
+    assert p.limits.processes == 4096
+    assert p.limits.cpu == 0.0
+    assert p.limits.tmp == 2 * GIB
+
+
+def test_every_writable_tmpfs_gets_the_size_and_bwrap_renders_it() -> None:
+    p = plan(replace(policy(), limits=LimitsPolicy(tmp="16M")))
+    tmpfs = [m for m in p.mounts if isinstance(m, Tmpfs)]
+    writable = {m.dest for m in tmpfs if not m.read_only}
+    assert {"/tmp", "/var/tmp", "/dev/shm", "/run", "/var", facts().home} <= writable
+    assert all(m.size == 16 << 20 for m in tmpfs if not m.read_only)
+    argv = BwrapBackend("/usr/bin/bwrap").render(p)
+    i = argv.index("/tmp", argv.index("--tmpfs") - 1)
+    assert argv[i - 3 : i + 1] == ["--size", str(16 << 20), "--tmpfs", "/tmp"]
+
+
+def test_none_means_no_limit() -> None:
+    p = plan(replace(policy(), limits=LimitsPolicy("none", "none", "none", "none")))
+    assert (p.limits.memory, p.limits.processes, p.limits.cpu, p.limits.tmp) == (0, 0, 0.0, 0)
+    assert "--size" not in BwrapBackend("/usr/bin/bwrap").render(p)
+
+
+def test_sizes_round_trip_for_messages() -> None:
+    assert show_size(resolve_size("200M", 0)) == "200M"
+    assert show_size(resolve_size("4G", 0)) == "4G"
+    assert resolve_size("50%", 8 * GIB) == 4 * GIB
+    assert resolve_size("50%", 0) == 0  # unknown memory: no limit rather than a zero one

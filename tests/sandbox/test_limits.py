@@ -1,0 +1,139 @@
+"""Resource limits through real `rcc run` sessions, as root (cgroups where this machine gives root one) and as
+rccuser (rlimits): a memory hog, a (bounded) fork bomb and a /tmp filler each hit their limit, the host stays
+responsive, and what the session wrote to the project before is kept. Each attack has its control."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from escape_world import World
+
+from rcc.limits import enforcement
+
+pytestmark = [pytest.mark.sandbox]
+
+HOG = """
+import sys
+open("before.txt", "w").write("project work\\n")
+chunks = []
+for i in range(int(sys.argv[1])):
+    chunks.append(bytearray(10 * 1024 * 1024))  # zero-filled: every page is touched
+print("survived", len(chunks) * 10, "MiB", flush=True)
+"""
+
+# A fork bomb that stops by itself at 300 processes (so a broken limit cannot take this shared machine down):
+# each child sleeps, the parent counts how many forks the kernel allowed.
+BOMB = """
+import os, sys, time
+open("before.txt", "w").write("project work\\n")
+n = 0
+for i in range(300):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(3)
+        os._exit(0)
+    n += 1
+print("forked", n, flush=True)
+"""
+
+
+def cgroup_for(world: World, what: str) -> bool:
+    """Does this session enforce `what` with a cgroup? (rcc decides the same way: root with a usable cgroup)"""
+    return world.who == "root" and getattr(enforcement(), what).startswith("cgroup")
+
+
+def host_responsive() -> float:
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-c", "pass"], check=True, timeout=60)
+    return time.monotonic() - t0
+
+
+def test_memory_hog_hits_the_memory_limit(world: World) -> None:
+    world.write(world.project / "hog.py", HOG)
+    proc = subprocess.Popen(
+        world.rcc_argv(["run", "--no-network", "--memory", "200M", "--", "python3", "hog.py", "60"]),
+        cwd=world.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert host_responsive() < 10
+    out, err = proc.communicate(timeout=120)
+    assert "survived" not in out
+    assert (world.project / "before.txt").read_text() == "project work\n"  # the session's work is kept
+    if cgroup_for(world, "memory"):
+        assert proc.returncode == 137, err
+        assert "rcc: killed: memory limit 200M reached" in err
+    else:  # rlimit: the allocation fails in the process that asks for too much
+        assert proc.returncode == 1 and "MemoryError" in err, err
+
+
+def test_control_memory_under_the_limit_is_fine(world: World) -> None:
+    world.write(world.project / "hog.py", HOG)
+    res = world.rcc("run", "--no-network", "--memory", "300M", "--", "python3", "hog.py", "5")
+    assert res.returncode == 0, res.stderr
+    assert "survived 50 MiB" in res.stdout
+    assert "killed" not in res.stderr
+
+
+def test_fork_bomb_hits_the_process_limit(world: World) -> None:
+    world.write(world.project / "bomb.py", BOMB)
+    if world.who == "root":
+        # the kernel never applies RLIMIT_NPROC to root: root's sandbox needs a pids cgroup
+        from rcctest import require
+
+        require(cgroup_for(world, "processes"), "root's process limit needs a pids cgroup (cgroup v1 or v2)")
+    proc = subprocess.Popen(
+        world.rcc_argv(["run", "--no-network", "--processes", "64", "--", "python3", "bomb.py"]),
+        cwd=world.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert host_responsive() < 10
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    forked = int(out.split()[-1])
+    assert 0 < forked < 64, out
+    assert (world.project / "before.txt").read_text() == "project work\n"
+    if cgroup_for(world, "processes"):
+        assert "rcc: process limit 64 reached" in err
+
+
+def test_control_processes_under_the_limit_are_fine(world: World) -> None:
+    world.write(world.project / "bomb.py", BOMB.replace("range(300)", "range(40)"))
+    res = world.rcc("run", "--no-network", "--processes", "64", "--", "python3", "bomb.py")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[-1] == "40"
+
+
+@pytest.mark.parametrize("where", ["/tmp", "$HOME", "/dev/shm", "/var/tmp"])
+def test_tmp_filler_hits_the_tmpfs_size(world: World, where: str) -> None:
+    script = (
+        "echo 'project work' > before.txt; "
+        f"dd if=/dev/zero of={where}/fill bs=1M count=40 2>&1; echo dd=$?; "
+        f"dd if=/dev/zero of={where}/small bs=1K count=1 2>/dev/null; echo small=$?"
+    )
+    res = world.rcc("run", "--no-network", "--tmp", "16M", "--", "sh", "-c", script)
+    assert "No space left on device" in res.stdout and "dd=1" in res.stdout, res.stdout + res.stderr
+    assert (world.project / "before.txt").read_text() == "project work\n"
+    # control: the same size in smaller writes fits
+    res = world.rcc("run", "--no-network", "--tmp", "64M", "--", "sh", "-c", script)
+    assert "dd=0" in res.stdout and "small=0" in res.stdout, res.stdout
+
+
+def test_cpu_limit_caps_the_cpu_share(world: World) -> None:
+    from rcctest import require
+
+    if world.who == "user":
+        pytest.skip("LIMITATION (README): a user's session gets no CPU share without a cgroup (see rcc doctor)")
+    require(cgroup_for(world, "cpu"), "a CPU share needs a cpu cgroup (root with cgroup v1 or v2)")
+    spin = (
+        "import os, time\n"
+        "t0 = time.monotonic()\n"
+        "while time.monotonic() - t0 < 2: pass\n"
+        "u = os.times(); print(round((u.user + u.system) / (time.monotonic() - t0), 2))\n"
+    )
+    res = world.rcc("run", "--no-network", "--cpu", "0.25", "--", "python3", "-c", spin)
+    assert res.returncode == 0, res.stderr
+    assert float(res.stdout) < 0.4, res.stdout
