@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-from escape_world import World
 
+from escape_world import World
 from rcc.limits import enforcement
 
 pytestmark = [pytest.mark.sandbox]
