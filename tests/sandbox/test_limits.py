@@ -13,7 +13,10 @@ import pytest
 from escape_world import World
 from rcc.limits import enforcement
 
-pytestmark = [pytest.mark.sandbox]
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.backends("bwrap", why="rcc's cgroups, rlimits; containers: tests/container/test_limits_container.py"),
+]
 
 HOG = """
 import sys
