@@ -305,3 +305,46 @@ def test_sandbox_exec_override_is_ignored_on_macos() -> None:
     assert SeatbeltBackend({"RCC_SANDBOX_EXEC": "/tmp/fake"}, platform="darwin").sandbox_exec == SANDBOX_EXEC
     assert SeatbeltBackend({"RCC_SANDBOX_EXEC": "/tmp/fake"}, platform="linux").sandbox_exec == "/tmp/fake"
     assert SeatbeltBackend({}, platform="linux").problems()[0].code == 69
+
+
+def test_agent_session_state_through_links_and_the_profile_allows_it(world: World) -> None:
+    """`rcc claude --backend seatbelt` with a stand-in claude: ~/.claude is the session's fresh state dir (a link
+    in the private home), ~/.claude/projects this project's kept store (a link at its mount point); what the
+    agent writes there lands in the store; and the profile handed to sandbox-exec allows exactly those
+    resolved paths (checked with the decision simulator)."""
+    from sb_simulator import Profile, Request
+
+    from rcc.backends.seatbelt_profile import canonical
+
+    agent_bin = world.tmp / "agent-bin"
+    agent_bin.mkdir()
+    claude = agent_bin / "claude"
+    claude.write_text(
+        "#!/bin/sh\n"
+        'echo hi > "$CLAUDE_CONFIG_DIR/projects/s.jsonl" && echo state > "$HOME/.claude/state.json" && '
+        'realpath "$CLAUDE_CONFIG_DIR/projects/s.jsonl" "$HOME/.claude/state.json"\n'
+    )
+    claude.chmod(0o755)
+    env = world.env()
+    env["PATH"] = f"{agent_bin}:{env['PATH']}"
+    r = subprocess.run(
+        [sys.executable, "-m", "rcc", "claude", "--backend", "seatbelt", "--project", str(world.project)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode == 0, r.stderr
+    kept, fresh = r.stdout.split()
+    state = world.state()
+    assert kept.startswith(str(state / "agents" / "claude" / "projects")) and Path(kept).read_text() == "hi\n"
+    assert fresh.startswith(str(state / "agents" / "claude" / "run"))
+    rec = world.record()
+    assert rec["env"]["CLAUDE_CONFIG_DIR"] == rec["env"]["HOME"] + "/.claude"  # type: ignore[index]
+    prof = Profile(str(rec["profile"]))
+    for path in (kept, fresh):
+        assert prof.allows(Request("file-write-data", canonical(path))), path
+    assert not prof.allows(Request("file-write-data", canonical(str(state / "agents" / "claude" / "settings" / "x"))))
+    assert list((state / "agents" / "claude" / "run").iterdir()) == []  # the fresh state is gone after
