@@ -236,6 +236,7 @@ class SessionLimits:
                                 ("cpu", self.limits.cpu)) if on and c in have]  # fmt: skip
         for d in (CGROUP, parent):
             _write(os.path.join(d, "cgroup.subtree_control"), " ".join(f"+{c}" for c in want))
+        _sweep(parent, "")
         d = os.path.join(parent, self.session)
         os.mkdir(d, 0o755)
         self.dirs[""] = d
@@ -255,6 +256,7 @@ class SessionLimits:
             base = _v1_dir(ctrl)
             if not on or base is None:
                 continue
+            _sweep(base, "rcc-")
             d = os.path.join(base, f"rcc-{self.session}")
             os.mkdir(d, 0o755)
             self.dirs[ctrl] = d
@@ -316,6 +318,19 @@ class SessionLimits:
             if refused > 0:
                 return f"process limit {self.limits.processes} reached: {refused} forks refused"
         return ""
+
+
+def _sweep(parent: str, prefix: str, age: float = 60.0) -> None:
+    """Remove the empty cgroups of sessions whose rcc was killed (SIGKILL skips close()). Only ones older than
+    `age` seconds: a cgroup another session just made is empty until its processes are moved in."""
+    import time
+
+    with contextlib.suppress(OSError):
+        for e in os.scandir(parent):
+            if e.name.startswith(prefix) and e.is_dir(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    if time.time() - e.stat(follow_symlinks=False).st_mtime > age:
+                        os.rmdir(e.path)  # fails (EBUSY) while processes are in it
 
 
 def _write(path: str, text: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from test_compile import facts, plan, policy
 
@@ -101,3 +103,22 @@ def test_sizes_round_trip_for_messages() -> None:
     assert show_size(resolve_size("4G", 0)) == "4G"
     assert resolve_size("50%", 8 * GIB) == 4 * GIB
     assert resolve_size("50%", 0) == 0  # unknown memory: no limit rather than a zero one
+
+
+def test_sweep_removes_only_old_empty_session_cgroups(tmp_path: Path) -> None:
+    """A SIGKILLed rcc leaves its cgroup behind; the next session removes it, never one just made."""
+    import os
+    import time
+
+    from rcc.limits import _sweep
+
+    old, new, other, busy = (tmp_path / n for n in ("rcc-old", "rcc-new", "docker", "rcc-busy"))
+    for d in (old, new, other, busy):
+        d.mkdir()
+    (busy / "cgroup.procs").write_text("123\n")  # stands for a cgroup with processes: rmdir fails
+    past = time.time() - 3600
+    for d in (old, other, busy):
+        os.utime(d, (past, past))
+    _sweep(str(tmp_path), "rcc-")
+    assert not old.exists()
+    assert new.exists() and other.exists() and busy.exists()
