@@ -140,3 +140,26 @@ def test_cpu_limit_caps_the_cpu_share(world: World) -> None:
     res = world.rcc("run", "--no-network", "--cpu", "0.25", "--", "python3", "-c", spin)
     assert res.returncode == 0, res.stderr
     assert float(res.stdout) < 0.4, res.stdout
+
+
+def test_real_fork_bomb_is_contained_and_ends_with_the_session(world: World) -> None:
+    """The classic shell fork bomb (unbounded: the process limit is all that holds it). The session's command
+    returns after it, the host stays responsive, and nothing of the bomb outlives the session."""
+    from rcctest import require
+
+    if world.who == "root":
+        require(cgroup_for(world, "processes"), "root's process limit needs a pids cgroup (cgroup v1 or v2)")
+    script = "echo work > before.txt; bomb() { bomb | bomb & }; bomb; sleep 3; echo after-bomb"
+    proc = subprocess.Popen(
+        world.rcc_argv(["run", "--no-network", "--processes", "128", "--", "bash", "-c", script]),
+        cwd=world.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(1)
+    assert host_responsive() < 10
+    out, err = proc.communicate(timeout=120)
+    assert "after-bomb" in out, err[-2000:]
+    assert (world.project / "before.txt").read_text() == "work\n"
+    if cgroup_for(world, "processes"):
+        assert "rcc: process limit 128 reached" in err
+    left = subprocess.run(["pgrep", "-f", "bomb | bomb"], capture_output=True, text=True, check=False)
+    assert left.stdout.strip() == "", "fork bomb processes outlived the session"
