@@ -186,3 +186,47 @@ def test_state_dir_holds_no_session_leftovers(mac: Mac) -> None:
     sb = mac.home / ".local" / "state" / "rcc" / "seatbelt"
     assert not sb.exists() or list(sb.iterdir()) == []
     assert os.stat(mac.home / ".local" / "state" / "rcc").st_mode & 0o077 == 0
+
+
+def test_catalogue_file_probes_under_the_real_sandbox(mac: Mac) -> None:
+    """The shared catalogue's file probes (tests/attacks.py), performed by its own PROBE_SCRIPT inside the real
+    sandbox and judged by its judge(), with the macOS translation of test_catalogue_simulated.py."""
+    import shlex
+    import uuid
+
+    from test_catalogue_simulated import SKIP, TRANSLATE, expected
+
+    from attacks import FILE_PROBES, PRIVATE, PROBE_SCRIPT, PROJECT_README, SECRETS, host_state, judge, resolve
+
+    outside = mac.home.parent / "outside"
+    outside.mkdir()
+    (outside / "marker.txt").write_text("OUTSIDE-marker\n")
+    (mac.project / "README.md").write_text(PROJECT_README)
+    for rel, content in {**SECRETS, **PRIVATE}.items():
+        (mac.home / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mac.home / rel).write_text(content)
+    tag = uuid.uuid4().hex[:8]
+    cases = []
+    for probe in FILE_PROBES:
+        want = expected(probe)
+        if want == SKIP:
+            continue
+        target = resolve(probe.target, home=str(mac.home), project=str(mac.project), outside=str(outside), tag=tag)
+        for linux, mac_path in TRANSLATE.items():
+            if target == linux or target.startswith(linux):
+                target = mac_path + target[len(linux) :]
+        before = host_state(target)
+        if probe.op in ("read", "list") and not before.exists:
+            continue  # a Linux system file macOS does not have (/etc/shadow): nothing to leak
+        cases.append((probe, want, target, before))
+    items = [[p.name, p.op, t] for p, _w, t, _b in cases]
+    r = mac.run(f"{sys.executable} -c {shlex.quote(PROBE_SCRIPT)} {shlex.quote(json.dumps(items))}")
+    got = {d["name"]: d for d in (json.loads(line) for line in r.stdout.splitlines() if line.startswith("{"))}
+    assert len(got) == len(cases), (r.returncode, r.stderr)
+    wrong = {}
+    for probe, want, target, before in cases:
+        problem = judge(probe, want, got[probe.name], before, host_state(target))
+        if problem:
+            wrong[probe.name] = problem
+    assert wrong == {}, wrong
+    assert len(cases) >= len(SECRETS) + len(PRIVATE)

@@ -1,15 +1,16 @@
-"""The escape suite's file, network and process attacks, run through the decision simulator (sb_simulator.py)
-against the profiles rcc renders for a plain run and for every agent (claude, codex, gemini, aider).
+"""Seatbelt-specific escape attacks, run through the decision simulator (sb_simulator.py) against the profiles rcc
+renders for a plain run, --no-network, extra paths and every agent (claude, codex, gemini, aider).
 
-The attack list is this module's own, written from tests/sandbox/*.py (the Linux escape suite: each entry
-names the test it mirrors) before the shared catalogue (tests/attacks.py) landed; the catalogue's probes run
-through the same simulator in test_catalogue_simulated.py. This module keeps what the catalogue does not have
-or what only Seatbelt needs: every filesystem.protect entry (create, write, below, unlink), renames and
-symlinked parents, hard links, rcc's own profile file, mach services, lsopen/appleevent-send, signals. Paths are the RESOLVED
-host paths Seatbelt checks (a symlink attack is the operation on the link's target, plus the creation of the
-link itself). What this proves: under the simulator's stated semantics, every attack is denied and every
-control allowed. What it does NOT prove: that macOS evaluates the profile the same way (the macOS release
-workflow runs the real escape suite under the real sandbox-exec).
+The list is this module's own, written from tests/sandbox/*.py (the Linux escape suite: each entry names the
+test it mirrors) before the shared catalogue (tests/attacks.py) landed; the catalogue's probes run through the
+same simulator in test_catalogue_simulated.py. This module keeps what the catalogue does not have or what only
+Seatbelt needs: every filesystem.protect entry (create, write, below, unlink), renames and symlinked parents,
+hard links, rcc's own profile file, mach services, lsopen/appleevent-send, signals.
+
+Paths are the RESOLVED host paths Seatbelt checks (a symlink attack is the operation on the link's target, plus
+the creation of the link itself). What this proves: under the simulator's stated semantics, every attack is
+denied and every control allowed. What it does NOT prove: that macOS evaluates the profile the same way (the
+macOS release workflow runs the real escape suite under the real sandbox-exec).
 """
 
 from __future__ import annotations
