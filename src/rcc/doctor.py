@@ -541,6 +541,16 @@ def _macos_checks(f: Facts) -> list[Check]:
     )
     if f.backend != "seatbelt":
         out.append(Check("backend", "info", f"backend = {f.backend!r} (Seatbelt is the default on macOS)", why_os))
+    else:
+        out.append(
+            Check(
+                "limits",
+                "info",
+                "[limits] memory/processes/cpu/tmp are not enforced by the seatbelt backend (no cgroups on macOS)",
+                "a runaway build or fork bomb inside is limited only by macOS's own per-user limits",
+                "use --backend podman (a Linux VM) where limits matter; see docs/macos.md",
+            )
+        )
     why = "sandbox-exec (Seatbelt) is rcc's sandbox on macOS (the seatbelt backend runs /usr/bin/sandbox-exec)"
     if f.which("sandbox-exec") == "/usr/bin/sandbox-exec":
         out.append(Check("sandbox-exec", "ok", "/usr/bin/sandbox-exec", why, required=True))

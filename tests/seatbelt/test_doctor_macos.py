@@ -23,6 +23,7 @@ def test_supported_mac_passes() -> None:
     r = by_id(MAC)
     assert r["macos"].status == "ok" and r["sandbox-exec"].status == "ok"
     assert "backend" not in r and "bubblewrap" not in r
+    assert r["limits"].status == "info" and "not enforced" in r["limits"].summary
     assert doctor.passed(list(r.values()))
 
 
