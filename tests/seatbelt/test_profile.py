@@ -193,3 +193,40 @@ def test_publish_and_host_services() -> None:
         with pytest.raises(RccError) as e:
             render_profile(replace(p, net=replace(p.net, publish=(bad,))), sb_world.layout(p))
         assert e.value.code == ExitCode.CONFIG
+
+
+_NAME = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/"), min_size=1, max_size=12
+)
+
+
+@given(rw=_NAME, ro=_NAME, secret=_NAME)
+@settings(max_examples=150, deadline=None)
+def test_random_extra_paths_keep_the_profile_well_formed_and_the_rules_in_force(rw: str, ro: str, secret: str) -> None:
+    """Any names for --rw, --ro and --hide (quotes, parentheses, `;`, spaces, non-ASCII): the profile passes the
+    structural check, the rw path is writable, the ro path readable but not writable, the secret inside the rw
+    path neither readable nor writable, and the project's protected paths stay protected."""
+    from sb_simulator import Profile, Request
+
+    from rcc.compile import Session, compile_plan
+    from rcc.probe import PathInfo
+
+    if rw in (".", "..") or ro in (".", "..") or secret in (".", "..") or rw == ro:
+        return
+    rw_p, ro_p = f"{sb_world.HOME}/w-{rw}", f"{sb_world.HOME}/r-{ro}"
+    secret_p = f"{rw_p}/{secret}"
+    paths = {**sb_world.host_paths(), rw_p: PathInfo("dir", rw_p), ro_p: PathInfo("dir", ro_p)}
+    paths[secret_p] = PathInfo("file", secret_p)
+    facts = replace(sb_world.facts(), paths=paths)
+    pol = sb_world._policy(read_write=(rw_p,), read_only=(ro_p,), hide=(secret_p,))
+    plan = compile_plan(pol, facts, Session(("true",)), sb_world.SID)
+    text = render_profile(plan, sb_world.layout(plan))
+    assert sbpl.check(text) == []
+    prof = Profile(text)
+    assert prof.allows(Request("file-write-create", f"{rw_p}/new"))
+    assert prof.allows(Request("file-read-data", f"{ro_p}/f"))
+    assert not prof.allows(Request("file-write-create", f"{ro_p}/f"))
+    assert not prof.allows(Request("file-read-data", secret_p))
+    assert not prof.allows(Request("file-write-create", secret_p))
+    assert not prof.allows(Request("file-write-unlink", rw_p))  # the rw root cannot be renamed
+    assert not prof.allows(Request("file-write-create", f"{sb_world.PROJECT}/.git/hooks/pre-commit"))
