@@ -14,7 +14,7 @@ from rcc.net import logcmd
 from rcc.net.audit import AuditLog, AuditRecord, read_records
 from rcc.net.auditbudget import AuditBudget
 from rcc.net.hostaddrs import host_addresses, parse_fib_trie, parse_if_inet6
-from rcc.net.proxy import DenialNotifier, denial_message
+from rcc.net.notices import DenialNotifier, denial_message
 from rcc.net.rules import Decision
 
 
@@ -171,7 +171,7 @@ def test_notifier_rate_limits_per_destination_and_overall() -> None:
     now = [0.0]
     lines: list[str] = []
     n = DenialNotifier(lines.append, clock=lambda: now[0], per_key=60, burst=3, window=10)
-    d = Decision(False, None, "no allow rule")
+    d = Decision(False, None, "no allow rule", "no-allow-rule")
     for _ in range(5):
         n("a.example", 443, d)
     assert len(lines) == 1
@@ -191,15 +191,18 @@ def test_notifier_survives_a_broken_callback() -> None:
     def boom(_line: str) -> None:
         raise OSError("stderr closed")
 
-    DenialNotifier(boom)("a.example", 443, Decision(False, None, "no allow rule"))
+    DenialNotifier(boom)("a.example", 443, Decision(False, None, "no allow rule", "no-allow-rule"))
 
 
 def test_denial_messages_name_what_would_allow() -> None:
-    assert denial_message("example.org", 8080, Decision(False, None, "no allow rule")) == (
+    assert denial_message("example.org", 8080, Decision(False, None, "no allow rule", "no-allow-rule")) == (
         "rcc: denied example.org:8080 (no allow rule) — allow with --allow example.org:8080 or network.allow in config"
     )
-    assert "--deny" in denial_message("x.example", 443, Decision(False, "x.example", "denied by rule x.example"))
-    m = denial_message("api.test", 443, Decision(False, None, "resolves to loopback address 127.0.0.1"))
+    assert "--deny" in denial_message(
+        "x.example", 443, Decision(False, "x.example", "denied by rule x.example", "denied-by-rule")
+    )
+    loopback = Decision(False, None, "resolves to loopback address 127.0.0.1", "forbidden-address", address="127.0.0.1")
+    m = denial_message("api.test", 443, loopback)
     assert "--allow 127.0.0.1 " in m
 
 

@@ -15,7 +15,7 @@ import time
 import pytest
 from proxyhelpers import RunningProxy, serve, sha
 
-import rcc.net.proxy as proxy_mod
+import rcc.net.relay as relay_mod
 from rcc.net import socks5
 from rcc.net.env import proxy_env
 
@@ -554,14 +554,14 @@ def test_slow_reader_is_back_pressure_not_memory(start_proxy, relay: str) -> Non
         buf = rp.proxy._copybuf
         assert buf is not None
         assert wait_for(lambda: buf.parked > 0, timeout=10)  # dst full: one read parked ...
-        assert buf.parked <= proxy_mod.COPY_BUF  # ... and no more reads after it
+        assert buf.parked <= relay_mod.COPY_BUF  # ... and no more reads after it
         assert wait_for(lambda: rp.proxy.active_tunnels() == 0 and buf.parked == 0)  # released with the tunnel
 
 
 def test_copy_relay_parks_for_many_slow_readers_within_budget(start_proxy, echo_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Past PENDING_BUDGET parked bytes, reads shrink to COPY_SMALL: memory for slow readers stays bounded by
     budget + one large read, however many there are. Control: the data still arrives intact."""
-    monkeypatch.setattr(proxy_mod, "PENDING_BUDGET", 1 << 20)
+    monkeypatch.setattr(relay_mod, "PENDING_BUDGET", 1 << 20)
     release = threading.Event()
 
     def slow(c: socket.socket) -> None:
@@ -599,7 +599,7 @@ def test_copy_relay_parks_for_many_slow_readers_within_budget(start_proxy, echo_
     buf = rp.proxy._copybuf
     assert buf is not None
     assert wait_for(lambda: buf.parked > 0, timeout=10)
-    assert buf.parked <= (1 << 20) + proxy_mod.COPY_BUF + 8 * proxy_mod.COPY_SMALL
+    assert buf.parked <= (1 << 20) + relay_mod.COPY_BUF + 8 * relay_mod.COPY_SMALL
     release.set()
     for s in socks:
         s.close()

@@ -132,7 +132,8 @@ def test_explicit_port_allows_only_that_port() -> None:
 def test_deny_wins_over_allow() -> None:
     r = rules(["*.example.com"], ["secret.example.com"])
     d = decide(r, "secret.example.com", 443)
-    assert d == Decision(False, "secret.example.com", "denied by rule secret.example.com")
+    assert d == Decision(False, "secret.example.com", "denied by rule secret.example.com", "denied-by-rule", d.host)
+    assert d.host == "secret.example.com"
     assert decide(r, "ok.example.com", 443).allowed  # control
 
 
@@ -199,7 +200,9 @@ def test_invalid_port_is_denied() -> None:
 
 
 def test_no_rule_reason() -> None:
-    assert decide(rules([]), "example.org", 443) == Decision(False, None, "no allow rule")
+    assert decide(rules([]), "example.org", 443) == Decision(
+        False, None, "no allow rule", "no-allow-rule", "example.org"
+    )  # type: ignore[arg-type]
 
 
 def test_preset_rule_is_named_in_the_decision() -> None:

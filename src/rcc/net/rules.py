@@ -15,6 +15,9 @@ Invariants:
    PUBLIC_SUFFIXES), and any `*` that is not a whole leftmost label.
 4. decide() never does I/O and never resolves names; check_address() judges an address the proxy already
    resolved (the proxy connects to exactly that address).
+5. Compiled once: compile_rules() parses every entry, preset and override address into Rules; matching
+   compares normalised hosts and parsed addresses and never parses again. A Decision says what it is (kind)
+   and which normalised host it is about, so nothing downstream parses its reason text.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
@@ -166,28 +169,39 @@ class RuleError(ValueError):
 
 @dataclass(frozen=True)
 class HostRule:
+    """One compiled entry: parsed once (its address too), matched many times without re-parsing."""
+
     text: str  # as written (what the audit log and messages show)
     kind: RuleKind
     host: str  # name, wildcard base ("example.com" for "*.example.com"), address, or preset name
     ports: tuple[int, ...] = ()  # () = default: allow -> 80, 443; deny -> every port
     preset: str = ""  # "@npm" when this rule came from a preset
+    addr: IPAddress | None = field(default=None, compare=False, repr=False)  # kind "ip": host, parsed
+    suffix: str = field(default="", compare=False, repr=False)  # kind "wildcard": "." + host
+
+    def __post_init__(self) -> None:
+        if self.kind == "ip" and self.addr is None:
+            object.__setattr__(self, "addr", unmap(ipaddress.ip_address(self.host)))
+        if self.kind == "wildcard":
+            object.__setattr__(self, "suffix", "." + self.host)
 
     def address(self) -> IPAddress:
-        return ipaddress.ip_address(self.host)
+        assert self.addr is not None, "only IP rules have an address"
+        return self.addr
 
     def matches(self, host: Host, port: int, default_ports: tuple[int, ...] | None) -> bool:
-        """default_ports None = every port (deny semantics)."""
+        """`host` already normalised (normalize_host); default_ports None = every port (deny semantics)."""
         ports = self.ports or default_ports
         if ports is not None and port not in ports:
             return False
         if self.kind == "ip":
-            return not isinstance(host, str) and unmap(host) == self.address()
+            return not isinstance(host, str) and host == self.addr
         if not isinstance(host, str):
             return False
         if self.kind == "name":
             return host == self.host
         if self.kind == "wildcard":
-            return host.endswith("." + self.host)
+            return host.endswith(self.suffix)
         return False  # presets are expanded before matching
 
     @property
@@ -197,16 +211,30 @@ class HostRule:
 
 @dataclass(frozen=True)
 class Rules:
+    """Compiled rules (compile_rules()): every entry parsed and every override address parsed once, here."""
+
     allow: tuple[HostRule, ...]
     deny: tuple[HostRule, ...]
     resolve: tuple[tuple[str, str], ...] = ()  # normalised name -> address text (like curl --resolve)
+    overrides: Mapping[str, IPAddress] = field(default_factory=dict, compare=False, repr=False)  # from resolve
+
+    def __post_init__(self) -> None:
+        parsed = {name: unmap(ipaddress.ip_address(addr)) for name, addr in self.resolve}
+        object.__setattr__(self, "overrides", MappingProxyType(parsed))
 
     def override(self, host: Host) -> IPAddress | None:
-        if isinstance(host, str):
-            for name, addr in self.resolve:
-                if name == host:
-                    return unmap(ipaddress.ip_address(addr))
-        return None
+        return self.overrides.get(host) if isinstance(host, str) else None
+
+
+# What a decision is, for whoever acts on it (the denial notice, the audit log, a future ask mode), so that
+# nobody parses the reason text back:
+#   allowed            an allow rule matched (decide), or the address may be connected to (check_address)
+#   no-allow-rule      nothing allows this host:port
+#   denied-by-rule     a deny rule matched (`rule` names it)
+#   forbidden-address  the name resolves to loopback, metadata, ... (`address` names it)
+#   invalid            not a usable request: bad host or port, a TLS hello that does not parse or names
+#                      another host, a Host header that disagrees
+DecisionKind = Literal["allowed", "no-allow-rule", "denied-by-rule", "forbidden-address", "invalid"]
 
 
 @dataclass(frozen=True)
@@ -214,7 +242,13 @@ class Decision:
     allowed: bool
     rule: str | None  # the rule text that decided, or None (no rule matched / invalid input)
     reason: str  # short, for the wire header, the audit log and the stderr line
+    kind: DecisionKind
+    host: Host | None = None  # the normalised host decided on (None when it did not normalise)
     address: str = ""  # check_address(): the address judged (what --allow would have to name)
+
+    @classmethod
+    def invalid(cls, reason: str, host: Host | None = None) -> Decision:
+        return cls(False, None, reason, "invalid", host)
 
 
 def _err(text: str, problem: str) -> RuleError:
@@ -328,20 +362,29 @@ def compile_rules(
 
 
 def decide(rules: Rules, host: str | Host, port: int) -> Decision:
-    """May a connection to host:port be attempted? Checked before any DNS lookup."""
+    """May a connection to host:port be attempted? Checked before any DNS lookup. `host` as written (it is
+    normalised here) or already normalised (an IP address object; a name: use decide_host)."""
+    if isinstance(host, str):
+        try:
+            target = normalize_host(host)
+        except HostError as e:
+            return Decision.invalid(f"invalid host: {e}")
+    else:
+        target = unmap(host)
+    return decide_host(rules, target, port)
+
+
+def decide_host(rules: Rules, host: Host, port: int) -> Decision:
+    """decide() for a host normalize_host() already returned: the proxy normalises each host once."""
     if not isinstance(port, int) or not 1 <= port <= 65535:
-        return Decision(False, None, f"invalid port {port!r}")
-    try:
-        target = normalize_host(host) if isinstance(host, str) else unmap(host)
-    except HostError as e:
-        return Decision(False, None, f"invalid host: {e}")
+        return Decision.invalid(f"invalid port {port!r}", host)
     for r in rules.deny:
-        if r.matches(target, port, None):
-            return Decision(False, r.origin, f"denied by rule {r.origin}")
+        if r.matches(host, port, None):
+            return Decision(False, r.origin, f"denied by rule {r.origin}", "denied-by-rule", host)
     for r in rules.allow:
-        if r.matches(target, port, DEFAULT_ALLOW_PORTS):
-            return Decision(True, r.origin, f"allowed by rule {r.origin}")
-    return Decision(False, None, "no allow rule")
+        if r.matches(host, port, DEFAULT_ALLOW_PORTS):
+            return Decision(True, r.origin, f"allowed by rule {r.origin}", "allowed", host)
+    return Decision(False, None, "no allow rule", "no-allow-rule", host)
 
 
 # Cloud instance metadata and similar host-side services that are never a legitimate destination by name.
@@ -413,16 +456,16 @@ def check_address(
             for x in (a, *carried):  # `deny 10.1.2.3` also stops 64:ff9b::a01:203
                 if r.matches(x, port, None):
                     via = "" if x == a else f" (embedded {x})"
-                    return Decision(False, r.origin, f"{a}{via} denied by rule {r.origin}", str(a))
+                    return Decision(False, r.origin, f"{a}{via} denied by rule {r.origin}", "denied-by-rule", a, str(a))
     found = _forbidden(a, host_addresses)
     if found is None:
-        return Decision(True, None, "ordinary address", str(a))
+        return Decision(True, None, "ordinary address", "allowed", a, str(a))
     kind, has = found
     what = f"{kind} address {a}" if has == a else f"{a}, which embeds {kind} address {has}"
     for r in rules.allow:  # only the very address allows it: `allow 127.0.0.1:8080` does not allow ::127.0.0.1
         if r.kind == "ip" and r.matches(a, port, DEFAULT_ALLOW_PORTS):
-            return Decision(True, r.origin, f"{what} allowed by rule {r.origin}", str(a))
-    return Decision(False, None, f"resolves to {what}", str(a))
+            return Decision(True, r.origin, f"{what} allowed by rule {r.origin}", "allowed", a, str(a))
+    return Decision(False, None, f"resolves to {what}", "forbidden-address", a, str(a))
 
 
 def suggest_allow(host: str | Host, port: int) -> str:

@@ -1,0 +1,49 @@
+"""The decision point of the egress proxy: the one object the connection flow asks. A seam on purpose.
+
+The flow (flow.py) never looks at rules itself; it asks a Decider three questions: may this host:port be
+attempted (before any DNS lookup), is there an address override for this name, and may this resolved address be
+connected to. RuleDecider answers from compiled Rules (rules.py) and can be given new Rules while the proxy runs
+(replace(): one attribute store, so each question sees either the old rules or the new, never a mix); a later
+decider (asking the user, live allow/deny) plugs in here without touching the flow or the server.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from rcc.net.hosts import Host, IPAddress
+from rcc.net.rules import Decision, Rules, check_address, decide_host
+
+
+class Decider(Protocol):
+    def decide(self, host: Host, port: int) -> Decision:
+        """The name phase: `host` is normalised (hosts.normalize_host). No I/O, no DNS."""
+        ...
+
+    def override(self, host: Host) -> IPAddress | None:
+        """The address to use instead of DNS for this name (network.resolve / --resolve), if any."""
+        ...
+
+    def check_address(self, addr: IPAddress, port: int, host_addresses: frozenset[IPAddress]) -> Decision:
+        """The address phase: judge one address the name resolved to (or the literal itself)."""
+        ...
+
+
+class RuleDecider:
+    """Decides by compiled Rules (compiled once, by compile_rules(), before the proxy starts)."""
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+
+    def replace(self, rules: Rules) -> None:
+        """New rules from the next question on (connections already relaying are not re-judged)."""
+        self.rules = rules
+
+    def decide(self, host: Host, port: int) -> Decision:
+        return decide_host(self.rules, host, port)
+
+    def override(self, host: Host) -> IPAddress | None:
+        return self.rules.override(host)
+
+    def check_address(self, addr: IPAddress, port: int, host_addresses: frozenset[IPAddress]) -> Decision:
+        return check_address(self.rules, addr, port, host_addresses)
