@@ -61,6 +61,7 @@ def main() -> int:
         "python3 -c pass": [py, "-c", "pass"],
         "bare bwrap true": bare,
         "rcc run --no-network -- true": [*rcc, "run", "--no-network", "--", "true"],
+        "... without limits": [*rcc, "run", "--no-network", "--memory=none", "--processes=none", "--", "true"],
         "rcc run -- true (proxy on)": [*rcc, "run", "--", "true"],
     }
     prefix = os.environ.get("RCC_BENCH_PREFIX", "/var/cache/rcc-bench")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 
 from rcc.errors import ExitCode, RccError
 from rcc.plan import ResourceLimits
@@ -201,23 +202,36 @@ class SessionLimits:
         self.session = session or f"pid{os.getpid()}"
         self.dirs: dict[str, str] = {}  # controller ("memory", "pids", "cpu"; "" for v2) -> cgroup dir
         self.kind = ""
+        self.found = Enforcement("", "", "", "", "")
 
     @property
     def wanted(self) -> bool:
         lim = self.limits
         return bool(lim.memory or lim.processes or lim.cpu)
 
-    def apply(self, pids: list[int]) -> None:
-        """Put the held sandbox's processes (bwrap and its first child) under the limits."""
+    def start(self, bwrap_pid: int) -> None:
+        """Make the session's cgroups and move bwrap in, right after it was spawned: the first move into a
+        cgroup waits for an RCU grace period (about 15 ms here), which then overlaps bwrap's own set-up."""
         if not self.wanted:
             return
-        found = enforcement()
-        self.kind = found.cgroup
+        self.found = enforcement()
+        self.kind = self.found.cgroup
+        self._cgroups(self._make_v2 if self.kind == "v2" else self._make_v1 if self.kind == "v1" else None)
+        self._cgroups(lambda: self._move([bwrap_pid]))
+
+    def apply(self, pids: list[int]) -> None:
+        """Put the held sandbox's processes (bwrap and its first child, and anything they forked) under the
+        limits; the command has not run yet."""
+        if not self.wanted:
+            return
+        self._cgroups(lambda: self._move(_tree(pids)))
+        self._rlimits(pids, self.found)
+
+    def _cgroups(self, step: Callable[[], None] | None) -> None:
+        if step is None:
+            return
         try:
-            if found.cgroup == "v2":
-                self._v2(pids)
-            elif found.cgroup == "v1":
-                self._v1(pids)
+            step()
         except OSError as e:
             self.close(0, quiet=True)
             raise RccError(
@@ -225,9 +239,16 @@ class SessionLimits:
                 hint='run `rcc doctor`; set [limits] to "none" to run without cgroup limits',
                 code=ExitCode.SETUP,
             ) from e
-        self._rlimits(pids, found)
 
-    def _v2(self, pids: list[int]) -> None:
+    def _move(self, pids: list[int]) -> None:
+        for d in self.dirs.values():
+            for pid in pids:
+                try:
+                    _write(os.path.join(d, "cgroup.procs"), str(pid))
+                except ProcessLookupError:
+                    continue  # a process bwrap forked has already ended (ESRCH)
+
+    def _make_v2(self) -> None:
         parent = os.path.join(CGROUP, "rcc")
         with contextlib.suppress(FileExistsError):
             os.mkdir(parent, 0o755)
@@ -248,10 +269,8 @@ class SessionLimits:
             _write(os.path.join(d, "pids.max"), str(self.limits.processes))
         if self.limits.cpu and "cpu" in want:
             _write(os.path.join(d, "cpu.max"), f"{int(self.limits.cpu * 100000)} 100000")
-        for pid in _tree(pids):
-            _write(os.path.join(d, "cgroup.procs"), str(pid))
 
-    def _v1(self, pids: list[int]) -> None:
+    def _make_v1(self) -> None:
         for ctrl, on in (("memory", self.limits.memory), ("pids", self.limits.processes), ("cpu", self.limits.cpu)):
             base = _v1_dir(ctrl)
             if not on or base is None:
@@ -269,8 +288,6 @@ class SessionLimits:
             else:
                 _write(os.path.join(d, "cpu.cfs_period_us"), "100000")
                 _write(os.path.join(d, "cpu.cfs_quota_us"), str(int(self.limits.cpu * 100000)))
-            for pid in _tree(pids):
-                _write(os.path.join(d, "cgroup.procs"), str(pid))
 
     def _rlimits(self, pids: list[int], found: Enforcement) -> None:
         import resource
@@ -292,17 +309,20 @@ class SessionLimits:
     def close(self, code: int, quiet: bool = False) -> str:
         """Remove the cgroups; return what stopped the command ("" if no limit did)."""
         why = "" if quiet else self._why(code)
+        import time
+
+        deadline = time.monotonic() + 1.0
         for d in self.dirs.values():
-            for _ in range(50):  # the sandbox's last processes are reaped a moment after bwrap ends
+            while True:  # the sandbox's last processes leave the cgroup a moment after bwrap ends
                 try:
                     os.rmdir(d)
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
-                    import time
-
-                    time.sleep(0.02)
+                    if time.monotonic() > deadline:
+                        break  # a later session sweeps it (_sweep)
+                    time.sleep(0.001)
         self.dirs = {}
         return why
 

@@ -215,12 +215,14 @@ class BwrapBackend:
                     os.close(fd)
             sandbox_pid = 0
             try:
-                sandbox_pid = _read_child_pid(info_r, pid)
-                if limited:
+                if limited:  # the cgroups, and bwrap moved in while it sets up the sandbox (rcc.limits)
                     from rcc.limits import SessionLimits
 
                     limits = SessionLimits(plan.limits, plan.session_id)
-                    limits.apply([pid, sandbox_pid])
+                    limits.start(pid)
+                sandbox_pid = _read_child_pid(info_r, pid)
+                if limits is not None:
+                    limits.apply([pid, sandbox_pid])  # and everything bwrap forked, before the command runs
                 listener = None
                 if plan.net.mode == "proxy":
                     from rcc.netns import listen_in_netns
