@@ -289,6 +289,56 @@ FILE_PROBES: tuple[Probe, ...] = (
         "denied",
         "the pre-commit framework's hooks run on the host's next git commit",
     ),
+    # --- issue 11 §4: the rest of the catalogue in docs/sandbox.md ("Files the host's tools load on their own")
+    *(
+        Probe(f"create-{rel}", "create-parents" if "/" in rel else "create", f"{{project}}/{rel}", "denied", why)
+        for rel, why in (
+            (".claude/skills/evil/SKILL.md", "a skill's allowed-tools run commands in the host's next claude"),
+            (".git/remotes/origin", "a legacy remote: the host's plain `git push` goes to a planted URL"),
+            (".git/branches/origin", "a legacy remote: the host's plain `git push` goes to a planted URL"),
+            (".git/config.worktree", "git config (core.pager) where extensions.worktreeConfig is on"),
+            (".gemini/extensions/evil/gemini-extension.json", "a workspace extension's mcpServers run commands"),
+            (".gemini/commands/evil.toml", "a custom command's !{...} runs shell commands"),
+            (".gemini/.env", "Gemini CLI's environment: base URL, system prompt file"),
+            (".codex/config.toml", "Codex's project config: mcp_servers and notify commands"),
+            (".aider.model.settings.yml", "api_base: the user's API key goes to a planted URL"),
+            (".env", "aider's AIDER_LINT_CMD / AIDER_TEST_CMD run after each edit; autoenv runs it"),
+            (".cursor/mcp.json", "an MCP server the host's Cursor runs"),
+            (".devcontainer/devcontainer.json", "initializeCommand runs on the host"),
+            (".devcontainer.json", "initializeCommand runs on the host"),
+            (".zed/settings.json", "language server binaries the host's Zed runs"),
+            (".helix/languages.toml", "language server commands the host's Helix runs"),
+            (".nvim.lua", "Neovim's exrc"),
+            (".nvimrc", "Neovim's exrc"),
+            (".lazy.lua", "lazy.nvim's local spec: Lua at start"),
+            ("mise.toml", "mise's hooks and env scripts run on the host's next cd"),
+            (".mise.toml", "mise's hooks and env scripts run on the host's next cd"),
+            ("mise.local.toml", "mise's hooks and env scripts run on the host's next cd"),
+            (".mise.local.toml", "mise's hooks and env scripts run on the host's next cd"),
+            (".mise/config.toml", "mise's hooks and env scripts run on the host's next cd"),
+            (".tool-versions", "`path:` versions make the host's shims run a project binary"),
+            (".yarnrc.yml", "yarnPath/plugins: every yarn command runs the named file"),
+            (".yarnrc", "yarn-path: every yarn v1 command runs the named file"),
+            ("lefthook-local.yml", "merged over lefthook.yml: commands on the host's next commit"),
+            (".lefthook-local.yml", "merged over lefthook.yml: commands on the host's next commit"),
+        )
+    ),
+    # controls: files beside them that these tools do not run, and that projects edit
+    *(
+        Probe(f"create-{rel}", "create-parents" if "/" in rel else "create", f"{{project}}/{rel}", "allowed", why)
+        for rel, why in (
+            (".env.example", "control: only the .env aider loads is protected"),
+            (".yarn/cache/pkg.zip", "control: .yarn is protected only where releases/plugins exist"),
+            ("CLAUDE.md", "control: instructions, not code (docs/sandbox.md)"),
+            ("AGENTS.md", "control: instructions, not code"),
+            (".editorconfig", "control: formatting only"),
+            (".nvmrc", "control: a version name, never a path"),
+            (".python-version", "control: pyenv refuses paths in it"),
+            (".npmrc", "control: npm acts on it only in commands that run package.json's scripts anyway"),
+            (".pnpmfile.cjs", "control: runs only in pnpm install, which runs the project's own scripts"),
+            (".gitattributes", "control: filter/diff drivers need config the sandbox cannot write"),
+        )
+    ),
 )
 
 

@@ -45,12 +45,36 @@ if TYPE_CHECKING:
 # directory (nor anything below it) can be created there, and a file costs far less to create and remove than a
 # directory. Only the paths that programs inside list as directories get a directory placeholder (git, Claude
 # Code); git works with .git/modules, .git/info and .git/worktrees being files.
-_DIR_PLACEHOLDERS = frozenset({".git", ".git/hooks", ".claude", ".claude/commands", ".claude/agents", ".claude/hooks"})
+_DIR_PLACEHOLDERS = frozenset(
+    {
+        ".git",
+        ".git/hooks",
+        ".claude",
+        ".claude/commands",
+        ".claude/agents",
+        ".claude/hooks",
+        ".claude/skills",
+        ".gemini/extensions",
+        ".gemini/commands",
+        ".codex",
+    }
+)
 # A Mercurial repository's own config: hg runs its [hooks] (`pre-status = ...`) and [extensions] (Python) on the
 # host's next `hg status`. `requires` naming "shared"/"share-safe" makes hg follow `sharedpath` and read that
 # repository's config (the redirect .git/commondir is for git). Protected only where `.hg` exists: a placeholder
 # .hg in every git project would make tools see a broken Mercurial repository.
 HG_PROTECTED = (".hg/hgrc", ".hg/hgrc-not-shared", ".hg/requires", ".hg/sharedpath")
+# Protected only where they exist: code that a protected config already names (yarnPath points into
+# .yarn/releases, plugins into .yarn/plugins; mise's config directories, trusted by path). Where they are missing,
+# nothing names them, and creating them in place would cover `.yarn/cache` (yarn install) with a read-only
+# placeholder; a new mise config is untrusted until the user says so.
+PROTECTED_IF_PRESENT = (
+    ".yarn/releases",
+    ".yarn/plugins",
+    ".config/mise",
+    ".config/mise.toml",
+    ".config/mise.local.toml",
+)
 GIT_EXCLUDES = "/run/rcc/git-excludes"
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 PROXY_PORT = 3128
@@ -118,6 +142,7 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
     rel_list += sorted(submodule_gits)
     if facts.info(os.path.join(project, ".hg")).kind == "dir":
         rel_list += HG_PROTECTED
+    rel_list += [r for r in PROTECTED_IF_PRESENT if facts.info(os.path.join(project, r)).kind != "missing"]
     if facts.hooks_path:
         rel_list.append(facts.hooks_path)  # core.hooksPath inside the project: its hooks are project files
     if git.kind == "file" and facts.pointer_git_dir:
@@ -219,6 +244,10 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
         # ("|/project/x" runs x as host root on the next crash) would be writable. bwrap's own cover of
         # /proc/sys is skipped when the directory itself looks read-only.
         Bind("/proc/sys", "/proc/sys", False, "read-only: global sysctls"),
+        # The kernel lists every key the uid may view (descriptions, sizes, keyring names) in /proc/keys, and
+        # per-uid key counts in /proc/key-users, whatever the PID namespace: hide both (keyctl is denied too).
+        Mask("/proc/keys", False, "the user's kernel keys"),
+        Mask("/proc/key-users", False, "the users' kernel key counts"),
         Tmpfs("/tmp", 0o1777, why="private, discarded"),
         Tmpfs("/var", why="private"),
         Tmpfs("/var/tmp", 0o1777, why="private, discarded"),
@@ -408,7 +437,7 @@ def interesting_paths(policy: Policy, project: str, extra: Sequence[str] = ()) -
         *policy.filesystem.read_write,
         *policy.filesystem.hide,
     ]
-    out += protected_candidates(project, (*policy.filesystem.protect, *HG_PROTECTED))
+    out += protected_candidates(project, (*policy.filesystem.protect, *HG_PROTECTED, *PROTECTED_IF_PRESENT))
     out += list(extra)
     return out
 

@@ -125,6 +125,11 @@ DEFAULT_PROTECTED: tuple[str, ...] = (
     ".git/info",
     ".git/commondir",  # redirects git's config and hooks to another directory (one the agent could fill)
     ".git/worktrees",  # linked worktrees' commondir/config.worktree: the same redirect for the host's worktrees
+    ".git/config.worktree",  # read as config (core.pager, core.fsmonitor) where extensions.worktreeConfig is on
+    # legacy remotes: a file .git/remotes/origin (or .git/branches/origin) gives `origin` a URL when the config
+    # names none, so the user's plain `git push` sends the project (and credentials) to a planted URL
+    ".git/remotes",
+    ".git/branches",
     ".gitmodules",
     # the project root as a *bare* repository: git tries DIR/.git, then DIR itself (HEAD, objects/, refs/ and
     # DIR/config). An agent that breaks .git (`rm .git/HEAD`) and plants HEAD, objects, refs and a config with
@@ -136,18 +141,49 @@ DEFAULT_PROTECTED: tuple[str, ...] = (
     ".pre-commit-config.yaml",
     "lefthook.yml",
     ".lefthook.yml",
+    "lefthook-local.yml",  # merged over lefthook.yml: the same `run` commands
+    ".lefthook-local.yml",
     ".claude/settings.json",
     ".claude/settings.local.json",
     ".claude/commands",
     ".claude/agents",
     ".claude/hooks",
+    ".claude/skills",  # the twin of .claude/commands: a skill's allowed-tools runs its commands without asking
     ".mcp.json",
     # other agents' project configs that make the host run commands when the user next runs that agent there:
     # Gemini CLI's mcpServers (like .mcp.json), aider's lint-cmd/test-cmd (aider lints after each edit by default)
     ".gemini/settings.json",
+    ".gemini/extensions",  # workspace extensions (older Gemini CLI): their mcpServers run commands
+    ".gemini/commands",  # custom slash commands: `!{...}` runs shell commands
+    ".gemini/.env",  # Gemini CLI loads it before .env: base URLs, system prompt file
+    ".codex",  # Codex's project config (.codex/config.toml in trusted projects): mcp_servers, notify commands
     ".aider.conf.yml",
+    ".aider.model.settings.yml",  # extra_params.api_base: the user's API key goes to a planted URL
+    # aider loads the git root's .env over its own settings: AIDER_LINT_CMD / AIDER_TEST_CMD run after each edit
+    # (and autoenv runs .env as a script, direnv loads it where load_dotenv is on)
+    ".env",
+    ".cursor/mcp.json",
     ".vscode",
+    ".devcontainer",  # initializeCommand runs on the host when the user reopens the folder in a container
+    ".devcontainer.json",
     ".idea",
+    ".zed",  # Zed's project settings name language server binaries and tasks
+    ".helix",  # Helix's workspace languages.toml names language server commands
+    ".nvim.lua",  # Neovim's exrc files (trusted by hash, but a trusted file must not change under the user)
+    ".nvimrc",
+    ".lazy.lua",  # lazy.nvim's local spec: Lua run at start
+    # version managers: mise runs a config's [hooks] and env scripts on `cd`, and `path:` versions (mise, asdf
+    # .tool-versions) make the host's `node`/`python` shims run a binary from the project
+    "mise.toml",
+    ".mise.toml",
+    "mise.local.toml",
+    ".mise.local.toml",
+    ".mise",
+    ".tool-versions",
+    # package managers that load code named in their config on *every* command (`yarn --version` included):
+    # yarnPath / yarn-path and plugins (the files they point to: compile.PROTECTED_IF_PRESENT)
+    ".yarnrc.yml",
+    ".yarnrc",
     ".envrc",
     ".rcc.toml",
     ".bashrc",

@@ -206,6 +206,10 @@ def translate(plan: Plan, engine: Engine = "podman") -> Translation:
             # mounts /proc/sys read-only itself (its default readonly paths, for every unprivileged container).
             skipped.append((op, "docker mounts /proc/sys read-only itself"))
             continue
+        if engine == "docker" and isinstance(op, Mask) and _under(op.dest, "/proc"):
+            # the same refusal; docker masks /proc/keys itself, /proc/key-users (per-uid counts) stays visible
+            skipped.append((op, "runc refuses mounts inside /proc (docker masks /proc/keys itself)"))
+            continue
         if isinstance(op, Symlink):
             if any(_under(op.dest, p) for p in (*SYSTEM_PREFIXES, "/var/run")):
                 skipped.append((op, "the image provides it"))

@@ -1,0 +1,105 @@
+"""Files the host's own tools load without being asked to run project code (docs/sandbox.md, "Files the host's
+tools load on their own"), judged by what the host does afterwards, on every backend; and what /proc tells a
+session about the user's kernel keys. The create/write probes for every catalogue entry are in tests/attacks.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+
+import pytest
+
+from escape_world import World
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_legacy_remote_file_cannot_redirect_host_git_push(world: World) -> None:
+    """`.git/remotes/origin` (or `.git/branches/origin`) gives `origin` a URL when the config names none: the
+    user's next plain `git push origin` would send the project to the session's URL."""
+    evil = world.outside / "evil.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(evil)], check=True, capture_output=True)
+    world.own_tree(evil)
+    res = world.sh(
+        f"mkdir -p .git/remotes .git/branches 2>/dev/null; "
+        f"printf 'URL: {evil}\\nPush: refs/heads/main:refs/heads/main\\n' > .git/remotes/origin 2>/dev/null; "
+        f"echo {evil} > .git/branches/origin 2>/dev/null; echo done"
+    )
+    assert "done" in res.stdout, res.stderr
+    push = world.git("push", "-q", "origin", "main", check=False)
+    assert push.returncode != 0, "the host's git push found a remote the session planted"
+    assert not list((evil / "refs/heads").iterdir()), "the project reached the planted URL"
+    # control: the mechanism is real, and the user's own remote file (made on the host) still works after a run
+    assert not (world.project / ".git/remotes").exists(), "the placeholder must be gone after the run"
+    world.write(world.project / ".git/remotes/origin", f"URL: {evil}\nPush: refs/heads/main:refs/heads/main\n")
+    world.git("push", "-q", "origin", "main")
+    assert (evil / "refs/heads/main").exists()
+
+
+def test_yarn_release_named_by_yarnrc_cannot_be_rewritten(world: World) -> None:
+    """yarnPath makes *every* yarn command (`yarn --version`) run that file: the file, the plugins and the
+    config naming them are never writable where they exist. Control: the rest of .yarn (cache, install state)
+    stays the project's."""
+    release = world.write(world.project / ".yarn/releases/yarn-4.1.0.cjs", "// yarn\n")
+    plugin = world.write(world.project / ".yarn/plugins/plugin.cjs", "// plugin\n")
+    rc = world.write(world.project / ".yarnrc.yml", "yarnPath: .yarn/releases/yarn-4.1.0.cjs\n")
+    res = world.sh(
+        'echo \'require("child_process").execSync("touch /tmp/x")\' >> .yarn/releases/yarn-4.1.0.cjs 2>/dev/null; '
+        "echo evil > .yarn/releases/evil.cjs 2>/dev/null; echo evil > .yarn/plugins/evil.cjs 2>/dev/null; "
+        "mv .yarn/releases .yarn/r 2>/dev/null; echo 'yarnPath: evil.cjs' > .yarnrc.yml 2>/dev/null; "
+        "mkdir -p .yarn/cache && echo zip > .yarn/cache/pkg.zip && echo state > .yarn/install-state.gz && echo ok"
+    )
+    assert "ok" in res.stdout, res.stderr
+    assert release.read_text() == "// yarn\n" and plugin.read_text() == "// plugin\n"
+    assert rc.read_text() == "yarnPath: .yarn/releases/yarn-4.1.0.cjs\n"
+    assert sorted(p.name for p in (world.project / ".yarn").iterdir()) == [
+        "cache",
+        "install-state.gz",
+        "plugins",
+        "releases",
+    ]
+    assert sorted(p.name for p in (world.project / ".yarn/releases").iterdir()) == ["yarn-4.1.0.cjs"]
+    assert (world.project / ".yarn/cache/pkg.zip").read_text() == "zip\n"
+
+
+def _user_key(world: World, description: str, action: str) -> None:
+    """Add (action "add") or unlink ("remove") a `user` key in the world user's user keyring, on the host
+    (x86_64 syscall numbers: add_key 248, keyctl 250)."""
+    code = (
+        "import ctypes, sys\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "ring, d = -4, sys.argv[1].encode()\n"  # KEY_SPEC_USER_KEYRING
+        "if sys.argv[2] == 'add':\n"
+        "    k = libc.syscall(248, b'user', d, b'secret-payload', 14, ring)\n"
+        "else:\n"
+        "    k = libc.syscall(250, 10, ring, b'user', d, 0)\n"  # KEYCTL_SEARCH
+        "    k = k if k < 0 else libc.syscall(250, 9, k, ring)\n"  # KEYCTL_UNLINK
+        "assert k >= 0, ctypes.get_errno()\n"
+    )
+    argv = world.as_user(["python3", "-c", code, description, action], world.host_env())
+    subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+
+def test_proc_keys_do_not_list_the_users_kernel_keys(world: World) -> None:
+    desc = f"rcc-test-key-{uuid.uuid4().hex[:8]}"
+    _user_key(world, desc, "add")
+    try:
+        outside = subprocess.run(
+            world.as_user(["cat", "/proc/keys"], world.host_env()), capture_output=True, text=True, check=True
+        ).stdout
+        assert desc in outside, "the world has no key to leak: the attack would prove nothing"
+        res = world.rcc(
+            "run", "--no-network", "--", "sh", "-c",
+            "cat /proc/keys; echo =; cat /proc/key-users; echo =; grep -c . /proc/self/status; head -c 3 /proc/stat",
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        keys, key_users, rest = res.stdout.split("=\n")
+        assert desc not in res.stdout and keys == "", keys
+        if world.engine != "docker":  # runc refuses mounts inside /proc; docker masks only /proc/keys
+            assert key_users == "", key_users
+        # control: the rest of /proc still works
+        lines, stat = rest.split("\n", 1)
+        assert int(lines) > 10 and stat.startswith("cpu"), rest
+    finally:
+        _user_key(world, desc, "remove")
