@@ -145,3 +145,41 @@ def test_any_ip_spelling_judged_as_address(addr: ipaddress.IPv4Address | ipaddre
         spellings += [str(int(addr)), hex(int(addr)), f"[::ffff:{addr}]"]
     for s in spellings:
         assert not decide(r, s, 443).allowed
+
+
+# ------------------------------------------------------------------------------------------------ the flow
+
+ipv6_addresses = st.integers(0, 2**128 - 1).map(lambda v: str(ipaddress.IPv6Address(v)))
+some_addresses = st.lists(
+    st.sampled_from(["127.0.0.1", "169.254.169.254", "10.0.0.1", "203.0.113.7", "::1", "64:ff9b::7f00:1", "junk"])
+    | st.integers(0, 2**32 - 1).map(lambda v: str(ipaddress.IPv4Address(v)))
+    | ipv6_addresses,
+    max_size=4,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    host=st.text(max_size=40) | st.sampled_from(["a.example.com", "bad.example.com", "10.0.0.1", "2001:db8::1"]),
+    port=st.sampled_from([22, 80, 443, 8080]),
+    found=some_addresses,
+)
+def test_flow_connects_only_after_both_checks(host: str, port: int, found: list[str]) -> None:
+    """Whatever the sandbox asks and DNS answers: a Connect command comes only for an allowed name, and carries
+    only addresses check_address() allows (fail closed: everything else is refused or an error)."""
+    from rcc.net import flow
+    from rcc.net.decider import RuleDecider
+    from rcc.net.rules import check_address
+
+    f = flow.ConnectionFlow(RuleDecider(RULES), "s", "t")
+    cmds = f.start(socks5.Request(host, port, b""))
+    if isinstance(cmds[-1], flow.Resolve):
+        cmds = f.feed(flow.Resolved(tuple(found)))
+    if isinstance(cmds[-1], flow.ReadHostAddresses):
+        cmds = f.feed(flow.HostAddresses(frozenset()))
+    connects = [c for c in cmds if isinstance(c, flow.Connect)]
+    if connects:
+        assert decide(RULES, host, port).allowed
+        assert all(check_address(RULES, a, port).allowed for a in connects[0].addresses)
+    else:
+        assert isinstance(cmds[-1], flow.Close)
