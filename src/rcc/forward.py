@@ -17,6 +17,8 @@ Invariants:
    a failure (port in use) stops the session before it runs, never a session without its doors.
 2. close() closes every listener and connection; the factory child dies with its channel (and with rcc:
    PR_SET_PDEATHSIG), so nothing outlives the session.
+4. At most MAX_CONNECTIONS forwarded connections are open at once (each costs rcc two descriptors): a sandbox
+   cannot starve rcc, and its proxy, of descriptors through a door.
 3. The forwarder never parses the bytes it relays.
 """
 
@@ -169,8 +171,11 @@ class Forwarders:
     """Every published port and host service of one session. Construct (opens every listener) while the
     command is held, start() once rcc's threads may run, close() when the sandbox has ended."""
 
-    def __init__(self, plan: Plan, sandbox_pid: int) -> None:
+    MAX_CONNECTIONS = 256  # open forwarded connections per session, all doors together
+
+    def __init__(self, plan: Plan, sandbox_pid: int, max_connections: int = MAX_CONNECTIONS) -> None:
         self.session = plan.session_id
+        self.max_connections = max_connections
         self.published: list[tuple[Publish, socket.socket]] = []
         self.inside: list[tuple[int, str, socket.socket]] = []  # (port, inside loopback address, listener)
         self.factory: SocketFactory | None = None
@@ -247,7 +252,16 @@ class Forwarders:
         loop = asyncio.get_running_loop()
         listener.setblocking(False)
         while True:
-            conn, _peer = await loop.sock_accept(listener)
+            try:
+                conn, _peer = await loop.sock_accept(listener)
+            except OSError:  # out of descriptors (EMFILE) and the like: the door stays open, try again
+                await asyncio.sleep(0.05)
+                continue
+            if len(tasks) >= self.max_connections + len(self.published) + len(self.inside):
+                # A sandbox holding thousands of connections open would take rcc's descriptors (its proxy's
+                # too): past the cap a connection is closed at once; those open keep working.
+                conn.close()
+                continue
             t = loop.create_task(handle(conn))
             tasks.add(t)
             t.add_done_callback(tasks.discard)

@@ -4,6 +4,7 @@ PostgreSQL on the host's loopback. Every listener here is on loopback; nothing e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -248,3 +249,74 @@ def test_psql_inside_reaches_postgres_on_the_hosts_loopback(world: World, postgr
     )
     assert res.returncode != 0 and "42" not in res.stdout
     assert os.path.exists("/proc")  # keep the fixture's server alive to the end of the test
+
+
+HOLD = """
+import socket, sys, time
+port = int(sys.argv[1])
+conns, got, eof = [], 0, 0
+for i in range(300):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.settimeout(5)
+    conns.append(s)
+for s in conns:
+    try:
+        data = s.recv(100)
+    except OSError:
+        data = b""
+    if data:
+        got += 1
+    else:
+        eof += 1
+print("held", got, "closed", eof, flush=True)
+for s in conns:
+    s.close()
+time.sleep(1)
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+s.settimeout(5)
+print("after", s.recv(100).decode(), flush=True)
+"""
+
+
+def close_when_client_goes(c: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        c.recv(1)
+    c.close()
+
+
+def test_holding_thousands_of_connections_cannot_starve_rcc(world: World) -> None:
+    """The attack: open connection after connection to a host service and hold them, to use up rcc's
+    descriptors (its proxy's too). rcc forwards at most 256 at once and closes the rest at once; the control:
+    once they are closed, the service is reachable again."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(512)
+    port = srv.getsockname()[1]
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                continue
+            c.sendall(b"banner")
+            held.append(c)  # kept open until the client goes, like a database server
+            threading.Thread(target=close_when_client_goes, args=(c,), daemon=True).start()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        world.write(world.project / "hold.py", HOLD)
+        res = world.rcc("run", "--no-network", "--host-service", str(port), "--", "python3", "hold.py", str(port))
+        assert res.returncode == 0, res.stderr
+        assert "held 256 closed 44" in res.stdout, res.stdout
+        assert "after banner" in res.stdout, res.stdout
+    finally:
+        stop.set()
+        t.join()
+        for c in held:
+            c.close()
+        srv.close()
