@@ -122,3 +122,36 @@ def test_sweep_removes_only_old_empty_session_cgroups(tmp_path: Path) -> None:
     _sweep(str(tmp_path), "rcc-")
     assert not old.exists()
     assert new.exists() and other.exists() and busy.exists()
+
+
+def test_cgroup_v2_layout_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What rcc writes on a cgroup v2 machine, against a directory laid out like /sys/fs/cgroup (this test
+    machine's kernel has a hybrid layout with no v2 controllers, so the real v2 path runs only elsewhere)."""
+    import os
+
+    from rcc import limits
+    from rcc.plan import ResourceLimits
+
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("")
+    monkeypatch.setattr(limits, "CGROUP", str(tmp_path))
+    real_mkdir = os.mkdir
+
+    def mkdir(path: str, mode: int = 0o777) -> None:  # a real cgroupfs makes the control files itself
+        real_mkdir(path, mode)
+        for f in ("cgroup.subtree_control", "cgroup.procs", "memory.max", "memory.swap.max", "pids.max", "cpu.max"):
+            Path(path, f).write_text("")
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    s = limits.SessionLimits(ResourceLimits(memory=200 << 20, processes=64, cpu=0.5), "abc")
+    s.kind = "v2"
+    s._make_v2()
+    s._move([4242])
+    d = tmp_path / "rcc" / "abc"
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
+    assert (tmp_path / "rcc" / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
+    assert (d / "memory.max").read_text() == str(200 << 20)
+    assert (d / "memory.swap.max").read_text() == "0"
+    assert (d / "pids.max").read_text() == "64"
+    assert (d / "cpu.max").read_text() == "50000 100000"
+    assert (d / "cgroup.procs").read_text() == "4242"
