@@ -166,3 +166,33 @@ def test_proxy_cannot_be_used_to_reach_the_hosts_own_services(
     )
     assert res.returncode == 0, res.stderr
     assert "OK" not in res.stdout, res.stdout
+
+
+def test_proxy_refuses_ipv6_spellings_that_embed_loopback_or_metadata(
+    world: World, host: TestHost, loopback_listener: int
+) -> None:
+    """Attack (issue 11 §5): an allowed name whose address is an IPv6 spelling of the host's loopback or the
+    metadata service (IPv4-mapped, IPv4-compatible, NAT64, 6to4, Teredo, ISATAP). One route on the machine (sit0,
+    a NAT64 gateway) makes them reach what they embed, so they are judged by it. Control: an ordinary address
+    spelled IPv4-mapped (the test host) is reached."""
+    port = _serve_hello(host)
+    spellings = [
+        "::ffff:127.0.0.1",
+        "::127.0.0.1",
+        "64:ff9b::127.0.0.1",
+        "64:ff9b::169.254.169.254",
+        "2002:7f00:1::1",
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",
+        "2001:db8::5efe:7f00:1",
+    ]
+    args: list[str] = []
+    urls = []
+    for i, addr in enumerate(spellings):
+        args += ["--allow", f"evil{i}.test:{loopback_listener}", "--resolve", f"evil{i}.test={addr}"]
+        urls.append(f"http://evil{i}.test:{loopback_listener}/")
+    args += ["--allow", f"ok.test:{port}", "--resolve", f"ok.test=::ffff:{host.address}"]
+    res = world.rcc("run", *args, "--", "python3", "-c", HTTP_GET, *urls, f"http://ok.test:{port}/")
+    assert res.returncode == 0, res.stderr
+    for url in urls:
+        assert f"ERR {url} 403" in res.stdout, (url, res.stdout, res.stderr)
+    assert f"OK http://ok.test:{port}/ hello" in res.stdout, (res.stdout, res.stderr)  # control
