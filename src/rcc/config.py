@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from rcc import paths
 from rcc.errors import ConfigError, UsageError
+from rcc.keys import CONFIG_KEYS, KEYS, TABLES
 from rcc.policy import (
     DEFAULT_TOOLCHAINS,
     EnvironmentPolicy,
@@ -26,37 +27,15 @@ from rcc.policy import (
     NetworkPolicy,
     Policy,
 )
-from rcc.record import field, record, replace
+from rcc.record import field, record
 
 TYPE_CHECKING = False  # typing costs `rcc run` an import
 if TYPE_CHECKING:
     from typing import Any
 
-# key -> (kind, widens access when set by the project file)
-_SCHEMA: dict[str, tuple[str, bool]] = {
-    "backend": ("backend", True),
-    "filesystem.toolchains": ("paths", True),
-    "filesystem.default_toolchains": ("bool", False),  # false only narrows; true is the default
-    "filesystem.read_only": ("paths", True),
-    "filesystem.read_write": ("paths", True),
-    "filesystem.hide": ("paths", False),
-    "filesystem.protect": ("relpaths", False),
-    "environment.passthrough": ("envnames", True),
-    "environment.set": ("envtable", True),
-    "network.mode": ("netmode", True),  # "none" narrows: handled specially
-    "network.allow": ("hostrules", True),
-    "network.deny": ("hostrules", False),
-    "network.resolve": ("resolve", True),
-    "network.publish": ("publish", True),  # opens the sandbox to the host (or, with an address, the network)
-    "network.host_services": ("ports", True),  # opens host services to the sandbox
-    "container.image": ("image", True),
-    # A hostile project could lift the limits that keep the host alive: changing them needs trust.
-    "limits.memory": ("memsize", True),
-    "limits.processes": ("count", True),
-    "limits.cpu": ("cpus", True),
-    "limits.tmp": ("tmpsize", True),
-}
-_TABLES = ("filesystem", "environment", "network", "container", "limits")
+# key -> (kind, widens access when set by the project file), from the one key table (rcc.keys)
+_SCHEMA: dict[str, tuple[str, bool]] = {k.name: (k.kind, k.widens) for k in CONFIG_KEYS}
+_TABLES = TABLES
 
 
 def _is_env_name(n: str) -> bool:
@@ -335,74 +314,55 @@ def default_backend(platform: str = sys.platform) -> str:
     return "seatbelt" if platform == "darwin" else "bwrap"
 
 
+def _get(obj: Any, target: str) -> Any:
+    for attr in target.split("."):
+        obj = getattr(obj, attr)
+    return obj
+
+
 def merge(layers: Sequence[Layer], home: str) -> Policy:
-    fs = FilesystemPolicy(toolchains=(), hide=FilesystemPolicy().hide, protect=FilesystemPolicy().protect)
-    env = EnvironmentPolicy()
-    net = NetworkPolicy()
-    backend = default_backend()
-    image = ""
-    toolchains: list[str] = list(DEFAULT_TOOLCHAINS)
+    """The built-in defaults, then the layers' contributions in order, each merged as its key says (rcc.keys)."""
+    builtin = Policy()
+    values: dict[str, Any] = {}
+    for key in CONFIG_KEYS:
+        if key.target:
+            v = _get(builtin, key.target)
+            values[key.name] = dict(v) if key.merge == "update" else v
+    values["backend"] = default_backend()
     use_default_toolchains = True
-    env_set: dict[str, str] = {}
-    resolve: dict[str, str] = {}
-    lim = LimitsPolicy()
     for layer in layers:
         for c in layer.contributions:
-            k, v = c.key, c.value
-            if k == "backend":
-                backend = v
-            elif k == "container.image":
-                image = v
-            elif k == "filesystem.default_toolchains":
-                use_default_toolchains = v
-            elif k == "filesystem.toolchains":
-                toolchains.extend(v)
-            elif k in (
-                "filesystem.read_only",
-                "filesystem.read_write",
-                "filesystem.hide",
-                "filesystem.protect",
-            ):
-                attr = k.split(".")[1]
-                fs = replace(fs, **{attr: (*getattr(fs, attr), *v)})
-            elif k == "environment.passthrough":
-                env = replace(env, passthrough=(*env.passthrough, *v))
-            elif k == "environment.set":
-                env_set.update(dict(v))
-            elif k == "network.mode":
-                net = replace(net, mode=v)
-            elif k == "network.allow":
-                net = replace(net, allow=(*net.allow, *v))
-            elif k == "network.deny":
-                net = replace(net, deny=(*net.deny, *v))
-            elif k == "network.resolve":
-                resolve.update(dict(v))
-            elif k.startswith("limits."):
-                lim = replace(lim, **{k.split(".")[1]: v})
-            elif k == "network.publish":
-                net = replace(net, publish=(*net.publish, *v))
-            elif k == "network.host_services":
-                net = replace(net, host_services=(*net.host_services, *v))
+            key = KEYS[c.key]
+            if c.key == "filesystem.default_toolchains":
+                use_default_toolchains = c.value
+            elif key.merge == "append":
+                values[c.key] = (*values[c.key], *c.value)
+            elif key.merge == "update":
+                values[c.key] = {**values[c.key], **dict(c.value)}
+            else:
+                values[c.key] = c.value
     if not use_default_toolchains:
-        toolchains = [t for t in toolchains if t not in DEFAULT_TOOLCHAINS]
-    fs = replace(
-        fs,
-        toolchains=tuple(dict.fromkeys(_expand(p, home) for p in toolchains)),
-        read_only=tuple(dict.fromkeys(_expand(p, home) for p in fs.read_only)),
-        read_write=tuple(dict.fromkeys(_expand(p, home) for p in fs.read_write)),
-        hide=tuple(dict.fromkeys(_expand(p, home) for p in fs.hide)),
-        protect=tuple(dict.fromkeys(fs.protect)),
+        values["filesystem.toolchains"] = tuple(
+            t for t in values["filesystem.toolchains"] if t not in DEFAULT_TOOLCHAINS
+        )
+    sections: dict[str, dict[str, Any]] = {"filesystem": {}, "environment": {}, "network": {}, "limits": {}}
+    top: dict[str, Any] = {}
+    for name, merged in values.items():
+        key = KEYS[name]
+        v = merged
+        if key.merge == "update":
+            v = tuple(sorted(merged.items()))
+        elif key.merge == "append":
+            v = tuple(dict.fromkeys(_expand(p, home) for p in merged) if key.kind == "paths" else dict.fromkeys(merged))
+        section, _, attr = key.target.rpartition(".")
+        (sections[section] if section else top)[attr] = v
+    return Policy(
+        filesystem=FilesystemPolicy(**sections["filesystem"]),
+        environment=EnvironmentPolicy(**sections["environment"]),
+        network=NetworkPolicy(**sections["network"]),
+        limits=LimitsPolicy(**sections["limits"]),
+        **top,
     )
-    env = replace(env, passthrough=tuple(dict.fromkeys(env.passthrough)), set=tuple(sorted(env_set.items())))
-    net = replace(
-        net,
-        allow=tuple(dict.fromkeys(net.allow)),
-        deny=tuple(dict.fromkeys(net.deny)),
-        resolve=tuple(sorted(resolve.items())),
-        publish=tuple(dict.fromkeys(net.publish)),
-        host_services=tuple(dict.fromkeys(net.host_services)),
-    )
-    return Policy(filesystem=fs, environment=env, network=net, limits=lim, backend=backend, container_image=image)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -500,7 +460,7 @@ def policy_command(argv: list[str]) -> int:
         return 0
     pol = asdict(eff.policy)
     out = []
-    for table in ("filesystem", "environment", "network", "limits"):
+    for table in (t for t in TABLES if t in pol):  # [container] shows as container_image below
         out.append(f"[{table}]")
         for k, v in pol[table].items():
             out.append(f"  {k} = {_show(tuple(map(_tup, v)) if isinstance(v, list) else v)}")

@@ -12,43 +12,21 @@ import sys
 from rcc.compile import Session
 from rcc.config import Flags, Layer
 from rcc.errors import ExitCode, RccError, UsageError
+from rcc.keys import RUN_FLAGS, RUN_OPTIONS, Option, options_help
 from rcc.record import field, record
 
-RUN_HELP = """\
+RUN_HELP_TEMPLATE = """\
 usage: rcc run [OPTIONS] [--] COMMAND [ARGS...]
 
 Runs COMMAND in a sandbox: the project (current directory) read-write, the system read-only, a private empty
 home with toolchains read-only, secrets hidden, no network except rcc's allowlisting proxy.
 
 options:
-  --project DIR        the project directory (default: the current directory)
-  --allow RULE         allow a host through the proxy: example.com, *.example.com, host:port, 10.0.0.1,
-                       [::1]:8080, or a preset like @pypi (repeatable)
-  --deny RULE          deny a host (deny wins; repeatable)
-  --resolve HOST=ADDR  resolve HOST to ADDR in the proxy (like curl --resolve; repeatable)
-  --no-network         no proxy at all: loopback only (network.mode = "none")
-  --publish [HOSTADDR:]HOSTPORT[:PORT]
-                       forward the host's HOSTADDR:HOSTPORT (default 127.0.0.1) to PORT inside the sandbox,
-                       e.g. a dev server: --publish 5173 (repeatable; network.publish)
-  --host-service PORT  let the sandbox reach the host's loopback service on PORT at its own 127.0.0.1:PORT,
-                       [::1]:PORT and localhost:PORT, e.g. postgres: --host-service 5432 (repeatable)
-  --memory SIZE        memory limit for the session: 4G, 512M, 75% (of RAM; default) or none (limits.memory)
-  --processes N        process limit (default 4096) or none (limits.processes)
-  --cpu N              CPUs the session may use, e.g. 2 or 0.5 (default none) (limits.cpu)
-  --tmp SIZE           size of each private tmpfs: /tmp, the home, /var/tmp, /dev/shm (default 2G) (limits.tmp)
-  --ro PATH            also mount PATH read-only (repeatable)
-  --rw PATH            also mount PATH read-write (repeatable)
-  --hide PATH          hide PATH even if a parent is visible (repeatable)
-  --env NAME           pass variable NAME (or PREFIX_*) from rcc's environment (repeatable)
-  --env NAME=VALUE     set NAME inside the sandbox (repeatable)
-  --backend NAME       bwrap (default on Linux), seatbelt (default on macOS), podman or docker
-  --image NAME         the container image for podman/docker (default: rcc's own agent image)
-  --dry-run            print the sandbox plan and the backend command as JSON; run nothing
-  -h, --help           this help
-
+{options}
 exit status: the command's own; rcc's failures: 64 usage, 66 project, 69 missing dependency, 70 internal,
 71 setup missing, 78 config; 126 not executable and 127 not found inside the sandbox.
 """
+RUN_HELP = RUN_HELP_TEMPLATE.replace("{options}\n", options_help(RUN_OPTIONS) + "\n")
 
 
 @record(frozen=False)
@@ -59,27 +37,6 @@ class RunOptions:
     dry_run: bool = False
     flags: Flags = field(default_factory=Flags)
     extra: dict[str, str] = field(default_factory=dict)  # agent-specific options (e.g. --import-settings)
-
-
-_VALUE_OPTS = {
-    "--image",
-    "--project",
-    "--allow",
-    "--deny",
-    "--resolve",
-    "--ro",
-    "--rw",
-    "--hide",
-    "--env",
-    "--backend",
-    "--network",
-    "--publish",
-    "--host-service",
-    "--memory",
-    "--processes",
-    "--cpu",
-    "--tmp",
-}
 
 
 def parse_run_args(
@@ -94,7 +51,8 @@ def parse_run_args(
         if not a.startswith("-") or a == "-":
             return opts, argv[i:]
         name, eq, inline = a.partition("=")
-        if name in _VALUE_OPTS:
+        opt = RUN_FLAGS.get(name)
+        if opt is not None and opt.metavar:
             if eq:
                 value = inline
             else:
@@ -102,7 +60,7 @@ def parse_run_args(
                     raise UsageError(f"{name} needs a value")
                 i += 1
                 value = argv[i]
-            _apply(opts, name, value)
+            _apply(opts, opt, name, value)
         elif a in ("-h", "--help"):
             if agent:
                 return opts, argv[i:]  # the agent's own --help
@@ -110,8 +68,8 @@ def parse_run_args(
             raise SystemExit(0)
         elif a == "--dry-run":
             opts.dry_run = True
-        elif a == "--no-network":
-            opts.flags.add("network.mode", "none", a)
+        elif opt is not None and opt.shape.startswith("const:"):
+            opts.flags.add(opt.key, opt.shape[len("const:") :], a)
         elif a in agent_flags:
             opts.extra[a] = "1"
         elif agent:
@@ -126,45 +84,32 @@ def parse_run_args(
     return opts, []
 
 
-def _apply(opts: RunOptions, name: str, value: str) -> None:
+def _apply(opts: RunOptions, opt: Option, name: str, value: str) -> None:
+    """One valued option into the run options; policy values go through Flags.add (validated like a file's)."""
     f = opts.flags
     if name == "--project":
         opts.project = value
-    elif name == "--allow":
-        f.add("network.allow", [value], name)
-    elif name == "--deny":
-        f.add("network.deny", [value], name)
-    elif name == "--resolve":
+    elif opt.shape == "item":
+        f.add(opt.key, [value], name)
+    elif opt.shape == "value":
+        f.add(opt.key, value, name)
+    elif opt.shape == "pair":
         host, eq, addr = value.partition("=")
         if not eq or not host:
-            raise UsageError(f"--resolve takes HOST=ADDR (got {value!r})")
-        f.add("network.resolve", {host: addr}, name)
-    elif name == "--network":
-        f.add("network.mode", value, name)
-    elif name == "--publish":
-        f.add("network.publish", [value], name)
-    elif name == "--host-service":
+            raise UsageError(f"{name} takes {opt.metavar} (got {value!r})")
+        f.add(opt.key, {host: addr}, name)
+    elif opt.shape == "port":
         if not (value.isascii() and value.isdigit()):
-            raise UsageError(f"--host-service takes a port number (got {value!r})")
-        f.add("network.host_services", [int(value)], name)
-    elif name in ("--memory", "--processes", "--cpu", "--tmp"):
-        f.add(f"limits.{name[2:]}", value, name)
-    elif name == "--ro":
-        f.add("filesystem.read_only", [value], name)
-    elif name == "--rw":
-        f.add("filesystem.read_write", [value], name)
-    elif name == "--hide":
-        f.add("filesystem.hide", [value], name)
-    elif name == "--env":
+            raise UsageError(f"{name} takes a port number (got {value!r})")
+        f.add(opt.key, [int(value)], name)
+    elif opt.shape == "env":
         n, eq, v = value.partition("=")
         if eq:
             f.add("environment.set", {n: v}, name)
         else:
             f.add("environment.passthrough", [n], name)
-    elif name == "--backend":
-        f.add("backend", value, name)
-    elif name == "--image":
-        f.add("container.image", value, name)
+    else:
+        raise AssertionError(opt.shape)
 
 
 def command(argv: list[str]) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rcc.errors import ConfigError
+from rcc.net.rules import PRESETS
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ CLAUDE = AgentProfile(
     # api.anthropic.com: the Messages API, also OAuth profile/roles/API-key creation after /login.
     # platform.claude.com: /login's token exchange and every later token refresh (TOKEN_URL). The browser
     # part of /login (claude.ai, claude.com, platform.claude.com/oauth/authorize) runs on the host, not here.
-    default_hosts=("api.anthropic.com", "platform.claude.com"),
+    default_hosts=PRESETS["anthropic"],  # one source with the @anthropic preset
     base_url_vars=("ANTHROPIC_BASE_URL",),
     providers=(_CLAUDE_BEDROCK, _CLAUDE_VERTEX),
     passthrough=(

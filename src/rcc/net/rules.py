@@ -36,7 +36,9 @@ DEFAULT_ALLOW_PORTS: tuple[int, ...] = (80, 443)
 # Named presets. Explicit hosts, no wildcards over shared-hosting domains (anyone can publish there).
 PRESETS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
-        "anthropic": ("api.anthropic.com", "console.anthropic.com", "statsig.anthropic.com", "claude.ai"),
+        # The one list of Claude's hosts: the claude agent profile allows exactly this preset (rcc.agents.profiles
+        # says why each host is needed). The browser part of /login (claude.ai) runs on the host, never here.
+        "anthropic": ("api.anthropic.com", "platform.claude.com"),
         "openai": ("api.openai.com", "auth.openai.com", "chatgpt.com"),
         "gemini": ("generativelanguage.googleapis.com", "oauth2.googleapis.com", "cloudcode-pa.googleapis.com"),
         "npm": ("registry.npmjs.org", "registry.yarnpkg.com"),
