@@ -134,3 +134,32 @@ def test_sandbox_denied_host_gets_403_and_notice(served, tmp_path: Path) -> None
     )
     assert r.returncode != 0 and "403" in r.stderr
     assert notes == [f"rcc: denied {NAME}:443 (no allow rule) — allow with --allow {NAME} or network.allow in config"]
+
+
+SENTENCE = (
+    f"rcc sandbox: the user's sandbox policy refused a connection to {NAME}:443 (no allow rule); "
+    f"to allow it the user can run: rcc allow {NAME}"
+)
+# What Python's http.client (pip's urllib3, requests) raises for a refused CONNECT: the status line's reason.
+PY_CONNECT = f"""
+import http.client, sys
+c = http.client.HTTPSConnection("127.0.0.1", {PORT}, timeout=10)
+c.set_tunnel("{NAME}", 443)
+try:
+    c.connect()
+except OSError as e:
+    print(e)
+"""
+
+
+def test_sandbox_refusal_sentence_reaches_real_clients(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """curl -v shows the status line (CONNECT), Python's http.client (pip) puts it in its error, plain HTTP gets it
+    as the body; the control: an allowed host still gets its content (test_sandbox_allowed_host_via_https...)."""
+    host, _ca = served
+    allow, res = ["other.test"], {NAME: host.address}
+    r, _ = run_sandboxed(["curl", "-sSv", "--max-time", "10", f"https://{NAME}/"], allow, res, tmp_path / "a.jsonl")
+    assert f"< HTTP/1.1 403 Forbidden - {SENTENCE}" in r.stderr
+    r, _ = run_sandboxed([sys.executable, "-c", PY_CONNECT], allow, res, tmp_path / "b.jsonl")
+    assert r.stdout.strip() == f"Tunnel connection failed: 403 Forbidden - {SENTENCE}"
+    r, _ = run_sandboxed(["curl", "-sS", "--max-time", "10", f"http://{NAME}/"], allow, res, tmp_path / "c.jsonl")
+    assert r.stdout == SENTENCE.replace(":443", ":80") + "\n"

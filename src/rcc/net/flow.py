@@ -38,6 +38,7 @@ from rcc.net import http1, socks5, tls
 from rcc.net.audit import AuditRecord
 from rcc.net.decider import Decider
 from rcc.net.hosts import Host, HostError, IPAddress, format_hostport, normalize_host, unmap
+from rcc.net.notices import refusal_sentence
 from rcc.net.rules import Decision
 
 Proto = Literal["http", "connect", "socks5"]
@@ -316,7 +317,7 @@ class ConnectionFlow:
         if self.proto == "socks5":
             refusal = socks5.reply(socks5.NOT_ALLOWED)
         else:
-            refusal = http1.denied(d.reason, self.host, self.port)
+            refusal = http1.denied(d.reason, self.host, self.port, refusal_sentence(self.host, self.port, d))
         return [Notify(self.host, self.port, d), SendClient(refusal), Close()]
 
     def _deny_in_tunnel(self, d: Decision) -> list[Command]:

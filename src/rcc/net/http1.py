@@ -107,11 +107,17 @@ def _header_safe(text: str) -> str:
     return "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in text)
 
 
-def denied(reason: str, host: str, port: int) -> bytes:
-    """HTTP 403 with X-Rcc-Denied: how a client recognises rcc's refusal."""
-    return response(
-        403, "Forbidden", f"rcc: denied {host}:{port}: {reason}\n", (("X-Rcc-Denied", _header_safe(reason)),)
-    )
+def denied(reason: str, host: str, port: int, sentence: str = "") -> bytes:
+    """HTTP 403 with X-Rcc-Denied: how a client recognises rcc's refusal. `sentence` (notices.refusal_sentence)
+    is what a person or a model reads: it goes into the status line's reason phrase (RFC 9112 §4: what
+    Python's http.client, hence pip, prints for a refused CONNECT) and the body (what curl prints for plain
+    HTTP), with "Forbidden" kept first so clients that match on it still do."""
+    if not sentence:
+        return response(
+            403, "Forbidden", f"rcc: denied {host}:{port}: {reason}\n", (("X-Rcc-Denied", _header_safe(reason)),)
+        )
+    phrase = "Forbidden - " + _header_safe(sentence)
+    return response(403, phrase, sentence + "\n", (("X-Rcc-Denied", _header_safe(reason)),))
 
 
 def bad_request(reason: str, status: int = 400, phrase: str = "Bad Request") -> bytes:

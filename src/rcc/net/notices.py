@@ -63,6 +63,34 @@ class DenialNotifier:
             self._notify(line)
 
 
+def refusal_sentence(host: str, port: int, decision: Decision) -> str:
+    """The one plain sentence the sandboxed program (and the model reading its output) gets with a refusal: which
+    host, that the user's sandbox policy refused it, and the exact command the user would run to allow it.
+    ASCII only (it goes into an HTTP status line and header); the host is made printable."""
+    hp = _ascii(format_hostport(host, port))
+    if decision.kind == "denied-by-rule":
+        return (
+            f"rcc sandbox: the user's sandbox policy denies {hp} with the rule {_ascii(decision.rule or '')}; "
+            "only the user can change it (network.deny in their config), do not retry"
+        )
+    if decision.kind == "forbidden-address":
+        return (
+            f"rcc sandbox: the user's sandbox policy refused {hp}: it {_ascii(decision.reason)}; "
+            f"the user would have to run: rcc allow {_ascii(suggest_allow(decision.address, port))}"
+        )
+    if decision.kind == "invalid":
+        return f"rcc sandbox: the user's sandbox policy refused {hp}: {_ascii(decision.reason)}"
+    return (
+        f"rcc sandbox: the user's sandbox policy refused a connection to {hp} (no allow rule); "
+        f"to allow it the user can run: rcc allow {_ascii(suggest_allow(host, port))}"
+    )
+
+
+def _ascii(text: str) -> str:
+    """Printable ASCII only: the sentence goes into an HTTP status line and header (sandbox-chosen host names)."""
+    return "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in printable(text))
+
+
 def denial_message(host: str, port: int, decision: Decision) -> str:
     """One line for stderr naming what would allow it. Host and reason come from the sandbox: made printable."""
     hp, reason = printable(format_hostport(host, port)), printable(decision.reason)
