@@ -22,6 +22,10 @@ commands:
   trust [--project DIR] [--revoke]   trust this project's .rcc.toml (exact content)
   log [--json] [--denied] [--session ID|last]
                                      the egress audit log
+  sessions [--json]                  the running sessions: id, project, command, connections allowed/denied
+  allow RULE [--session ID|last] [--save]
+  deny RULE [--session ID|last] [--save]
+                                     change a running session's network rules at once (--save: your config too)
   setup [--firewall] [--dry-run] [--uninstall]
                                      prepare this machine (the firewall part needs sudo)
   doctor [--json]                    check what rcc needs on this machine
@@ -39,6 +43,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "setup": ("rcc.setup", "command"),
     "doctor": ("rcc.doctor", "command"),
     "shell": ("rcc.agents.cli", "shell_command"),
+    "sessions": ("rcc.live.cli", "sessions_command"),
+    "allow": ("rcc.live.cli", "allow_command"),
+    "deny": ("rcc.live.cli", "deny_command"),
 }
 _AGENTS = ("claude", "codex", "gemini", "aider")
 

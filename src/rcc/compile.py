@@ -14,7 +14,7 @@ Order of mounts (later ones cover earlier ones):
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rcc.errors import ConfigError, ExitCode, RccError
 from rcc.plan import (
@@ -209,6 +209,7 @@ def _refuse_protected_symlink(path: str, link: str) -> NoReturn:
 
 def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id: str = "") -> Plan:
     project, home = facts.project, facts.home
+    policy = _hide_rcc_own(policy, facts.env)
     if home == "/" or not os.path.isabs(home):
         # A private home is a tmpfs at the home's path: at "/" it would cover the whole system.
         raise RccError(
@@ -427,9 +428,24 @@ def _masks(policy: Policy, facts: HostFacts, binds: Sequence[Bind]) -> list[Moun
     return [*pins, *out]  # every pin before every mask: a pin must never cover a mask
 
 
-def interesting_paths(policy: Policy, project: str, extra: Sequence[str] = ()) -> list[str]:
-    """Absolute paths probe.py must look at for compile_plan()."""
+def _hide_rcc_own(policy: Policy, env: Mapping[str, str]) -> Policy:
+    """rcc's own config and state dirs are hidden wherever XDG_CONFIG_HOME / XDG_STATE_HOME put them (the
+    defaults are in DEFAULT_SECRETS): they hold the trust store, the audit log and the running sessions' control
+    sockets, which a sandbox must never see or reach (it would approve its own requests)."""
+    from rcc import paths
+
+    fs = policy.filesystem
+    own = tuple(p for p in (paths.state_dir(env), paths.config_dir(env)) if p not in fs.hide)
+    return replace(policy, filesystem=replace(fs, hide=(*fs.hide, *own))) if own else policy
+
+
+def interesting_paths(
+    policy: Policy, project: str, extra: Sequence[str] = (), env: Mapping[str, str] = os.environ
+) -> list[str]:
+    """Absolute paths probe.py must look at for compile_plan() (with the same `env` as the probe's)."""
     from rcc.probe import protected_candidates
+
+    policy = _hide_rcc_own(policy, env)
 
     out = [
         *policy.filesystem.toolchains,

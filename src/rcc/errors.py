@@ -17,6 +17,7 @@ class ExitCode:
     INTERNAL = 70  # a bug in rcc
     SETUP = 71  # the machine needs setup first (user namespaces blocked, AppArmor, ...)
     UNSAFE_PATH = 73  # a path rcc writes on the host has a symlink or non-directory in it (rcc.hostfs)
+    NO_SESSION = 75  # rcc allow/deny: no running session matches, or it cannot be reached (rcc.live)
     NOT_EXECUTABLE = 126
     NOT_FOUND = 127
     CONFIG = 78  # invalid config file, invalid policy value, untrusted content that was required

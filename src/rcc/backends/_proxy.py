@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 
 from rcc.errors import ExitCode, RccError
@@ -27,6 +29,7 @@ class SessionProxy:
         self.deferred: list[str] = []
         self.dropped = 0
         self.proxy: Any = None
+        self.control: Any = None  # rcc.live.server.ControlServer: `rcc allow/deny/sessions` reach it
 
     def notify(self, line: str) -> None:  # runs on the proxy's thread
         if not self.defer:
@@ -38,6 +41,8 @@ class SessionProxy:
             self.dropped += 1
 
     def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
         if self.proxy is not None:
             self.proxy.close()
         if self.deferred:
@@ -48,18 +53,36 @@ class SessionProxy:
             sys.stderr.flush()
 
 
-def start_proxy(plan: Plan, listener: socket.socket) -> SessionProxy:
+def start_proxy(plan: Plan, listener: socket.socket, backend: str = "") -> SessionProxy:
     """Serve `listener` (inside the sandbox's network namespace) with rcc's allowlisting proxy, recording to the
-    audit log. Every backend starts its proxy here; close() the result when the sandbox has ended."""
+    audit log, with the session's control channel (rcc.live: `rcc allow/deny` change its rules while it runs).
+    Every backend starts its proxy here; close() the result when the sandbox has ended."""
     from rcc import paths
+    from rcc.live.server import ControlServer
+    from rcc.live.sessions import SessionRecord
+    from rcc.net.audit import utc_now
+    from rcc.net.decider import RuleDecider
     from rcc.net.proxy import EgressProxy
     from rcc.net.rules import compile_rules
 
     rules = compile_rules(plan.net.allow, plan.net.deny, dict(plan.net.resolve))
+    decider = RuleDecider(rules)
     handle = SessionProxy(plan)
     audit = paths.audit_log_file()
+    sid = plan.session_id or os.urandom(4).hex()
+    rec = SessionRecord(sid, os.getpid(), plan.project, shlex.join(plan.argv), backend, utc_now(), f"{sid}.sock")
+    control = ControlServer(
+        rec,
+        decider,
+        allow=plan.net.allow,
+        deny=plan.net.deny,
+        resolve=dict(plan.net.resolve),
+        state_dir=paths.state_dir(),
+    )
     try:
-        handle.proxy = EgressProxy(rules, audit, plan.session_id, handle.notify)
+        handle.proxy = EgressProxy(
+            rules, audit, plan.session_id, handle.notify, decider=decider, on_record=control.on_record
+        )
     except OSError as e:  # no audit log, no network: never an unrecorded door
         raise RccError(
             f"cannot open the audit log {audit}: {e.strerror}",
@@ -67,4 +90,9 @@ def start_proxy(plan: Plan, listener: socket.socket) -> SessionProxy:
             code=ExitCode.SETUP,
         ) from e
     handle.proxy.start([listener])
+    try:
+        if control.start():
+            handle.control = control
+    except (OSError, RccError) as e:  # the session still runs, with its fixed policy: say so
+        handle.notify(f"rcc: note: no control channel for this session (`rcc allow` cannot reach it): {e}")
     return handle

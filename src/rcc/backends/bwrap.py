@@ -240,7 +240,7 @@ class BwrapBackend:
                 if listener is not None:
                     from rcc.backends._proxy import start_proxy
 
-                    proxy = start_proxy(plan, listener)
+                    proxy = start_proxy(plan, listener, "bwrap")
             except BaseException:
                 if sandbox_pid:
                     # the held command (reading its --block-fd) does not die with bwrap: it is a child of the

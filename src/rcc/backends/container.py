@@ -663,7 +663,7 @@ def _egress_proxy(plan: Plan, listener: Any) -> Any:
     """rcc's allowlisting proxy on the listener (the same one the bwrap backend starts)."""
     from rcc.backends._proxy import start_proxy
 
-    return start_proxy(plan, listener)
+    return start_proxy(plan, listener, "container")
 
 
 def _forwarders(plan: Plan, pid: int) -> Any:

@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from rcc.net import flow, http1, socks5, tls
-from rcc.net.audit import AuditLog, utc_now
+from rcc.net.audit import AuditLog, AuditRecord, utc_now
 from rcc.net.auditbudget import AuditBudget
 from rcc.net.decider import Decider, RuleDecider
 from rcc.net.hostaddrs import host_addresses
@@ -90,6 +90,7 @@ class EgressProxy:
         audit_max_bytes: int = 10 * 1024 * 1024,
         resolver: Resolver | None = None,
         decider: Decider | None = None,
+        on_record: Callable[[AuditRecord], None] | None = None,
     ) -> None:
         # The decision point: rules compiled once (compile_rules) before this; `decider` replaces it entirely.
         self.decider: Decider = decider if decider is not None else RuleDecider(rules)
@@ -105,6 +106,7 @@ class EgressProxy:
         self.max_connections = max_connections
         self.relay: Relay = relay
         self._resolver = resolver
+        self._on_record = on_record  # each connection's record, before the budget (live counters: rcc.live)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -273,6 +275,9 @@ class EgressProxy:
                 ms = int((time.monotonic() - started) * 1000)
                 for cmd in f.feed(flow.Ended(conn.up, conn.down, ms)):
                     if isinstance(cmd, flow.Audit):
+                        if self._on_record is not None:
+                            with contextlib.suppress(Exception):  # a broken observer never breaks the proxy
+                                self._on_record(cmd.record)
                         self._budget.record(cmd.record)
 
     async def _execute(self, cmd: flow.Command, conn: _Connection) -> flow.FlowEvent | None:
