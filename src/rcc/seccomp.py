@@ -286,6 +286,14 @@ S_ISUID: Final = 0o4000
 S_ISGID: Final = 0o2000
 O_CREAT: Final = 0o100  # x86_64 and the generic (aarch64) ABI agree
 O_TMPFILE: Final = 0o20000000  # __O_TMPFILE (O_TMPFILE also sets O_DIRECTORY)
+# mknod's file-type bits that are not a regular file: S_IFIFO (0o010000) is the only type with that bit;
+# S_IFCHR/S_IFBLK have 0o020000, S_IFSOCK/S_IFBLK 0o040000; S_IFREG (0o100000) and 0 have none of them.
+S_IFNOTREG: Final = 0o070000
+_MKNOD_WHY: Final = (
+    "no set-uid/set-gid files (see chmod), and no fifos or device nodes: a fifo left where the host's git reads "
+    "(.git/index, HEAD, a ref, packed-refs) makes the user's next `git status` hang forever; sockets come from "
+    "bind() (opening one fails at once) and regular files stay allowed"
+)
 _SUID_WHY: Final = (
     "no set-uid/set-gid files: they outlive the sandbox in the project, and one made by root's sandbox runs as "
     "root for any local user (systemd's RestrictSUIDSGID); files and directories otherwise keep any mode"
@@ -411,8 +419,8 @@ RULES: Final[tuple[Rule, ...]] = (
     DenyBits("fchmod", 1, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
     DenyBits("fchmodat", 2, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
     DenyBits("fchmodat2", 2, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
-    DenyBits("mknod", 1, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
-    DenyBits("mknodat", 2, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
+    DenyBits("mknod", 1, S_ISUID | S_ISGID | S_IFNOTREG, EPERM, _MKNOD_WHY),
+    DenyBits("mknodat", 2, S_ISUID | S_ISGID | S_IFNOTREG, EPERM, _MKNOD_WHY),
     DenyBits("creat", 1, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
     DenyBitsIf("open", 1, O_CREAT | O_TMPFILE, 2, S_ISUID | S_ISGID, EPERM, _SUID_WHY),
     DenyBitsIf("openat", 2, O_CREAT | O_TMPFILE, 3, S_ISUID | S_ISGID, EPERM, _SUID_WHY),

@@ -5,8 +5,11 @@ session about the user's kernel keys. The create/write probes for every catalogu
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +106,69 @@ def test_proc_keys_do_not_list_the_users_kernel_keys(world: World) -> None:
         assert int(lines) > 10 and stat.startswith("cpu"), rest
     finally:
         _user_key(world, desc, "remove")
+
+
+# A fifo where the host's git opens a file blocks it in open(2) forever. Each place is tried by making the fifo
+# beside it and renaming it over the real file only if that worked, so a stopped attack leaves a working repo.
+FIFO_PLACES = (".git/index", ".git/HEAD", ".git/ORIG_HEAD", ".git/refs/heads/main", ".git/packed-refs", "OBJECT")
+
+
+def _git_status_finishes(world: World) -> subprocess.CompletedProcess[str]:
+    argv = world.as_user(["git", "status", "--porcelain"], world.host_env())
+    try:
+        return subprocess.run(argv, cwd=world.project, capture_output=True, text=True, timeout=20, check=False)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the host's git status hangs on what the session left in .git") from None
+
+
+def _special_files(top: Path) -> list[str]:
+    out = []
+    for d, dirs, files in os.walk(top):
+        for name in dirs + files:
+            mode = os.lstat(os.path.join(d, name)).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+                out.append(os.path.relpath(os.path.join(d, name), top))
+    return out
+
+
+def test_fifo_planted_in_git_cannot_hang_host_git_status(world: World) -> None:
+    world.git("update-ref", "ORIG_HEAD", "HEAD")
+    world.git("pack-refs", "--all")
+    world.git("update-ref", "refs/heads/main", "HEAD")  # loose again, beside packed-refs
+    obj = world.git("rev-parse", "HEAD").stdout.strip()
+    places = [p.replace("OBJECT", f".git/objects/{obj[:2]}/{obj[2:]}") for p in FIFO_PLACES]
+    plant = "; ".join(
+        f"{{ mkfifo .git/f 2>/dev/null || python3 -c 'import os; os.mkfifo(\".git/f\")' 2>/dev/null || "
+        f"mknod .git/f p 2>/dev/null; }} && mv -f .git/f {p} && echo PLANTED {p}"
+        for p in places
+    )
+    res = world.sh(
+        # control: regular files still come from mknod, and git work inside still lands
+        "python3 -c 'import os; os.mknod(\"made-by-mknod\")' && echo x > new.txt && git add -A && "
+        f"git commit -q -m 'from sandbox' && echo COMMITTED; {plant}; "
+        "mkfifo /tmp/f 2>/dev/null && mv -f /tmp/f .gitignore && echo PLANTED tmp"
+    )
+    assert "PLANTED" not in res.stdout, res.stdout
+    assert "COMMITTED" in res.stdout, res.stdout + res.stderr
+    assert _special_files(world.project) == []
+    st = _git_status_finishes(world)
+    assert st.returncode == 0, st.stderr
+    assert world.git("log", "-1", "--format=%s").stdout.strip() == "from sandbox"
+    assert (world.project / "made-by-mknod").is_file()
+
+
+@pytest.mark.backends("bwrap", why="runs no sandbox: the host's own git against a fifo the host made")
+def test_control_a_fifo_in_git_does_hang_git_status(world: World) -> None:
+    """The attack is real: the same fifo made on the host (not by a session) blocks git until the timeout."""
+    index = world.project / ".git/index"
+    index.unlink()
+    os.mkfifo(index)
+    try:
+        with pytest.raises(AssertionError, match="hangs"):
+            argv = world.as_user(["git", "status", "--porcelain"], world.host_env())
+            try:
+                subprocess.run(argv, cwd=world.project, capture_output=True, timeout=3, check=False)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("hangs") from None
+    finally:
+        index.unlink()

@@ -94,6 +94,7 @@ ULIMITS_FIX = (
 ENGINE_SECCOMP_PROFILE = "/usr/share/containers/seccomp.json"
 SECCOMP_FILE = "seccomp.json"  # in the run's staging directory
 _CLONE_NEWUSER = 0x10000000
+_S_IFMT, _S_IFREG, _S_IFIFO, _S_IFCHR, _S_IFBLK, _S_IFSOCK = 0o170000, 0o100000, 0o010000, 0o020000, 0o060000, 0o140000
 _EPERM = 1
 
 
@@ -105,7 +106,7 @@ def harden_seccomp(profile: dict[str, Any]) -> dict[str, Any]:
     Not needed here: TIOCSTI/TIOCLINUX. The container never holds the user's terminal (the engine relays it through
     a pty of its own, or pipes), so injected input can only reach the container itself."""
     out = dict(profile)
-    drop = {"keyctl", "add_key", "request_key", "unshare", "clone", "clone3"}
+    drop = {"keyctl", "add_key", "request_key", "unshare", "clone", "clone3", "mknod", "mknodat"}
     rules: list[dict[str, Any]] = []
     for rule in profile.get("syscalls", []):
         r = dict(rule)
@@ -124,6 +125,15 @@ def harden_seccomp(profile: dict[str, Any]) -> dict[str, Any]:
         {"names": ["unshare", "clone"], "action": "SCMP_ACT_ALLOW", "args": [no_newuser]},
         {"names": ["unshare", "clone"], "action": "SCMP_ACT_ERRNO", "args": [newuser], "errnoRet": _EPERM},
     ]
+    # mknod only of regular files (type 0 or S_IFREG): a fifo left in .git makes the host's `git status` hang
+    # forever (seccomp.S_IFNOTREG; the type is in args[1] of mknod, args[2] of mknodat)
+    for name, index in (("mknod", 1), ("mknodat", 2)):
+        for kind in (0, _S_IFREG):
+            arg = {"index": index, "value": _S_IFMT, "valueTwo": kind, "op": "SCMP_CMP_MASKED_EQ"}
+            rules.append({"names": [name], "action": "SCMP_ACT_ALLOW", "args": [arg]})
+        for kind in (_S_IFIFO, _S_IFCHR, _S_IFBLK, _S_IFSOCK):
+            arg = {"index": index, "value": _S_IFMT, "valueTwo": kind, "op": "SCMP_CMP_MASKED_EQ"}
+            rules.append({"names": [name], "action": "SCMP_ACT_ERRNO", "args": [arg], "errnoRet": _EPERM})
     out["syscalls"] = rules
     return out
 
