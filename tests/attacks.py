@@ -64,10 +64,10 @@ BACKENDS: tuple[Backend, ...] = (
 
 def backends_matching(*names: str) -> tuple[Backend, ...]:
     """The backends named by engine ("bwrap", "podman", "docker") or by id ("bwrap-user"); "container" names
-    podman and docker. Unknown names are an error (a typo must not silently select nothing)."""
+    podman and docker, "all" every one. Unknown names are an error (a typo must not silently select nothing)."""
     chosen: list[Backend] = []
     for name in names:
-        hits = [b for b in BACKENDS if name in (b.id, b.engine) or (name == "container" and b.container)]
+        hits = [b for b in BACKENDS if name in (b.id, b.engine, "all") or (name == "container" and b.container)]
         if not hits:
             raise ValueError(f"no backend is called {name!r}: {[b.id for b in BACKENDS]}")
         chosen += [b for b in hits if b not in chosen]

@@ -2,8 +2,9 @@
 command run through probe() + compile_plan() + ContainerBackend (tests/container/drive.py) with real podman —
 as root, and rootless as the unprivileged `rccuser` (via runuser) — and docker where a Docker engine runs.
 
-The image is rcc's base image (localhost/rcc-base:<hash>, built offline with debootstrap by setup_podman.sh):
-the tests exercise the sandbox's boundaries, not the agents' CLIs.
+The image is rcc's base image (localhost/rcc-base:<hash>, built offline with debootstrap by setup_podman.sh).
+The escape suite proper runs through `rcc run --backend` for every backend in tests/sandbox/ (attacks.BACKENDS);
+these fixtures serve the container-only tests (the proxy gate, the terminal, the agent image, drive.py's modes).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,33 +20,20 @@ from pathlib import Path
 
 import pytest
 
+from attacks import PRIVATE as ALL_PRIVATE
+from attacks import SECRETS as ALL_SECRETS
+from escape_world import CONTAINER_SETUP, HOST_PATH, SRC, TEST_USER, base_image, engine_ready
 from rcctest import MUST_WORK, is_root, python_for, require
 
-REPO = Path(__file__).resolve().parents[2]
-SRC = Path(os.environ.get("RCC_TEST_SRC") or REPO / "src")
 HERE = Path(__file__).resolve().parent
-TEST_USER = "rccuser"
-HOST_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
-SETUP = "run `sudo tests/container/setup_podman.sh` (installs podman, fixes this machine's cgroups and rlimits, "
-SETUP += "builds and imports the base image)"
-
+SETUP = CONTAINER_SETUP
+# The same planted secrets as the escape suite's world (attacks.SECRETS), fewer of them: these tests check
+# other things (the proxy, the terminal, the agent image); the escape suite itself is tests/sandbox/.
 SECRETS = {
-    ".ssh/id_ed25519": "SECRET-ssh-key",
-    ".aws/credentials": "SECRET-aws",
-    ".config/gh/hosts.yml": "SECRET-gh",
-    ".netrc": "SECRET-netrc",
-    ".claude.json": "SECRET-claude",
+    rel: ALL_SECRETS[rel]
+    for rel in (".ssh/id_ed25519", ".aws/credentials", ".config/gh/hosts.yml", ".netrc", ".claude.json")
 }
-PRIVATE = {"Documents/diary.txt": "PRIVATE-diary"}
-
-if str(SRC) not in sys.path:
-    sys.path.insert(0, str(SRC))
-
-
-def base_image() -> str:
-    from rcc.backends.container_image import base_image_tag
-
-    return os.environ.get("RCC_TEST_CONTAINER_IMAGE") or base_image_tag()
+PRIVATE = {"Documents/diary.txt": ALL_PRIVATE["Documents/diary.txt"]}
 
 
 @dataclass
@@ -129,30 +116,6 @@ class Box:
         )
 
 
-def engine_ready(engine: str, who: str, real_home: str) -> tuple[bool, str]:
-    """Can this user run a container with `engine` and the base image here? (False, why) otherwise."""
-    path = shutil.which(engine)
-    if not path:
-        return False, f"{engine} is not installed; {SETUP}"
-    if engine == "docker":
-        r = subprocess.run([path, "info"], capture_output=True, text=True, check=False, timeout=30)
-        if r.returncode != 0:
-            return False, f"no Docker engine runs here (`docker info`: {r.stderr.strip()[:200]})"
-    from rcc.backends.container_image import hybrid_cgroup_controllers
-
-    hybrid = hybrid_cgroup_controllers()
-    if hybrid:
-        return False, f"cgroup v2 still holds {hybrid} beside cgroup v1 (crun refuses); {SETUP}"
-    argv = [path, "image", "exists" if engine == "podman" else "inspect", base_image()]
-    if who == "user" and is_root():
-        env = [f"HOME={real_home}", f"PATH={HOST_PATH}"]
-        argv = ["runuser", "-u", TEST_USER, "--", "env", "-i", *env, *argv]
-    r = subprocess.run(argv, capture_output=True, text=True, check=False, cwd="/", timeout=60)
-    if r.returncode != 0:
-        return False, f"the image {base_image()} is not in {who}'s {engine} store; {SETUP}"
-    return True, ""
-
-
 def _variants() -> list[object]:
     return [
         pytest.param(("podman", "root"), id="podman-root"),
@@ -220,4 +183,4 @@ def box(request: pytest.FixtureRequest) -> Iterator[Box]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-__all__ = ["HERE", "MUST_WORK", "Box", "base_image", "box", "engine_ready"]
+__all__ = ["HERE", "HOST_PATH", "MUST_WORK", "SRC", "TEST_USER", "Box", "base_image", "box", "engine_ready"]

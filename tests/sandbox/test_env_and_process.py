@@ -1,4 +1,6 @@
-"""Environment allowlist, namespaces, no new privileges, the sandbox's lifetime, terminal injection, seccomp."""
+"""Environment allowlist, namespaces, no new privileges, the sandbox's lifetime, terminal injection, seccomp.
+
+Every backend (attacks.BACKENDS) unless a test names its backends with the reason."""
 
 from __future__ import annotations
 
@@ -17,10 +19,13 @@ import pytest
 from escape_world import World, kill_tree
 from rcctest import require
 
-pytestmark = [
-    pytest.mark.sandbox,
-    pytest.mark.backends("bwrap", why="not yet migrated into the cross-backend catalogue (issue 12 §5)"),
-]
+pytestmark = [pytest.mark.sandbox]
+
+# rcc's policy layer (which variables pass, trusted project files): decided before any backend runs, the same
+# plan for every backend (tests/container/test_render.py pins how the container backend renders its env).
+POLICY_LAYER = pytest.mark.backends("bwrap", why="rcc's policy layer: the same plan for every backend")
+# Root's private device nodes are bwrap's: a container gets its engine's own /dev, never the host's nodes.
+BWRAP_DEVICES = pytest.mark.backends("bwrap", why="bwrap binds the host's /dev nodes; containers get their own")
 
 LEAKY_ENV = {
     "AWS_SECRET_ACCESS_KEY": "SECRET-aws",
@@ -44,14 +49,21 @@ def _env_of(out: str) -> dict[str, str]:
 
 
 def test_env_secret_does_not_leak(world: World) -> None:
-    res = world.rcc("run", "--no-network", "--", "env", "-0", env=LEAKY_ENV)
+    leaky = dict(LEAKY_ENV)
+    if world.backend.engine == "podman" and world.who == "user":
+        # rootless podman (rcc's side, the engine client) keeps its runtime state in XDG_RUNTIME_DIR: give it
+        # one that exists; the container must still not see it
+        leaky["XDG_RUNTIME_DIR"] = str(world.base / "runtime")
+        (world.base / "runtime").mkdir(mode=0o700)
+        os.chown(world.base / "runtime", world.uid, world.gid)
+    res = world.rcc("run", "--no-network", "--", "env", "-0", env=leaky)
     assert res.returncode == 0, res.stderr
     env = _env_of(res.stdout)
     for name in LEAKY_ENV:
         assert name not in env, name
     assert "SECRET" not in res.stdout
-    for name in ("PYTHONPATH", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
-        assert name not in env, name  # rcc's own environment stays outside
+    for name in ("PYTHONPATH", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "container"):
+        assert name not in env, name  # rcc's own (and the engine's) environment stays outside
     assert env["HOME"] == str(world.home)  # the private home, at the real home's path
     assert env["USER"] == world.user and env["LOGNAME"] == world.user
     assert env["TMPDIR"] == "/tmp"
@@ -59,6 +71,7 @@ def test_env_secret_does_not_leak(world: World) -> None:
     assert env["LANG"] == "C.UTF-8" and env["TERM"] == "dumb"
 
 
+@POLICY_LAYER
 def test_passed_env_var_arrives(world: World) -> None:
     res = world.rcc(
         "run",
@@ -83,6 +96,7 @@ def test_passed_env_var_arrives(world: World) -> None:
     assert "OTHER" not in env
 
 
+@POLICY_LAYER
 def test_env_passed_by_trusted_project_file_only(world: World) -> None:
     world.write(world.project / ".rcc.toml", '[environment]\npassthrough = ["MY_APP_TOKEN"]\n')
     res = world.rcc("run", "--no-network", "--", "env", "-0", env={"MY_APP_TOKEN": "SECRET-app"})
@@ -118,23 +132,29 @@ def test_host_processes_cannot_be_signalled(world: World) -> None:
 
 
 def test_no_new_privileges_and_no_capabilities(world: World) -> None:
-    res = world.sh("grep -E '^(NoNewPrivs|CapEff|CapPrm|CapAmb):' /proc/self/status")
+    res = world.sh("grep -E '^(NoNewPrivs|CapInh|CapPrm|CapEff|CapBnd|CapAmb):' /proc/self/status")
     fields = dict(line.split(":\t") for line in res.stdout.strip().splitlines())
     assert fields["NoNewPrivs"] == "1", res.stdout
-    assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0 and int(fields["CapAmb"], 16) == 0
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(fields[cap], 16) == 0, (cap, fields[cap])
 
 
 def test_setuid_binary_gains_nothing(world: World) -> None:
     require(os.path.exists("/usr/bin/su") or os.path.exists("/bin/su"), "no setuid su here")
+    # su is setuid root (in the host's /usr/bin and in the container image); no-new-privileges voids the bit
     res = world.sh("su -c id root </dev/null 2>&1; id -u")
-    assert res.stdout.split()[-1] == str(world.uid), res.stdout
+    # (once in ~20 loaded runs podman-root printed nothing at all here, as in the old container suite: keep the
+    # exit status and stderr in the message to tell an engine failure from an attack)
+    assert res.stdout.split()[-1:] == [str(world.uid)], (res.returncode, res.stdout, res.stderr)
+    assert "uid=0" not in res.stdout.replace(f"uid={world.uid}(", "") or world.uid == 0, res.stdout
 
 
 def test_mount_and_unshare_are_refused(world: World) -> None:
     """Capabilities are dropped and nested user namespaces are disabled: no remounting the read-only binds."""
     res = world.sh(
         f"mount -o remount,rw {world.project}/.git/hooks 2>/dev/null && echo REMOUNTED; "
-        "unshare -Ur true 2>/dev/null && echo UNSHARED; umount .git/hooks 2>/dev/null && echo UNMOUNTED; true"
+        "unshare -Ur true 2>/dev/null && echo UNSHARED; umount .git/hooks 2>/dev/null && echo UNMOUNTED; "
+        "mount -t tmpfs x /mnt 2>/dev/null && echo MOUNTED; chroot / true 2>/dev/null && echo CHROOTED; true"
     )
     assert res.stdout.strip() == "", res.stdout
 
@@ -153,16 +173,33 @@ def _sandbox_pids(tag: str) -> list[int]:
     return pids
 
 
+def _containers(world: World) -> set[str]:
+    """rcc's containers in this world's engine (none for bwrap)."""
+    if not world.backend.container:
+        return set()
+    out = subprocess.run(
+        world.as_user([world.engine, "ps", "--all", "--format", "{{.Names}}"], world.host_env()),
+        capture_output=True,
+        text=True,
+        cwd="/",
+        check=False,
+    )
+    return {n for n in out.stdout.split() if n.startswith("rcc-")}
+
+
+@pytest.mark.parametrize("network", ["none", "proxy"])
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
-def test_kill_rcc_kills_sandbox(world: World, how: signal.Signals) -> None:
-    """Even a daemon that left the session (setsid, double fork) must die with rcc."""
+def test_kill_rcc_kills_sandbox(world: World, how: signal.Signals, network: str) -> None:
+    """Even a daemon that left the session (setsid, double fork) must die with rcc; a container must not outlive
+    it either (rcc's proxy mode holds the container until its listener is in)."""
+    before = _containers(world)
     tag = f"rcc-victim-{uuid.uuid4().hex[:8]}"
     script = (
         f"(setsid bash -c 'exec -a {tag}-daemon sleep 300' &) ; "
         f"bash -c 'exec -a {tag}-fg sleep 300' & echo started; wait"
     )
     proc = subprocess.Popen(
-        world.rcc_argv(["run", "--no-network", "--", "sh", "-c", script]),
+        world.rcc_argv(["run", *(["--no-network"] if network == "none" else []), "--", "sh", "-c", script]),
         cwd=world.project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -177,14 +214,23 @@ def test_kill_rcc_kills_sandbox(world: World, how: signal.Signals) -> None:
         assert len(_sandbox_pids(tag)) == 2
         rcc_pid = _rcc_python_pid(proc.pid)
         os.kill(rcc_pid, how)
-        deadline = time.monotonic() + 5
-        while _sandbox_pids(tag) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while (_sandbox_pids(tag) or _containers(world) - before) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _sandbox_pids(tag) == [], "sandboxed processes outlived rcc"
+        assert not (_containers(world) - before), "the container outlived rcc"
     finally:
         kill_tree(proc)
         for pid in _sandbox_pids(tag):
             os.kill(pid, signal.SIGKILL)
+        leftover = sorted(_containers(world) - before)  # only the ones this test started
+        for verb in (["kill"], ["rm", "--force"]) if leftover else ():
+            subprocess.run(
+                world.as_user([world.engine, *verb, *leftover], world.host_env()),
+                capture_output=True,
+                check=False,
+                cwd="/",
+            )
 
 
 def _rcc_python_pid(top: int) -> int:
@@ -219,6 +265,11 @@ CTTY_THEN_EXEC = (
 )
 
 
+@pytest.mark.backends(
+    "bwrap",
+    why="KNOWN HOLE on podman and docker (found by this suite, reported to the lead): the container's stdin is the "
+    "user's terminal and TIOCSTI is not filtered there, so the command can type into the host's shell",
+)
 def test_tiocsti_terminal_injection_is_blocked(world: World) -> None:
     """On a real controlling terminal (an interactive session shares it: no setsid), pushing input into the
     terminal must fail; the control shows that the same call outside the sandbox works on this kernel."""
@@ -276,11 +327,17 @@ def test_keyctl_is_denied_by_seccomp(world: World) -> None:
         "KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING = 0, -3\n"
         "r = libc.syscall(250, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0)\n"
         "print('keyctl', r, ctypes.get_errno())\n"
+        "r = libc.syscall(248, b'user', b'k', b'v', 1, KEY_SPEC_SESSION_KEYRING)\n"
+        "print('add_key', r, ctypes.get_errno())\n"
+        "r = libc.syscall(272, 0x10000000)\n"  # unshare(CLONE_NEWUSER): a new user namespace's capabilities
+        "print('unshare_user', r, ctypes.get_errno())\n"
     )
     res = world.rcc("run", "--no-network", "--", "python3", "-c", code)
     assert res.returncode == 0, res.stderr
-    _, r, err = res.stdout.split()
-    assert int(r) == -1 and int(err) in (1, 38), res.stdout  # EPERM or ENOSYS
+    for line in res.stdout.splitlines():
+        _, r, err = line.split()
+        assert int(r) == -1 and int(err) in (1, 22, 28, 38), res.stdout  # EPERM, EINVAL, ENOSPC or ENOSYS
+    assert [line.split()[0] for line in res.stdout.splitlines()] == ["keyctl", "add_key", "unshare_user"]
 
 
 def test_ordinary_syscalls_still_work(world: World) -> None:
@@ -309,6 +366,11 @@ def test_kernel_sysctls_cannot_be_written(world: World) -> None:
     assert "Linux" in res.stdout, res.stderr  # control: sysctls stay readable
 
 
+@pytest.mark.backends(
+    "bwrap",
+    why="KNOWN HOLE on podman and docker (found by this suite, reported to the lead): no seccomp rule stops "
+    "chmod u+s, so root's container leaves a set-uid root copy of sh in the project",
+)
 def test_setuid_file_cannot_be_planted_in_project(world: World) -> None:
     """The project outlives the sandbox: a set-uid copy of a shell left there by root's sandbox is a root
     backdoor for every local user who can reach the directory (for a user's sandbox: a way in to that user)."""
@@ -376,9 +438,14 @@ def test_host_device_nodes_cannot_be_chmodded(world: World) -> None:
             check=False,
         )
         after = _node_state()
-        assert after == before, (before, after, res.stderr)
+        assert after == before, (before, after, res.stderr)  # the attack, judged on the host: every backend
     finally:
         _restore_nodes(before)
+    if world.backend.container:
+        # The engine binds the host's nodes into the container's own /dev, but the container's root has no
+        # capability: chmod/chown/umount/mknod fail inside (the host check above is what matters)
+        assert "Operation not permitted" in res.stderr or "must be superuser" in res.stderr, res.stderr
+        return
     assert res.returncode == 0, res.stderr
     inside = dict(line.split() for line in res.stdout.splitlines()[:4])
     if world.who == "root":
@@ -444,6 +511,7 @@ def _leftover(path: Path) -> Path:
     return path
 
 
+@BWRAP_DEVICES
 def test_private_devices_are_removed_and_a_killed_sessions_swept(world: World) -> None:
     """Each session's copies are removed when it ends; a directory a killed rcc left (no one holds its lock)
     is removed by the next session, while one whose session still runs (lock held) stays."""
@@ -465,6 +533,7 @@ def test_private_devices_are_removed_and_a_killed_sessions_swept(world: World) -
         os.close(fd)
 
 
+@BWRAP_DEVICES
 def test_nodev_state_dir_fails_closed(world: World) -> None:
     """Where the copies cannot be made usable (rcc's state dir on a nodev mount), root's command must not start
     with the host's nodes instead: exit 71 and a message. Control: the same run with a device-capable tmpfs."""
@@ -496,3 +565,19 @@ def test_nodev_state_dir_fails_closed(world: World) -> None:
             assert not marker.exists()
     assert results["dev"].returncode == 0, results["dev"].stderr
     assert marker.exists()
+
+
+@pytest.mark.backends(
+    "container",
+    why="reads the engine's cgroup files inside the container; bwrap has no /sys inside, its session cgroup "
+    "limits are judged from the host in tests/sandbox/test_limits.py",
+)
+def test_pids_limit_stops_fork_bombs(world: World) -> None:
+    res = world.sh("cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max")
+    if world.who == "user" and not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        # LIMITATION (docs/containers.md): rootless podman cannot set cgroup limits on cgroup v1; rcc then leaves
+        # the options out (podman would only warn and ignore them) and the limit is the user's own.
+        assert res.stdout.strip() in ("max", "")
+        return
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "4096"

@@ -10,10 +10,9 @@ import pytest
 
 from escape_world import World
 
-pytestmark = [
-    pytest.mark.sandbox,
-    pytest.mark.backends("bwrap", why="not yet migrated into the cross-backend catalogue (issue 12 §5)"),
-]
+pytestmark = [pytest.mark.sandbox]  # every backend (attacks.BACKENDS) unless a test names its own
+# rcc's own CLI and policy files: decided before any backend runs (the same plan for every backend).
+POLICY_LAYER = pytest.mark.backends("bwrap", why="rcc's CLI and policy layer: decided before any backend runs")
 
 
 def test_exit_status_is_passed_through(world: World) -> None:
@@ -47,22 +46,27 @@ def test_command_with_equals_sign_runs(world: World) -> None:
 
 
 def test_bubblewrap_missing_is_69(world: World) -> None:
+    """The backend's program missing (bwrap, or the container engine's client): 69, naming it."""
     res = world.rcc("run", "--no-network", "--", "true", env={"PATH": "/nonexistent"})
     assert res.returncode == 69, (res.returncode, res.stderr)
-    assert "bwrap" in res.stderr or "bubblewrap" in res.stderr
+    names = ("bwrap", "bubblewrap") if world.engine == "bwrap" else (f"{world.engine} is not installed",)
+    assert any(n in res.stderr for n in names), res.stderr
 
 
+@POLICY_LAYER
 def test_project_missing_is_66(world: World) -> None:
     res = world.rcc("run", "--no-network", "--project", str(world.base / "nope"), "--", "true")
     assert res.returncode == 66, (res.returncode, res.stderr)
 
 
+@POLICY_LAYER
 @pytest.mark.parametrize("argv", [["run"], ["run", "-x"], ["run", "--no-such-flag", "ls"], ["frobnicate"], []])
 def test_usage_errors_are_64(world: World, argv: list[str]) -> None:
     res = world.rcc(*argv)
     assert res.returncode == 64, (argv, res.returncode, res.stderr)
 
 
+@POLICY_LAYER
 def test_options_after_the_command_belong_to_it(world: World) -> None:
     res = world.rcc("run", "--no-network", "ls", "-a", "--no-network")
     assert res.returncode == 2 or "--no-network" in res.stderr  # ls got the flag (and complained)
@@ -78,6 +82,7 @@ def test_stdin_and_stdout_are_connected(world: World) -> None:
 # ------------------------------------------------------------------------------------------------ config
 
 
+@POLICY_LAYER
 @pytest.mark.parametrize(
     ("text", "key", "line"),
     [
@@ -97,6 +102,7 @@ def test_invalid_user_config_is_78_naming_file_line_key(world: World, text: str,
     assert key in res.stderr
 
 
+@POLICY_LAYER
 def test_invalid_project_config_is_78_even_when_untrusted(world: World) -> None:
     cfg = world.write(world.project / ".rcc.toml", "[network]\nallow = 42\n")
     res = world.rcc("run", "--no-network", "--", "true")
@@ -104,6 +110,7 @@ def test_invalid_project_config_is_78_even_when_untrusted(world: World) -> None:
     assert f"{cfg}:2" in res.stderr and "network.allow" in res.stderr
 
 
+@POLICY_LAYER
 def test_untrusted_project_widening_is_ignored_with_notice(world: World) -> None:
     cfg = world.write(world.project / ".rcc.toml", f'[filesystem]\nread_only = ["{world.outside}"]\n')
     res = world.sh(f"cat {world.outside}/marker.txt 2>/dev/null; true")
@@ -119,6 +126,7 @@ def test_untrusted_project_widening_is_ignored_with_notice(world: World) -> None
     assert "OUTSIDE" not in res.stdout and "not trusted" in res.stderr
 
 
+@POLICY_LAYER
 def test_untrusted_project_narrowing_applies(world: World) -> None:
     world.write(world.project / ".rcc.toml", '[filesystem]\nhide = ["~/.local/bin"]\nprotect = ["docs"]\n')
     (world.project / "docs").mkdir()
@@ -128,6 +136,7 @@ def test_untrusted_project_narrowing_applies(world: World) -> None:
     assert "widens" not in res.stderr
 
 
+@POLICY_LAYER
 def test_sandbox_cannot_change_or_trust_the_project_config(world: World) -> None:
     """The agent rewrites .rcc.toml to widen access and tries to trust it: the file is read-only inside and the
     trust store is invisible."""
@@ -144,6 +153,7 @@ def test_sandbox_cannot_change_or_trust_the_project_config(world: World) -> None
     assert store.read_text() == before
 
 
+@POLICY_LAYER
 def test_policy_show_names_sources(world: World) -> None:
     world.write(world.home / ".config/rcc/config.toml", '[network]\nallow = ["example.com"]\n')
     res = world.rcc("policy", "show", "--json")
@@ -159,5 +169,7 @@ def test_dry_run_runs_nothing(world: World) -> None:
     res = world.rcc("run", "--no-network", "--dry-run", "--", "touch", "created")
     assert res.returncode == 0, res.stderr
     assert not (world.project / "created").exists()
-    assert '"argv"' in res.stdout and "bwrap" in res.stdout
+    assert (
+        '"argv"' in res.stdout and ("bwrap" if world.engine == "bwrap" else f'"name": "{world.engine}"') in res.stdout
+    )
     assert sorted(os.listdir(world.project)) == [".git", "README.md"]  # no placeholders either

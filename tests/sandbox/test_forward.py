@@ -21,8 +21,8 @@ import pytest
 from escape_world import World, kill_tree
 from rcctest import is_root, require
 
-# The container backend ignores plan.net.publish/host_services (reported to the lead): nothing to attack there.
-FORWARD_ONLY_BWRAP = "rcc.forward (--publish, --host-service) is wired into the bwrap backend only"
+# The container backends' forwarders have their own tests (tests/container/test_forward_container.py, drive.py).
+FORWARD_ONLY_BWRAP = "bwrap's forwarders; the container backends' are tests/container/test_forward_container.py"
 pytestmark = [pytest.mark.sandbox, pytest.mark.backends("bwrap", why=FORWARD_ONLY_BWRAP)]
 
 # Inside the sandbox: three servers, each answering with its name; ends when the project has a file "stop".

@@ -14,11 +14,7 @@ from escape_world import World
 from rcctest import is_root, require
 from testhosts import TestHost, test_host
 
-pytestmark = [
-    pytest.mark.sandbox,
-    pytest.mark.netns,
-    pytest.mark.backends("bwrap", why="not yet migrated into the cross-backend catalogue (issue 12 §5)"),
-]
+pytestmark = [pytest.mark.sandbox, pytest.mark.netns]  # every backend (attacks.BACKENDS)
 
 CONNECT = """
 import socket, sys
@@ -129,6 +125,8 @@ def test_default_mode_reaches_only_the_proxy(world: World, host: TestHost, loopb
     lines = res.stdout.splitlines()
     assert "CONNECTED 127.0.0.1:3128" in lines, res.stdout  # the proxy is there
     assert not any(line.startswith("CONNECTED") and "3128" not in line for line in lines), res.stdout
+    env = world.rcc("run", "--", "sh", "-c", "echo $HTTPS_PROXY $HTTP_PROXY")
+    assert env.stdout.split() == ["http://127.0.0.1:3128"] * 2, env.stderr  # and the variables point at it
 
 
 def test_proxy_denies_unlisted_host_and_forwards_allowed_one(world: World, host: TestHost) -> None:

@@ -13,10 +13,7 @@ import pytest
 from escape_world import World
 from rcctest import require
 
-pytestmark = [
-    pytest.mark.sandbox,
-    pytest.mark.backends("bwrap", why="not yet migrated into the cross-backend catalogue (issue 12 §5)"),
-]
+pytestmark = [pytest.mark.sandbox]  # every backend (attacks.BACKENDS)
 
 
 def _flag(world: World) -> Path:
@@ -162,19 +159,17 @@ def test_plant_mercurial_hook_runs_nothing_on_host_hg_status(world: World) -> No
 def test_control_mercurial_work_inside_lands_on_host(world: World) -> None:
     """Control: hg add/commit/status inside work, the host sees the commit, no placeholder is left."""
     proj = _hg_project(world)
+    hg = "hg add -q b.txt; hg commit -q -u 'Agent <a@example.invalid>' -m from-sandbox; hg status -mard; "
+    if world.backend.container:
+        hg = ""  # rcc's base image has no Mercurial: the work lands in the files, the host's hg commits it below
     res = world.rcc(
-        "run",
-        "--no-network",
-        "--project",
-        str(proj),
-        "--",
-        "sh",
-        "-c",
-        "set -e; echo b > b.txt; hg add -q b.txt; hg commit -q -u 'Agent <a@example.invalid>' -m from-sandbox; "
-        "hg status -mard; echo ok",
+        "run", "--no-network", "--project", str(proj), "--", "sh", "-c", f"set -e; echo b > b.txt; {hg}echo ok"
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["ok"], res.stdout
+    if world.backend.container:
+        _host_hg(world, proj, "add", "-q", "b.txt", check=True)
+        _host_hg(world, proj, "commit", "-q", "-u", "Agent <a@example.invalid>", "-m", "from-sandbox", check=True)
     assert _host_hg(world, proj, "log", "-l", "1", "--template", "{desc}", check=True).stdout == "from-sandbox"
     assert not (proj / ".hg/hgrc").exists() and not (proj / ".hg/sharedpath").exists()
     assert not (proj / ".hg/hgrc-not-shared").exists()
