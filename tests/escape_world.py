@@ -95,11 +95,13 @@ class World:
         return env
 
     def as_user(self, argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
-        """argv that runs `argv` as this world's user with exactly `env`."""
+        """argv that runs `argv` as this world's user with exactly `env` and every signal at its default: the test
+        runner's own dispositions must not reach rcc (a runner started as a background job of a non-interactive
+        shell ignores SIGINT and SIGQUIT, under nohup SIGHUP, and an ignored signal stays ignored across exec)."""
         assignments = [f"{k}={v}" for k, v in env.items()]
         if self.who == "root" or not is_root():
-            return ["env", "-i", *assignments, *argv]
-        return ["runuser", "-u", TEST_USER, "--", "env", "-i", *assignments, *argv]
+            return ["env", "-i", "--default-signal", *assignments, *argv]
+        return ["runuser", "-u", TEST_USER, "--", "env", "-i", "--default-signal", *assignments, *argv]
 
     def rcc_argv(self, args: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
         """`rcc ARGS` as this world's user; `rcc run` gets this world's backend."""

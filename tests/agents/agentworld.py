@@ -24,7 +24,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 PREFIX = Path(os.environ.get("RCC_TEST_AGENT_PREFIX", "/var/cache/rcc-test/npm"))
 BIN = PREFIX / "node_modules" / ".bin"
-RCC = [sys.executable, "-m", "rcc"]
+# rcc starts with default signal dispositions whatever the test runner has: a runner started as a background
+# job of a non-interactive shell ignores SIGINT and SIGQUIT (nohup: SIGHUP), and ignored signals are inherited.
+RCC = ["/usr/bin/env", "--default-signal", sys.executable, "-m", "rcc"]
 API_PORT = 8080
 SECRET_VALUE = "rcc-test-secret-7f3a9c"
 

@@ -8,8 +8,10 @@ is that it starts inside the sandbox, from its read-only install tree, and print
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from agentworld import FakeApi, World, agent_bin, sandbox_ready, start_fake_api
@@ -69,6 +71,17 @@ def test_gemini_answers_from_endpoint_named_in_its_env(world: World, testhost: T
     assert reqs and all(x["auth"] for x in reqs), "the key named by the profile reached gemini"
 
 
+def _system_path_without_agents(bindir: Path) -> str:
+    """A PATH with the system's programs (bwrap, git, ...) but no agent: the machine may have claude in /usr/bin,
+    which PATH would find before the layout under test."""
+    bindir.mkdir()
+    for d in ("/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        for name in os.listdir(d) if os.path.isdir(d) else ():
+            if name not in ("claude", "codex", "gemini", "aider") and not os.path.lexists(bindir / name):
+                (bindir / name).symlink_to(os.path.join(d, name))
+    return str(bindir)
+
+
 def test_claude_from_native_installer_layout_runs_in_sandbox(world: World) -> None:
     """~/.local/bin/claude -> ~/.local/share/claude/versions/X (the native installer), not on PATH: rcc finds it,
     mounts the versions directory read-only, and Claude Code runs."""
@@ -86,7 +99,7 @@ def test_claude_from_native_installer_layout_runs_in_sandbox(world: World) -> No
         shutil.copy2(real, target)
     (world.home / ".local/bin").mkdir(parents=True)
     (world.home / ".local/bin/claude").symlink_to(target)
-    world.env["PATH"] = "/usr/bin:/bin"
+    world.env["PATH"] = _system_path_without_agents(world.home.parent / "sysbin")  # not on PATH, not on the host's
     r = _rcc(world, ["claude", "--no-network", "--version"])
     assert r.returncode == 0, r.stderr
     assert "2.1.332 (Claude Code)" in r.stdout

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from rcc.agents.cli import _pop_agent
 from rcc.agents.profiles import AIDER, CLAUDE, CODEX, GEMINI, PROFILES, endpoints, fixed_env, passthrough
 from rcc.agents.profiles import url_host_rule as rule
 from rcc.errors import ConfigError, ExitCode, RccError
+from rcctest import require
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,6 +135,12 @@ def test_install_tree_never_mounts_home_or_above() -> None:
     assert find.install_tree("/srv/versions/tool", "/srv/versions/u", lambda p: False) == ("/srv/versions/tool",)
 
 
+def _only_under(top: Path) -> Callable[[str], bool]:
+    """find's existence check, blind to everything outside `top`: what is installed on the test machine
+    (/usr/local/bin/claude, an agent in /usr/bin) must not change a pure test's result."""
+    return lambda p: p.startswith(f"{top}/") and os.path.isfile(p) and os.access(p, os.X_OK)
+
+
 def _exe(path: Path, body: str = "#!/bin/sh\necho fake\n") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body)
@@ -144,12 +153,12 @@ def test_find_on_path_and_native_installer_layout(tmp_path: Path) -> None:
     target = _exe(home / ".local/share/claude/versions/2.1.332")
     (home / ".local/bin").mkdir(parents=True)
     (home / ".local/bin/claude").symlink_to(target)
-    got = find.find(CLAUDE, {"PATH": "/nonexistent"}, str(home))
+    got = find.find(CLAUDE, {"PATH": "/nonexistent"}, str(home), _only_under(tmp_path))
     assert got is not None and got.real == str(target) and got.how == "~/.local/bin/claude"
     assert got.trees == (str(target.parent),)
     bindir = tmp_path / "bin"
     on_path = _exe(bindir / "claude")
-    got = find.find(CLAUDE, {"PATH": str(bindir)}, str(home))
+    got = find.find(CLAUDE, {"PATH": str(bindir)}, str(home), _only_under(tmp_path))
     assert got is not None and got.real == str(on_path) and got.how == "PATH"
 
 
@@ -157,19 +166,20 @@ def test_planted_agent_in_relative_path_entry_is_ignored(tmp_path: Path, monkeyp
     """PATH=".:..." would run a `claude` shipped inside a hostile repository."""
     _exe(tmp_path / "claude", "#!/bin/sh\necho planted\n")
     monkeypatch.chdir(tmp_path)
-    assert find.find(CLAUDE, {"PATH": os.pathsep.join([".", "", "sub"])}, str(tmp_path / "nohome")) is None
+    env = {"PATH": os.pathsep.join([".", "", "sub"])}
+    assert find.find(CLAUDE, env, str(tmp_path / "nohome"), _only_under(tmp_path)) is None
 
 
 def test_missing_agent_is_dependency_error_with_install_command(tmp_path: Path) -> None:
     with pytest.raises(RccError) as e:
-        find.require(CODEX, {"PATH": str(tmp_path)}, str(tmp_path))
+        find.require(CODEX, {"PATH": str(tmp_path)}, str(tmp_path), _only_under(tmp_path))
     assert e.value.code == ExitCode.DEPENDENCY
     assert "npm install -g @openai/codex" in e.value.hint
 
 
 def test_find_all_reports_every_agent(tmp_path: Path) -> None:
     _exe(tmp_path / "bin" / "gemini")
-    got = find.find_all({"PATH": str(tmp_path / "bin")}, str(tmp_path))
+    got = find.find_all({"PATH": str(tmp_path / "bin")}, str(tmp_path), _only_under(tmp_path))
     assert set(got) == set(PROFILES)
     assert got["gemini"] is not None and got["claude"] is None
 
@@ -195,10 +205,29 @@ def _rcc(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
                           check=False, stdin=subprocess.DEVNULL)
 
 
+def test_claude_missing_says_how_to_install() -> None:
+    with pytest.raises(RccError) as e:
+        find.require(CLAUDE, {"PATH": "/nonexistent"}, "/nonexistent-home", lambda p: False)
+    assert e.value.code == ExitCode.DEPENDENCY
+    assert "npm install -g @anthropic-ai/claude-code" in e.value.hint
+    assert "/usr/local/bin/claude" in e.value.message  # says where it looked
+
+
 def test_rcc_claude_missing_says_how_to_install(tmp_path: Path) -> None:
+    """The same through the command line, on a machine where no claude is installed: the test makes one (its
+    own mount namespace, /usr/local/bin an empty tmpfs, PATH an empty directory, HOME empty), since the real
+    machine may well have claude in /usr/local/bin or /usr/bin."""
+    unshare, mount = shutil.which("unshare"), shutil.which("mount")
+    require(unshare is not None and mount is not None, "unshare and mount (util-linux) are not installed")
     (tmp_path / "proj").mkdir()
-    r = _rcc(["claude", "-p", "hi"], {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}, tmp_path / "proj")
-    assert r.returncode == ExitCode.DEPENDENCY
+    (tmp_path / "bin").mkdir()
+    hide = [str(unshare), "--mount", "--propagation", "private", *([] if os.geteuid() == 0 else ["--map-root-user"])]
+    hide += ["/bin/sh", "-c", '"$0" -t tmpfs none /usr/local/bin && shift && exec "$@"', str(mount), "-"]
+    env = {"HOME": str(tmp_path), "PATH": str(tmp_path / "bin"), "PYTHONPATH": str(ROOT / "src")}
+    r = subprocess.run([*hide, sys.executable, "-m", "rcc", "claude", "-p", "hi"], env=env, cwd=tmp_path / "proj",
+                       capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+    require("mount" not in r.stderr.split("rcc:")[0], f"cannot make a private mount namespace here: {r.stderr}")
+    assert r.returncode == ExitCode.DEPENDENCY, r.stderr
     assert "npm install -g @anthropic-ai/claude-code" in r.stderr
 
 

@@ -71,8 +71,8 @@ class Box:
         env = {**self.env(), **(extra_env or {})}
         assignments = [f"{k}={v}" for k, v in env.items()]
         if self.who == "root" or not is_root():
-            return ["env", "-i", *assignments, *argv]
-        return ["runuser", "-u", TEST_USER, "--", "env", "-i", *assignments, *argv]
+            return ["env", "-i", "--default-signal", *assignments, *argv]
+        return ["runuser", "-u", TEST_USER, "--", "env", "-i", "--default-signal", *assignments, *argv]
 
     def run(
         self,

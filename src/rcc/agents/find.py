@@ -69,31 +69,36 @@ def install_tree(real: str, home: str, exists: Callable[[str], bool] = os.path.e
     return tuple(dict.fromkeys(safe))
 
 
-def candidates(profile: AgentProfile, env: Mapping[str, str], home: str) -> Iterator[tuple[str, str]]:
-    """(path, how) in search order, only those that exist as executables; lazy, so the first hit stops the
-    search before any glob runs."""
+def candidates(
+    profile: AgentProfile, env: Mapping[str, str], home: str, is_exe: Callable[[str], bool] = _is_exe
+) -> Iterator[tuple[str, str]]:
+    """(path, how) in search order, only those that exist as executables (`is_exe`: injected by tests, so that
+    what is installed on the test machine does not matter); lazy, so the first hit stops the search before any
+    glob runs."""
     for d in env.get("PATH", "").split(os.pathsep):
         if os.path.isabs(d):
             p = os.path.join(d, profile.executable)
-            if _is_exe(p):
+            if is_exe(p):
                 yield p, "PATH"
     for pattern in profile.candidates:
         p = home + pattern[1:] if pattern.startswith("~/") else pattern
         matches = sorted(glob.glob(p), reverse=True) if any(c in p for c in "*?[") else [p]
         for m in matches:
-            if _is_exe(m):
+            if is_exe(m):
                 yield m, pattern
 
 
-def find(profile: AgentProfile, env: Mapping[str, str], home: str) -> Found | None:
-    for path, how in candidates(profile, env, home):
+def find(
+    profile: AgentProfile, env: Mapping[str, str], home: str, is_exe: Callable[[str], bool] = _is_exe
+) -> Found | None:
+    for path, how in candidates(profile, env, home, is_exe):
         real = os.path.realpath(path)
         return Found(path, real, install_tree(real, os.path.realpath(home)), how)
     return None
 
 
-def require(profile: AgentProfile, env: Mapping[str, str], home: str) -> Found:
-    found = find(profile, env, home)
+def require(profile: AgentProfile, env: Mapping[str, str], home: str, is_exe: Callable[[str], bool] = _is_exe) -> Found:
+    found = find(profile, env, home, is_exe)
     if found is None:
         raise RccError(
             f"{profile.executable} is not installed (looked on PATH and in "
@@ -104,10 +109,12 @@ def require(profile: AgentProfile, env: Mapping[str, str], home: str) -> Found:
     return found
 
 
-def find_all(env: Mapping[str, str] | None = None, home: str | None = None) -> dict[str, Found | None]:
+def find_all(
+    env: Mapping[str, str] | None = None, home: str | None = None, is_exe: Callable[[str], bool] = _is_exe
+) -> dict[str, Found | None]:
     """Every known agent and where it is (for `rcc doctor`)."""
     from rcc.agents.profiles import PROFILES
 
     env = os.environ if env is None else env
     home = home or env.get("HOME") or os.path.expanduser("~")
-    return {name: find(p, env, home) for name, p in PROFILES.items()}
+    return {name: find(p, env, home, is_exe) for name, p in PROFILES.items()}
