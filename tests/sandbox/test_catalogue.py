@@ -70,8 +70,10 @@ def host_services() -> Iterator[dict[str, str]]:
     servers = [tcp, unix, abstract]
     stop = threading.Event()
 
+    for s in servers:
+        s.listen()  # before the control below connects (in the threads, it raced it)
+
     def serve(s: socket.socket) -> None:
-        s.listen()
         s.settimeout(0.2)
         while not stop.is_set():
             try:
