@@ -161,4 +161,16 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
         doc["backend"] = bdoc
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return 0
-    return backend.run(plan)
+    from rcc.gitsweep import sweep_git_dirs
+
+    git_dirs = (".git", *([facts.pointer_git_dir] if facts.pointer_git_dir else []))
+    _report_swept(sweep_git_dirs(project, git_dirs))  # left by an earlier session rcc could not sweep after
+    try:
+        return backend.run(plan)
+    finally:
+        _report_swept(sweep_git_dirs(project, git_dirs))
+
+
+def _report_swept(removed: list[str]) -> None:
+    for path in removed:
+        sys.stderr.write(f"rcc: note: removed {path}: a fifo, device or link to one would hang your git\n")

@@ -172,3 +172,25 @@ def test_control_a_fifo_in_git_does_hang_git_status(world: World) -> None:
                 raise AssertionError("hangs") from None
     finally:
         index.unlink()
+
+
+def test_symlink_in_git_to_a_host_fifo_is_removed_when_the_session_ends(world: World) -> None:
+    """Seccomp stops a session from making fifos, not from linking to one the host already has (/run/initctl):
+    rcc sweeps the git directory at the end. Control: a link to a regular file in .git stays."""
+    fifo = world.outside / "host-fifo"
+    os.mkfifo(fifo)
+    world.own(fifo)
+    later = world.outside / "fifo-made-later"
+    res = world.sh(
+        f"rm -f .git/index && ln -s {fifo} .git/index && ln -s {fifo} .git/ORIG_HEAD && "
+        f"ln -s {later} .git/refs/heads/later && ln -s HEAD .git/my-own-link && echo PLANTED"
+    )
+    assert "PLANTED" in res.stdout, res.stderr
+    assert "removed .git/index" in res.stderr and "removed .git/refs/heads/later" in res.stderr, res.stderr
+    os.mkfifo(later)
+    st = _git_status_finishes(world)
+    assert st.returncode == 0, st.stderr
+    for name in ("index", "ORIG_HEAD", "refs/heads/later"):
+        assert not os.path.lexists(world.project / ".git" / name), name
+    assert os.readlink(world.project / ".git/my-own-link") == "HEAD"
+    assert _special_files(world.project) == []

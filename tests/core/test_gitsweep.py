@@ -1,0 +1,49 @@
+"""rcc.gitsweep on a real directory: what would hang the host's git goes, everything else stays, and the walk
+never leaves the git directory through a link."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from rcc.gitsweep import sweep_git_dirs
+
+
+def test_sweep_removes_fifos_and_links_to_non_files_and_keeps_the_rest(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    git = project / ".git"
+    (git / "refs/heads").mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.mkfifo(outside / "fifo")
+    os.mkfifo(git / "index")
+    os.mkfifo(git / "refs/heads/main")
+    os.symlink(outside / "fifo", git / "ORIG_HEAD")
+    os.symlink("/dev/null", git / "FETCH_HEAD")
+    os.symlink(tmp_path / "missing", git / "refs/heads/dangling")
+    os.symlink("HEAD", git / "ok-link")  # controls: a link to a file, a link to a directory, a socket
+    os.symlink(outside, git / "dir-link")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(git / "fsmonitor--daemon.ipc"))
+    sock.close()
+    removed = sweep_git_dirs(str(project))
+    assert sorted(removed) == sorted(
+        [".git/index", ".git/refs/heads/main", ".git/ORIG_HEAD", ".git/FETCH_HEAD", ".git/refs/heads/dangling"]
+    )
+    assert sorted(os.listdir(git)) == ["HEAD", "dir-link", "fsmonitor--daemon.ipc", "ok-link", "refs"]
+    assert (outside / "fifo").exists(), "the walk must not follow a link out of .git"
+
+
+def test_sweep_of_a_missing_or_linked_git_dir_does_nothing(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    project.mkdir()
+    assert sweep_git_dirs(str(project)) == []
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.mkfifo(elsewhere / "index")
+    os.symlink(elsewhere, project / ".git")
+    assert sweep_git_dirs(str(project)) == []
+    assert (elsewhere / "index").exists()
+    assert sweep_git_dirs(str(tmp_path / "nope")) == []
