@@ -12,8 +12,12 @@ Invariants:
 2. Removed: fifos and character/block devices, and symlinks whose target (followed on the host) is not a regular
    file or directory, dangling ones included (the target could appear later). Unix sockets stay (git's own
    fsmonitor daemon keeps one in .git, and opening a socket fails at once). Regular files, directories and links
-   to them are never touched.
-3. Failures (a directory rcc cannot read) are skipped: the sweep only ever removes, it cannot weaken anything.
+   to files are never touched.
+3. A link to a directory (`refs/tags -> /run/systemd/inhibit`, a directory of host fifos that `git log
+   --decorate` would enumerate) is removed at the end of a session only if the session made or changed it: the
+   start's sweep records the links to directories that exist (tools like `repo` link `.git/objects` elsewhere on
+   purpose), and the end's sweep removes those not in that record.
+4. Failures (a directory rcc cannot read) are skipped: the sweep only ever removes, it cannot weaken anything.
 Pure stdlib: `rcc run` imports it on its hot path.
 """
 
@@ -39,7 +43,7 @@ def _hangs(dirfd: int, name: str, st: os.stat_result) -> bool:
     return not (stat.S_ISREG(target.st_mode) or stat.S_ISDIR(target.st_mode))
 
 
-def _sweep(dirfd: int, shown: str, depth: int, removed: list[str]) -> None:
+def _sweep(dirfd: int, shown: str, depth: int, removed: list[str], links: _Links) -> None:
     try:
         entries = list(os.scandir(dirfd))  # d_type: regular files and directories cost no stat
     except OSError:
@@ -53,15 +57,30 @@ def _sweep(dirfd: int, shown: str, depth: int, removed: list[str]) -> None:
                 if depth < _MAX_DEPTH:
                     sub = os.open(name, _DIR_FLAGS, dir_fd=dirfd)
                     try:
-                        _sweep(sub, path, depth + 1, removed)
+                        _sweep(sub, path, depth + 1, removed, links)
                     finally:
                         os.close(sub)
                 continue
             if _hangs(dirfd, name, entry.stat(follow_symlinks=False)):
                 os.unlink(name, dir_fd=dirfd)
                 removed.append(path)
+            elif entry.is_symlink() and entry.is_dir():  # a link to a directory (to a file: harmless, _hangs)
+                link = (path, os.readlink(name, dir_fd=dirfd))
+                if links.keep is None or link in links.keep:
+                    links.seen.add(link)
+                else:
+                    os.unlink(name, dir_fd=dirfd)
+                    removed.append(path)
         except OSError:
             continue
+
+
+class _Links:
+    """Links to directories: those to keep (None: all, at the start), and those seen."""
+
+    def __init__(self, keep: frozenset[tuple[str, str]] | None) -> None:
+        self.keep = keep
+        self.seen: set[tuple[str, str]] = set()
 
 
 def _open_below(top: int, rel: str) -> int:
@@ -79,23 +98,27 @@ def _open_below(top: int, rel: str) -> int:
     return fd
 
 
-def sweep_git_dirs(project: str, git_dirs: tuple[str, ...] = (".git",)) -> list[str]:
-    """Sweep each project-relative git directory (one component each: `.git`, a `--separate-git-dir` inside
-    the project); return the project-relative paths removed."""
+def sweep_git_dirs(
+    project: str, git_dirs: tuple[str, ...] = (".git",), keep_dir_links: frozenset[tuple[str, str]] | None = None
+) -> tuple[list[str], frozenset[tuple[str, str]]]:
+    """Sweep each project-relative git directory (`.git`, a `--separate-git-dir` inside the project). Returns
+    the project-relative paths removed, and the links to directories left ((path, target) pairs): pass those
+    of the start's sweep as `keep_dir_links` to the end's, which then removes every other link to a directory."""
     removed: list[str] = []
+    links = _Links(keep_dir_links)
     try:
         top = os.open(project, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the anchor: the user's own choice
     except OSError:
-        return removed
+        return removed, frozenset()
     try:
         for rel in git_dirs:
             fd = _open_below(top, rel)
             if fd < 0:
                 continue  # missing, a pointer file or a link: nothing to sweep (a link is refused at start)
             try:
-                _sweep(fd, rel, 0, removed)
+                _sweep(fd, rel, 0, removed, links)
             finally:
                 os.close(fd)
     finally:
         os.close(top)
-    return removed
+    return removed, frozenset(links.seen)

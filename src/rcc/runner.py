@@ -164,11 +164,12 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
     from rcc.gitsweep import sweep_git_dirs
 
     git_dirs = (".git", *([facts.pointer_git_dir] if facts.pointer_git_dir else []))
-    _report_swept(sweep_git_dirs(project, git_dirs))  # left by an earlier session rcc could not sweep after
+    removed, dir_links = sweep_git_dirs(project, git_dirs)  # left by a session rcc could not sweep after
+    _report_swept(removed)
     try:
         return backend.run(plan)
     finally:
-        _report_swept(sweep_git_dirs(project, git_dirs))
+        _report_swept(sweep_git_dirs(project, git_dirs, dir_links)[0])
 
 
 def _report_swept(removed: list[str]) -> None:

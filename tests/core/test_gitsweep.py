@@ -28,22 +28,40 @@ def test_sweep_removes_fifos_and_links_to_non_files_and_keeps_the_rest(tmp_path:
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(git / "fsmonitor--daemon.ipc"))
     sock.close()
-    removed = sweep_git_dirs(str(project))
+    removed, dir_links = sweep_git_dirs(str(project))
     assert sorted(removed) == sorted(
         [".git/index", ".git/refs/heads/main", ".git/ORIG_HEAD", ".git/FETCH_HEAD", ".git/refs/heads/dangling"]
     )
     assert sorted(os.listdir(git)) == ["HEAD", "dir-link", "fsmonitor--daemon.ipc", "ok-link", "refs"]
     assert (outside / "fifo").exists(), "the walk must not follow a link out of .git"
+    assert dir_links == {(".git/dir-link", str(outside))}
+
+
+def test_end_sweep_removes_only_the_links_to_directories_the_session_made(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    (project / ".git/refs").mkdir(parents=True)
+    hostdir = tmp_path / "host-dir-of-fifos"
+    hostdir.mkdir()
+    os.mkfifo(hostdir / "v1")
+    os.symlink(tmp_path, project / ".git/objects")  # the user's own (repo-tool style)
+    removed, keep = sweep_git_dirs(str(project))
+    assert removed == []
+    os.symlink(hostdir, project / ".git/refs/tags")  # made during the session
+    os.unlink(project / ".git/objects")
+    os.symlink(hostdir, project / ".git/objects")  # retargeted during the session
+    removed, _ = sweep_git_dirs(str(project), keep_dir_links=keep)
+    assert sorted(removed) == [".git/objects", ".git/refs/tags"]
+    assert (hostdir / "v1").exists()
 
 
 def test_sweep_of_a_missing_or_linked_git_dir_does_nothing(tmp_path: Path) -> None:
     project = tmp_path / "p"
     project.mkdir()
-    assert sweep_git_dirs(str(project)) == []
+    assert sweep_git_dirs(str(project)) == ([], frozenset())
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     os.mkfifo(elsewhere / "index")
     os.symlink(elsewhere, project / ".git")
-    assert sweep_git_dirs(str(project)) == []
+    assert sweep_git_dirs(str(project)) == ([], frozenset())
     assert (elsewhere / "index").exists()
-    assert sweep_git_dirs(str(tmp_path / "nope")) == []
+    assert sweep_git_dirs(str(tmp_path / "nope")) == ([], frozenset())

@@ -194,3 +194,26 @@ def test_symlink_in_git_to_a_host_fifo_is_removed_when_the_session_ends(world: W
         assert not os.path.lexists(world.project / ".git" / name), name
     assert os.readlink(world.project / ".git/my-own-link") == "HEAD"
     assert _special_files(world.project) == []
+
+
+def test_link_in_git_to_a_host_directory_of_fifos_is_removed_when_the_session_ends(world: World) -> None:
+    """`refs/tags -> a host directory holding fifos` hangs every command that lists refs (`git log --decorate`,
+    `for-each-ref`). Control: a link to a directory the user had before the session (repo-tool style) stays."""
+    fifos = world.outside / "fifo-dir"
+    fifos.mkdir()
+    os.mkfifo(fifos / "v1")
+    world.own_tree(fifos)
+    shared = world.outside / "shared-rr-cache"
+    shared.mkdir()
+    world.own(shared)
+    os.symlink(shared, world.project / ".git/rr-cache")
+    res = world.sh(f"rm -rf .git/refs/tags && ln -s {fifos} .git/refs/tags && echo PLANTED")
+    assert "PLANTED" in res.stdout, res.stderr
+    assert "removed .git/refs/tags" in res.stderr, res.stderr
+    argv = world.as_user(["git", "for-each-ref"], world.host_env())
+    try:
+        refs = subprocess.run(argv, cwd=world.project, capture_output=True, text=True, timeout=20, check=False)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the host's git for-each-ref hangs on a link the session left") from None
+    assert refs.returncode == 0 and "refs/heads/main" in refs.stdout, refs.stderr
+    assert os.readlink(world.project / ".git/rr-cache") == str(shared)
