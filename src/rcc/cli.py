@@ -26,6 +26,7 @@ commands:
   allow RULE [--session ID|last] [--save]
   deny RULE [--session ID|last] [--save]
                                      change a running session's network rules at once (--save: your config too)
+  watch [--session ID|last]          live view of a session's decisions; answer its questions in ask mode
   setup [--firewall] [--dry-run] [--uninstall]
                                      prepare this machine (the firewall part needs sudo)
   doctor [--json]                    check what rcc needs on this machine
@@ -46,6 +47,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "sessions": ("rcc.live.cli", "sessions_command"),
     "allow": ("rcc.live.cli", "allow_command"),
     "deny": ("rcc.live.cli", "deny_command"),
+    "watch": ("rcc.live.watch", "command"),
 }
 _AGENTS = ("claude", "codex", "gemini", "aider")
 

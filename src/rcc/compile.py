@@ -311,12 +311,21 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
             env[f"GIT_CONFIG_KEY_{i}"] = k
             env[f"GIT_CONFIG_VALUE_{i}"] = v
     if policy.network.mode == "allowlist":
+        # Ask mode only when someone can answer: a terminal session, not a one-shot print run (-p/--print).
+        # Unattended runs are denied at once: rcc never hangs an agent nobody watches.
+        ask = (
+            policy.network.on_unknown == "ask"
+            and session.interactive
+            and not any(a in ("-p", "--print") for a in session.argv[1:])
+        )
         net = NetPlan(
             "proxy",
             PROXY_PORT,
             (*policy.network.allow, *session.allow),
             policy.network.deny,
             policy.network.resolve,
+            on_unknown="ask" if ask else "deny",
+            ask_timeout=policy.network.ask_timeout,
         )
         from rcc.net.env import proxy_env
 

@@ -189,6 +189,14 @@ def validate(key: str, value: Any, where: str, home: str | None = None) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(where, key, "must be true or false")
         return value
+    if kind == "onunknown":
+        if value not in ("deny", "ask"):
+            raise ConfigError(where, key, f'must be "deny" or "ask" (got {value!r})')
+        return value
+    if kind == "asktimeout":
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 600:
+            raise ConfigError(where, key, f"must be a whole number of seconds from 1 to 600 (got {value!r})")
+        return value
     if kind == "netmode":
         if value not in ("allowlist", "none"):
             raise ConfigError(where, key, f'must be "allowlist" or "none" (got {value!r})')

@@ -69,6 +69,23 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("network.allow", "hostrules", True, "append", "network.allow", "hosts the proxy lets through"),
     ConfigKey("network.deny", "hostrules", False, "append", "network.deny", "hosts denied (deny wins)"),
     ConfigKey("network.resolve", "resolve", True, "update", "network.resolve", "host -> address in the proxy"),
+    # "ask" lets the user approve hosts from `rcc watch`: an untrusted project may not turn that on
+    ConfigKey(
+        "network.on_unknown",
+        "onunknown",
+        True,
+        "set",
+        "network.on_unknown",
+        '"deny" (default) or "ask": hold a host no rule covers for `rcc watch` (interactive sessions)',
+    ),
+    ConfigKey(
+        "network.ask_timeout",
+        "asktimeout",
+        False,
+        "set",
+        "network.ask_timeout",
+        "seconds a held connection waits for an answer in `rcc watch` (1-600, default 60)",
+    ),
     # opens the sandbox to the host (or, with an address, the network)
     ConfigKey(
         "network.publish",

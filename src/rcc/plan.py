@@ -143,6 +143,9 @@ class NetPlan:
     resolve: tuple[tuple[str, str], ...] = ()
     publish: tuple[Publish, ...] = ()
     host_services: tuple[int, ...] = ()  # ports of the host's loopback reachable at the sandbox's loopback
+    # "ask" only for a session on a terminal (not -p/--print): the proxy holds unknown hosts for `rcc watch`
+    on_unknown: Literal["deny", "ask"] = "deny"
+    ask_timeout: int = 60
 
 
 @record

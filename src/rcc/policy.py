@@ -247,6 +247,8 @@ class NetworkPolicy:
     resolve: tuple[tuple[str, str], ...] = ()  # static name -> address overrides (like curl --resolve)
     publish: tuple[str, ...] = ()  # "[HOSTADDR:]HOSTPORT[:PORT]" (rcc.forward.parse_publish)
     host_services: tuple[int, ...] = ()  # host loopback ports the sandbox may reach at its own loopback
+    on_unknown: str = "deny"  # "ask": hold hosts no rule covers for `rcc watch` (rcc.live.ask)
+    ask_timeout: int = 60  # seconds a held connection waits for an answer
 
 
 @record

@@ -265,6 +265,11 @@ def default_config_text() -> str:
 # deny = []
 # Fixed name -> address answers for the proxy (like /etc/hosts), e.g. {{ "git.internal" = "10.0.0.5" }}:
 # resolve = {{ }}
+# A host no rule covers: "deny" at once, or "ask": held while a `rcc watch` on a terminal is attached, for you to
+# allow once, for the session or always (interactive sessions only; unattended runs are still denied at once):
+# on_unknown = "deny"
+# Seconds a held connection waits for your answer in `rcc watch` (1-600):
+# ask_timeout = 60
 
 [container]
 # The image the podman/docker backend runs ("": rcc's own agent image, built on first use):

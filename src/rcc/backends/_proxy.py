@@ -58,14 +58,16 @@ def start_proxy(plan: Plan, listener: socket.socket, backend: str = "") -> Sessi
     audit log, with the session's control channel (rcc.live: `rcc allow/deny` change its rules while it runs).
     Every backend starts its proxy here; close() the result when the sandbox has ended."""
     from rcc import paths
-    from rcc.live.server import ControlServer
-    from rcc.live.sessions import SessionRecord
     from rcc.net.audit import utc_now
     from rcc.net.decider import RuleDecider
     from rcc.net.proxy import EgressProxy
     from rcc.net.rules import compile_rules
 
     rules = compile_rules(plan.net.allow, plan.net.deny, dict(plan.net.resolve))
+    # after the proxy: what rcc.live adds to `rcc run` is its own modules (~4 ms); asyncio and json are the proxy's
+    from rcc.live.server import ControlServer
+    from rcc.live.sessions import SessionRecord
+
     decider = RuleDecider(rules)
     handle = SessionProxy(plan)
     audit = paths.audit_log_file()
@@ -78,7 +80,10 @@ def start_proxy(plan: Plan, listener: socket.socket, backend: str = "") -> Sessi
         deny=plan.net.deny,
         resolve=dict(plan.net.resolve),
         state_dir=paths.state_dir(),
+        ask_timeout=plan.net.ask_timeout,
     )
+    if plan.net.on_unknown == "ask":  # compile allows it only for a session on a terminal
+        decider.asker = control.broker
     try:
         handle.proxy = EgressProxy(
             rules, audit, plan.session_id, handle.notify, decider=decider, on_record=control.on_record

@@ -3,6 +3,12 @@
     client -> {"op": "status"}                          server -> {"ok": true, "session": {...}, "allowed": N, ...}
     client -> {"op": "allow", "rule": "example.com"}    server -> {"ok": true, "allow": [...], "deny": [...]}
     client -> {"op": "deny", "rule": "example.com"}     server -> {"ok": false, "error": "..."} on any refusal
+    client -> {"op": "watch"}                           server -> {"ok": true, "asking": bool, ...}, then events:
+              {"event": "decision", ...} {"event": "ask", "id": N, ...} {"event": "resolved", "id": N, ...}
+              {"event": "overflow", ...} {"event": "end"}; on the same connection the watcher may send
+    client -> {"op": "view"}: the same events, for a watcher that cannot answer (questions are not held for it)
+    client -> {"op": "answer", "id": N, "answer": "once"|"session"|"always"|"deny"}
+                                                        server -> {"ok": true|false, "id": N, ...}
 
 Invariants:
 1. A line longer than MAX_LINE is a ProtocolError (the peer is dropped): a client cannot make the session buffer
@@ -18,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 MAX_LINE = 16 * 1024
-Op = Literal["status", "allow", "deny"]
-_OPS: tuple[Op, ...] = ("status", "allow", "deny")
+Op = Literal["status", "allow", "deny", "watch", "view", "answer"]
+_OPS: tuple[Op, ...] = ("status", "allow", "deny", "watch", "view", "answer")
 
 
 class ProtocolError(ValueError):
@@ -30,6 +36,8 @@ class ProtocolError(ValueError):
 class Request:
     op: Op
     rule: str = ""
+    id: int = 0  # answer: the question's id
+    answer: str = ""  # answer: once | session | always | deny
 
 
 class LineBuffer:
@@ -57,15 +65,19 @@ def parse_request(line: bytes) -> Request:
     op = doc.get("op")
     if op not in _OPS:
         raise ProtocolError(f"unknown op {op!r} (known: {', '.join(_OPS)})")
-    extra = set(doc) - {"op", "rule"}
+    extra = set(doc) - {"op", "rule", "id", "answer"}
     if extra:
         raise ProtocolError(f"unknown fields: {', '.join(sorted(map(str, extra)))}")
-    rule = doc.get("rule", "")
-    if not isinstance(rule, str):
-        raise ProtocolError("rule must be a string")
+    rule, qid, answer = doc.get("rule", ""), doc.get("id", 0), doc.get("answer", "")
+    if not isinstance(rule, str) or not isinstance(answer, str):
+        raise ProtocolError("rule and answer must be strings")
+    if not isinstance(qid, int) or isinstance(qid, bool) or not 0 <= qid < 2**53:
+        raise ProtocolError("id must be a non-negative integer")
     if op in ("allow", "deny") and not rule:
         raise ProtocolError(f"{op} needs a rule")
-    return Request(op, rule)
+    if op == "answer" and (qid <= 0 or answer not in ("once", "session", "always", "deny")):
+        raise ProtocolError("answer needs an id and one of once, session, always, deny")
+    return Request(op, rule, qid, answer)
 
 
 def encode(obj: dict[str, Any]) -> bytes:
@@ -75,6 +87,10 @@ def encode(obj: dict[str, Any]) -> bytes:
 
 def request(op: Op, rule: str = "") -> bytes:
     return encode({"op": op, "rule": rule} if rule else {"op": op})
+
+
+def answer(qid: int, answer: str) -> bytes:
+    return encode({"op": "answer", "id": qid, "answer": answer})
 
 
 def parse_reply(line: bytes) -> dict[str, Any]:

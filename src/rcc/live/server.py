@@ -30,6 +30,7 @@ from typing import Any
 from rcc import hostfs
 from rcc.errors import RccError
 from rcc.live import protocol, sessions
+from rcc.live.ask import AskBroker, Watcher
 from rcc.net.audit import AuditRecord, utc_now
 from rcc.net.decider import RuleDecider
 from rcc.net.rules import RuleError, compile_rules
@@ -49,6 +50,7 @@ class ControlServer:
         deny: Sequence[str],
         resolve: dict[str, str],
         state_dir: str,
+        ask_timeout: float = 60.0,
     ) -> None:
         self.record = record
         self.decider = decider
@@ -63,6 +65,8 @@ class ControlServer:
         self._dirfd = -1
         self._sock: socket.socket | None = None
         self._closed = False
+        # Watchers attach here in every session (the live view); it asks only once set as the decider's asker.
+        self.broker = AskBroker(ask_timeout, self._apply_for_answer)
 
     # ---------------------------------------------------------------------------------------------- lifecycle
 
@@ -88,6 +92,8 @@ class ControlServer:
 
     def close(self) -> None:
         self._closed = True
+        self.broker.broadcast({"event": "end"})
+        self.broker.close()  # open questions are denied, watchers let go
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
@@ -104,6 +110,18 @@ class ControlServer:
             self.allowed += 1
         elif rec.decision == "deny":
             self.denied += 1
+        if self.broker.watchers():
+            self.broker.broadcast(
+                {
+                    "event": "decision",
+                    "time": rec.time,
+                    "host": rec.host,
+                    "port": rec.port,
+                    "decision": rec.decision,
+                    "rule": rec.rule,
+                    "reason": rec.reason,
+                }
+            )
 
     # ---------------------------------------------------------------------------------------------- serving
 
@@ -129,9 +147,27 @@ class ControlServer:
             if peer is None:
                 return
             buf = protocol.LineBuffer()
-            while data := conn.recv(4096):
-                for line in buf.feed(data):
-                    conn.sendall(protocol.encode(self.handle(line, peer)))
+            send_lock = threading.Lock()
+            watcher: Watcher | None = None
+
+            def send(obj: dict[str, Any]) -> None:
+                with send_lock:
+                    conn.sendall(protocol.encode(obj))
+
+            try:
+                while data := conn.recv(4096):
+                    for line in buf.feed(data):
+                        op = _watch_op(line) if watcher is None else ""
+                        if op:
+                            conn.settimeout(None)  # a watcher stays as long as it likes
+                            send({"ok": True, "asking": self.decider.asker is not None, **self.status()})
+                            watcher = Watcher(send)
+                            self.broker.attach(watcher, answers=op == "watch")
+                            continue
+                        send(self.handle(line, peer))
+            finally:
+                if watcher is not None:
+                    self.broker.detach(watcher)
         except (OSError, protocol.ProtocolError):
             pass
         finally:
@@ -143,8 +179,20 @@ class ControlServer:
             req = protocol.parse_request(line)
         except protocol.ProtocolError as e:
             return {"ok": False, "error": str(e)}
-        if req.op == "status":
+        if req.op in ("status", "watch", "view"):
             return {"ok": True, **self.status()}
+        if req.op == "answer":
+            err = self.broker.answer(req.id, req.answer, peer)
+            self._audit(req, peer, err)
+            return {"ok": not err, "id": req.id, **({"error": err} if err else {})}
+        return self._change(req, peer)
+
+    def _apply_for_answer(self, rule: str, peer: Any) -> str:
+        """The broker's answer "session"/"always": a session allow rule, audited like `rcc allow`."""
+        reply = self._change(protocol.Request("allow", rule), peer)
+        return "" if reply["ok"] else str(reply.get("error", "refused"))
+
+    def _change(self, req: protocol.Request, peer: tuple[int, int]) -> dict[str, Any]:
         with self._lock:
             allow, deny = list(self.live_allow), list(self.live_deny)
             if req.op == "allow":
@@ -181,6 +229,7 @@ class ControlServer:
             "session": self.record.id,
             "action": req.op,
             "rule": req.rule,
+            **({"question": req.id, "answer": req.answer} if req.op == "answer" else {}),
             "applied": not error,
             "error": error,
             "by_uid": uid,
@@ -200,6 +249,15 @@ class ControlServer:
                 os.close(fd)
         except (OSError, RccError) as e:
             sys.stderr.write(f"rcc: could not record a policy change in {CHANGES}: {e}\n")
+
+
+def _watch_op(line: bytes) -> str:
+    """ "watch" or "view" when the line asks to become a watcher, else ""."""
+    try:
+        op = protocol.parse_request(line).op
+    except protocol.ProtocolError:
+        return ""
+    return op if op in ("watch", "view") else ""
 
 
 def peer_of(conn: socket.socket) -> tuple[int, int] | None:

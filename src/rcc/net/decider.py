@@ -15,7 +15,19 @@ from rcc.net.hosts import Host, IPAddress
 from rcc.net.rules import Decision, Rules, check_address, decide_host
 
 
+class Asker(Protocol):
+    """Ask mode (rcc.live.ask): someone may be asked about a host no rule covers. The flow asks only after the
+    name phase found no rule (never for a deny rule), and the address phase still judges whatever is allowed."""
+
+    async def ask(self, host: Host, port: int, decision: Decision) -> Decision:
+        """The answer for this connection: an allow Decision, or a deny Decision saying why (no watcher, the
+        queue is full, no answer in time, the user said no). Must not raise, and must return in bounded time."""
+        ...
+
+
 class Decider(Protocol):
+    asker: Asker | None  # None: a host no rule covers is denied at once
+
     def decide(self, host: Host, port: int) -> Decision:
         """The name phase: `host` is normalised (hosts.normalize_host). No I/O, no DNS."""
         ...
@@ -32,8 +44,9 @@ class Decider(Protocol):
 class RuleDecider:
     """Decides by compiled Rules (compiled once, by compile_rules(), before the proxy starts)."""
 
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: Rules, asker: Asker | None = None) -> None:
         self.rules = rules
+        self.asker = asker
 
     def replace(self, rules: Rules) -> None:
         """New rules from the next question on (connections already relaying are not re-judged)."""

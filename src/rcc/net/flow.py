@@ -10,6 +10,9 @@ sockets, no clock and no event loop, so every decision path is a transcript test
 
     start ─ Reject ─────────────────────────────────────────────► SendClient(reply), Close
           └ Connect/Forward/Request ─ decide(name) ─ deny ──────► Notify, SendClient(refusal), Close
+                                          ├ no rule + asker ─► Ask ─ Answered(deny) ─► Notify, refusal, Close
+                                          │                        └ Answered(allow) ─ deny rule now? ─► refusal
+                                          │                                          └ as allow below
                                           └ allow ─ literal/override ─┐
                                                   └ Resolve ─ Resolved ┴► ReadHostAddresses
             HostAddresses ─ check_address(each) ─ any refused ──► Notify, SendClient(refusal), Close
@@ -104,6 +107,15 @@ class StartUpstream:
 
 
 @dataclass(frozen=True)
+class Ask:
+    """Ask mode: hold the connection and ask the Decider's asker; feed Answered."""
+
+    host: Host
+    port: int
+    decision: Decision  # the name phase's "no allow rule"
+
+
+@dataclass(frozen=True)
 class Audit:
     record: AuditRecord
 
@@ -114,7 +126,17 @@ class Close:
 
 
 Command = (
-    SendClient | Notify | Resolve | ReadHostAddresses | Connect | SendUpstream | Relay | StartUpstream | Audit | Close
+    SendClient
+    | Notify
+    | Resolve
+    | ReadHostAddresses
+    | Connect
+    | SendUpstream
+    | Relay
+    | StartUpstream
+    | Ask
+    | Audit
+    | Close
 )
 
 # ------------------------------------------------------------------------------------------------ events
@@ -158,6 +180,11 @@ class FirstFlight:
 
 
 @dataclass(frozen=True)
+class Answered:
+    decision: Decision
+
+
+@dataclass(frozen=True)
 class Ended:
     bytes_up: int
     bytes_down: int
@@ -165,7 +192,15 @@ class Ended:
 
 
 FlowEvent = (
-    Resolved | ResolveFailed | HostAddresses | HostAddressesFailed | Connected | ConnectFailed | FirstFlight | Ended
+    Resolved
+    | ResolveFailed
+    | HostAddresses
+    | HostAddressesFailed
+    | Connected
+    | ConnectFailed
+    | FirstFlight
+    | Answered
+    | Ended
 )
 
 # ------------------------------------------------------------------------------------------------ the flow
@@ -226,6 +261,8 @@ class ConnectionFlow:
             return self._error(ev.reason, ev.failure)
         if isinstance(ev, FirstFlight):
             return self._first_flight(ev.verdict)
+        if isinstance(ev, Answered):
+            return self._answered(ev.decision)
         return self._ended(ev)
 
     # -------------------------------------------------------------------------------------------- steps
@@ -236,8 +273,24 @@ class ConnectionFlow:
         except HostError as e:
             return self._deny(Decision.invalid(f"invalid host: {e}"))
         d = self.decider.decide(target, self.port)
+        if not d.allowed and d.kind == "no-allow-rule" and self.decider.asker is not None:
+            self.target = target
+            return [Ask(target, self.port, d)]  # ask mode: never for a deny rule or an invalid name
         if not d.allowed:
             return self._deny(d)
+        return self._allowed_name(target, d)
+
+    def _answered(self, d: Decision) -> list[Command]:
+        assert self.target is not None
+        if d.allowed:
+            # Deny rules stay absolute: one added while the question was open wins over the answer.
+            now = self.decider.decide(self.target, self.port)
+            if now.kind == "denied-by-rule":
+                return self._deny(now)
+            return self._allowed_name(self.target, d)
+        return self._deny(d)
+
+    def _allowed_name(self, target: Host, d: Decision) -> list[Command]:
         self._set("allow", d)
         self.target, self.host = target, str(target)
         if not isinstance(target, str):

@@ -308,6 +308,10 @@ class EgressProxy:
             return await self._start_relay(cmd, conn)
         elif isinstance(cmd, flow.StartUpstream):
             await self._finish_relay(cmd.first_up, conn)
+        elif isinstance(cmd, flow.Ask):
+            asker = self.decider.asker
+            assert asker is not None
+            return flow.Answered(await asker.ask(cmd.host, cmd.port, cmd.decision))
         elif isinstance(cmd, flow.Audit):  # the flow audits on Ended (see _serve); never earlier
             self._budget.record(cmd.record)
         return None
