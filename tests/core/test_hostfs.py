@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rcc import hostfs, trust
-from rcc.backends import bwrap
+from rcc import hostfs, sessionhost, trust
 from rcc.errors import ExitCode, RccError
 from rcc.net.audit import AuditLog, AuditRecord
 from rcc.plan import DevNode, Placeholder, Plan
@@ -117,7 +116,7 @@ def test_placeholder_parent_turned_into_link_after_probe_is_refused(tmp_path: Pa
         Placeholder(str(project / ".vscode/settings.json"), False, "{}\n"),
     )
     with pytest.raises(RccError) as e:
-        bwrap.make_placeholders(phs, str(project))
+        sessionhost.make_placeholders(phs, str(project))
     assert e.value.code == ExitCode.UNSAFE_PATH
     assert tree(outside) == {"keep.txt"}
     assert not (project / ".mcp.json").exists(), "the placeholders made before the refusal are removed"
@@ -130,20 +129,21 @@ def test_control_placeholders_made_and_removed(tmp_path: Path) -> None:
         Placeholder(str(project / ".vscode/settings.json"), False, "{}\n"),
         Placeholder(str(project / ".claude"), True, ""),
     )
-    created = bwrap.make_placeholders(phs, str(project))
+    created = sessionhost.make_placeholders(phs, str(project))
     assert (project / ".vscode/settings.json").read_text() == "{}\n" and (project / ".claude").is_dir()
-    bwrap.remove_placeholders(created, str(project))
+    sessionhost.remove_placeholders(created, str(project))
     assert tree(project) == {".vscode"}
 
 
 def test_placeholder_removal_never_follows_a_link(tmp_path: Path, outside: Path) -> None:
     project = tmp_path / "p"
     (project / ".vscode").mkdir(parents=True)
-    created = bwrap.make_placeholders((Placeholder(str(project / ".vscode/settings.json"), False, ""),), str(project))
+    phs = (Placeholder(str(project / ".vscode/settings.json"), False, ""),)
+    created = sessionhost.make_placeholders(phs, str(project))
     (outside / "settings.json").write_text("")
     os.rename(project / ".vscode", tmp_path / "moved")
     (project / ".vscode").symlink_to(outside)
-    bwrap.remove_placeholders(created, str(project))
+    sessionhost.remove_placeholders(created, str(project))
     assert tree(outside) == {"keep.txt", "settings.json"}
 
 
@@ -159,7 +159,7 @@ def test_session_lock_dir_planted_link_is_refused(
     (state / at).symlink_to(outside)
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     with pytest.raises(RccError) as e:
-        bwrap._project_lock(str(tmp_path), "ledger")
+        sessionhost._project_lock(str(tmp_path), "ledger")
     assert e.value.code == ExitCode.UNSAFE_PATH
     assert tree(outside) == {"keep.txt"}
 
@@ -168,12 +168,12 @@ def test_session_lock_file_planted_link_is_refused(
     tmp_path: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    os.close(bwrap._project_lock(str(tmp_path), "ledger"))  # control: made normally
+    os.close(sessionhost._project_lock(str(tmp_path), "ledger"))  # control: made normally
     (lock,) = (tmp_path / "state/rcc/sessions").iterdir()
     lock.unlink()
     lock.symlink_to(outside / "keep.txt")
     with pytest.raises(RccError) as e:
-        bwrap._project_lock(str(tmp_path), "ledger")
+        sessionhost._project_lock(str(tmp_path), "ledger")
     assert e.value.code == ExitCode.UNSAFE_PATH
     assert (outside / "keep.txt").read_text() == "outside\n"
 
@@ -194,7 +194,7 @@ def test_private_device_dir_planted_link_is_refused(tmp_path: Path, outside: Pat
         dev_nodes=(DevNode("/dev/null", 1, 3, 0o666),),
     )
     with pytest.raises(RccError) as e:
-        bwrap.make_private_devices(plan)
+        sessionhost.make_private_devices(plan)
     assert e.value.code == ExitCode.UNSAFE_PATH
     assert tree(outside) == {"keep.txt"}
 

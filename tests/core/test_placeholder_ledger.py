@@ -1,11 +1,11 @@
-"""The per-project placeholder ledger (backends/bwrap.py): what the last session of a project removes."""
+"""The per-project placeholder ledger (rcc.sessionhost): what the last session of a project removes."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from rcc.backends.bwrap import _ledger_read, _ledger_write
+from rcc.sessionhost import _ledger_read, _ledger_write
 
 
 def test_ledger_round_trips_any_path(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ from typing import Any, Literal
 from rcc.backends._base import Problem
 from rcc.errors import ExitCode, RccError
 from rcc.plan import Bind, Dir, FileData, Mask, MountOp, Plan, Special, Symlink, Tmpfs
+from rcc.sessionhost import SessionHost
 
 Engine = Literal["podman", "docker"]
 _PR_SET_PDEATHSIG = 1
@@ -439,12 +440,10 @@ class ContainerBackend:
             self._refuse_rootless_docker()
         import tempfile
 
-        from rcc.backends.bwrap import make_placeholders, remove_placeholders
-
-        created = make_placeholders(plan.placeholders, plan.project)
-        staging = tempfile.mkdtemp(prefix="rcc-ctr-")
-        name = f"rcc-{plan.session_id or os.urandom(4).hex()}-{os.getpid()}"
-        try:
+        with SessionHost(plan) as host:  # placeholders under the project's ledger and lock, shared with bwrap
+            staging = tempfile.mkdtemp(prefix="rcc-ctr-")
+            host.callback(lambda: shutil.rmtree(staging, ignore_errors=True))
+            name = f"rcc-{plan.session_id or os.urandom(4).hex()}-{os.getpid()}"
             with open(os.path.join(staging, SECCOMP_FILE), "x") as f:
                 f.write(seccomp_profile_text())
             for op in translate(plan, self.engine).mounts:
@@ -453,17 +452,14 @@ class ContainerBackend:
                         f.write(op.content)
             if plan.net.mode == "proxy" or plan.net.publish or plan.net.host_services:
                 if self.engine == "docker":
-                    return self._run_docker_with_proxy(plan, name, staging, serve)
-                return self._run_with_proxy(plan, name, staging, serve)
+                    return self._run_docker_with_proxy(plan, name, staging, host, serve)
+                return self._run_with_proxy(plan, name, staging, host, serve)
             code = self._attached(self.render_for(plan, "run", name=name, staging=staging))
             if self.engine == "docker" and self.host.tty:
                 # The client also ends when someone types docker's detach keys: never leave the container
                 # running headless behind rcc.
                 self._remove(name)
             return code
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            remove_placeholders(created, plan.project)
 
     def _attached(self, argv: list[str], started: Callable[[subprocess.Popen[bytes]], None] | None = None) -> int:
         """Run the attached engine client; the container lives exactly as long as it does. `started(proc)` runs
@@ -521,9 +517,10 @@ class ContainerBackend:
             )
         return r.stdout.strip()
 
-    def _run_with_proxy(self, plan: Plan, name: str, staging: str, serve: Callable[[Plan, Any], Any]) -> int:
+    def _run_with_proxy(
+        self, plan: Plan, name: str, staging: str, host: SessionHost, serve: Callable[[Plan, Any], Any]
+    ) -> int:
         cid = self._engine(*self.render_for(plan, "create", name=name, staging=staging)[1:])
-        proxy: Any = None
         forwarders: Any = None
         try:
             self._engine("init", cid)
@@ -537,14 +534,12 @@ class ContainerBackend:
                 listener = listen_in_netns(pid, plan.net.proxy_port)
             forwarders = _forwarders(plan, pid)  # forks, then starts a thread: after the listener's fork
             if listener is not None:
-                proxy = serve(plan, listener)
+                host.serve_proxy(listener, serve)
             start = [self.engine_path, "start", "--attach", "--detach-keys", ""]
             if True:  # stdin is always forwarded, as with `run --interactive`
                 start.append("--interactive")
             return self._attached([*start, cid])
         finally:
-            if proxy is not None:
-                proxy.close()
             if forwarders is not None:
                 forwarders.close()
             subprocess.run(
@@ -569,7 +564,9 @@ class ContainerBackend:
     def _remove(self, name: str) -> None:
         subprocess.run([self.engine_path, "rm", "--force", name], capture_output=True, check=False)
 
-    def _run_docker_with_proxy(self, plan: Plan, name: str, staging: str, serve: Callable[[Plan, Any], Any]) -> int:
+    def _run_docker_with_proxy(
+        self, plan: Plan, name: str, staging: str, host: SessionHost, serve: Callable[[Plan, Any], Any]
+    ) -> int:
         """docker has no `init` step: create the container with the gate as its command, start it attached, put
         the proxy listener into its network namespace, then let the gate exec the command (invariant 4)."""
         gate_dir = os.path.join(staging, "gate.d")  # staging is 0700 and rcc's own (mkdtemp)
@@ -579,7 +576,6 @@ class ContainerBackend:
         os.chmod(gate, 0o400)  # readable by the container's user (rcc's uid), writable by no one without caps
         # rcc holds it read-write: the gate's open never blocks, and closing it is the gate's EOF (no "go").
         gate_fd = os.open(gate, os.O_RDWR | os.O_CLOEXEC)
-        proxy: Any = None
         forwarders: Any = None
         created = False
         try:
@@ -587,7 +583,7 @@ class ContainerBackend:
             created = True
 
             def release(proc: subprocess.Popen[bytes]) -> None:
-                nonlocal proxy, gate_fd, forwarders
+                nonlocal gate_fd, forwarders
                 pid = self._running_pid(name, proc)
                 from rcc.netns import listen_in_netns
 
@@ -595,7 +591,7 @@ class ContainerBackend:
                 forwarders = _forwarders(plan, pid)
                 self._check_same_netns(name, pid)
                 if listener is not None:
-                    proxy = serve(plan, listener)
+                    host.serve_proxy(listener, serve)
                 os.write(gate_fd, b"go\n")
                 os.close(gate_fd)
                 gate_fd = -1
@@ -605,8 +601,6 @@ class ContainerBackend:
         finally:
             if gate_fd >= 0:
                 os.close(gate_fd)  # the gate reads EOF: the command never runs
-            if proxy is not None:
-                proxy.close()
             if forwarders is not None:
                 forwarders.close()
             if created:
