@@ -226,3 +226,21 @@ def test_two_watchers_both_see_the_question_first_answer_wins(ask: Ask) -> None:
     w1.expect(rf"\[1\] {NAME}:80: once", timeout=10)
     code, _ms, out = ask.result()
     assert code == "200" and out.startswith("hello")
+
+
+def test_watch_answer_always_saves_to_the_user_config_only(ask: Ask) -> None:
+    import tomllib
+
+    ask.session()
+    ask.wait_registered()
+    w = ask.watch()
+    ask.go()
+    w.expect(r"wants to connect", timeout=30)
+    w.send("a")
+    w.expect(r"saved pkgs.test to network.allow in ", timeout=10)
+    code, _ms, _ = ask.result()
+    assert code == "200"
+    cfg = tomllib.loads((ask.home / ".config" / "rcc" / "config.toml").read_text())
+    assert cfg["network"] == {"on_unknown": "ask", "ask_timeout": 60, "allow": [NAME]}
+    proj = ask.project / ".rcc.toml"  # while the session runs, rcc's own empty placeholder may be there
+    assert not proj.exists() or proj.read_text() == ""

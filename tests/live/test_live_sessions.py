@@ -108,6 +108,38 @@ def test_rcc_allow_from_a_second_process_lets_the_next_request_through(world: Wo
     assert world.sessions() == []  # the record went with the session
 
 
+def test_rcc_allow_save_writes_the_user_config_never_the_project(world: World) -> None:
+    import tomllib
+
+    p = world.start(FETCH_LOOP)
+    try:
+        world.wait_session(lambda s: int(s["denied"]) >= 1)  # type: ignore[call-overload]
+        r = world.rcc("allow", NAME, "--save")
+        assert r.returncode == 0, r.stderr
+        assert p.wait(timeout=60) == 0
+    finally:
+        p.kill()
+    cfg = world.home / ".config" / "rcc" / "config.toml"
+    assert f"saved to network.allow in {cfg}" in r.stdout
+    assert tomllib.loads(cfg.read_text())["network"]["allow"] == [NAME]
+    assert not (world.project / ".rcc.toml").exists()
+
+
+def test_rcc_allow_with_no_session_or_a_bad_rule_fails_with_its_code(world: World) -> None:
+    r = world.rcc("allow", NAME)
+    assert r.returncode == 75 and "no running rcc session" in r.stderr
+    p = world.start("sleep 30")
+    try:
+        world.wait_session()
+        r = world.rcc("allow", "*.com")
+        assert r.returncode == 78 and "over-broad" in r.stderr
+        r = world.rcc("allow", NAME, "--session", "ffffffff")
+        assert r.returncode == 75
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_unapproved_session_keeps_being_refused(world: World) -> None:
     """Control for the test above: without `rcc allow`, the same loop never gets through."""
     p = world.start(FETCH_LOOP.replace("300", "15"))
