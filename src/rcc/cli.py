@@ -20,7 +20,7 @@ commands:
   shell [OPTIONS]                    an interactive shell under the same policy
   policy show [--json]               the effective policy and where each value came from
   trust [--project DIR] [--revoke]   trust this project's .rcc.toml (exact content)
-  log [--json] [--denied] [--session ID|last]
+  log [--json] [--denied] [--session ID|last] [--follow]
                                      the egress audit log
   sessions [--json]                  the running sessions: id, project, command, connections allowed/denied
   allow RULE [--session ID|last] [--save]

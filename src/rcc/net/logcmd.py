@@ -1,7 +1,8 @@
-"""`rcc log [--json] [--denied] [--session ID|last] [--limit N]`: show the egress audit log.
+"""`rcc log [--json] [--denied] [--session ID|last] [--limit N] [--follow]`: show the egress audit log.
 
 Reads the current file and its rotated predecessors, oldest first. `last` means the session of the newest
-record. Output goes to stdout; errors are RccError (cli.py prints them).
+record. --follow then keeps printing new records as they are written (like `tail -F`: across rotation, a
+partial last line waits for its end). Output goes to stdout; errors are RccError (cli.py prints them).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from rcc.errors import UsageError
 from rcc.net.audit import AuditRecord, read_records
@@ -18,7 +19,9 @@ from rcc.net.hosts import format_hostport, printable
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"rcc log: {message}", hint="rcc log [--json] [--denied] [--session ID|last] [--limit N]")
+        raise UsageError(
+            f"rcc log: {message}", hint="rcc log [--json] [--denied] [--session ID|last] [--limit N] [--follow]"
+        )
 
 
 def _human_bytes(n: int) -> str:
@@ -74,14 +77,34 @@ def command(argv: list[str], path: str | None = None) -> int:
     p.add_argument("--denied", action="store_true", help="only denials")
     p.add_argument("--session", metavar="ID|last", help="only this session ('last': the most recent one)")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="only the newest N records")
+    p.add_argument("--follow", "-f", action="store_true", help="then print new records as they come (Ctrl-C ends)")
     args = p.parse_args(argv)
     if path is None:
         from rcc.paths import audit_log_file
 
         path = audit_log_file()
-    recs = select(read_records(path), args.denied, args.session)
+    all_recs = list(read_records(path))
+    recs = select(all_recs, args.denied, args.session)
     if args.limit > 0:
         recs = recs[-args.limit :]
+    if args.follow:
+        session = args.session
+        if session == "last":
+            session = all_recs[-1].session if all_recs else None
+        for r in recs[-20:] if args.limit <= 0 else recs:
+            sys.stdout.write(_line(r, args.json))
+        sys.stdout.flush()
+
+        def emit(r: AuditRecord) -> None:
+            if (not args.denied or r.decision == "deny") and (session is None or r.session == session):
+                sys.stdout.write(_line(r, args.json))
+                sys.stdout.flush()
+
+        try:
+            follow(path, emit)
+        except KeyboardInterrupt:
+            return 0
+        return 0
     if args.json:
         sys.stdout.write("".join(r.to_json() + "\n" for r in recs))
     elif recs:
@@ -91,3 +114,81 @@ def command(argv: list[str], path: str | None = None) -> int:
     else:
         sys.stdout.write("no matching records\n")
     return 0
+
+
+def _line(r: AuditRecord, as_json: bool) -> str:
+    if as_json:
+        return r.to_json() + "\n"
+    why = r.rule if r.decision == "allow" and r.rule else r.reason
+    dest = r.host if r.proto == "seatbelt" else format_hostport(r.host, r.port)
+    cells = (r.time.replace("T", " ").rstrip("Z")[:19], r.session[:12], r.proto, dest, r.decision, why)
+    return "  ".join(printable(c) for c in cells) + "\n"  # hosts and reasons come from the sandbox
+
+
+class Tail:
+    """Sans-IO line assembly for --follow: bytes in, complete lines out; a partial line waits for its end."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        *lines, self._buf = (self._buf + data).split(b"\n")
+        if len(self._buf) > 1 << 20:  # a line that never ends: drop it (records are small)
+            self._buf = b""
+        return lines
+
+
+def follow(
+    path: str,
+    emit: Callable[[AuditRecord], None],
+    *,
+    poll: float = 0.2,
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Print records appended to `path` from now on, following rotation (the file renamed to .1 and a new one
+    made): the old file is drained first, then the new one is read from its start."""
+    import json
+    import time
+
+    def open_current() -> tuple[int, int] | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        return fd, os.fstat(fd).st_ino
+
+    tail = Tail()
+
+    def drain(fd: int) -> None:
+        while chunk := os.read(fd, 65536):
+            for line in tail.feed(chunk):
+                try:
+                    d = json.loads(line)
+                    if isinstance(d, dict):
+                        emit(AuditRecord.from_dict(d))
+                except (ValueError, KeyError, TypeError):
+                    continue
+
+    cur = open_current()
+    if cur is not None:
+        os.lseek(cur[0], 0, os.SEEK_END)
+    try:
+        while not stop():
+            if cur is None:
+                cur = open_current()  # a new file (or the first one): from its start
+            if cur is not None:
+                drain(cur[0])
+                try:
+                    rotated = os.stat(path).st_ino != cur[1]
+                except FileNotFoundError:
+                    rotated = True
+                if rotated:
+                    drain(cur[0])  # what was written between the read above and the rename
+                    os.close(cur[0])
+                    cur = None
+                    tail = Tail()
+                    continue
+            time.sleep(poll)
+    finally:
+        if cur is not None:
+            os.close(cur[0])
