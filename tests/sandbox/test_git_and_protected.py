@@ -366,11 +366,6 @@ def test_plant_claude_settings_via_rename_parent_fails(world: World) -> None:
     assert not (world.project / ".claude-old").exists()
 
 
-@pytest.mark.backends(
-    "bwrap",
-    why="KNOWN HOLE on podman and docker (issue 12 §1): the container backend makes placeholders without the "
-    "per-project ledger and lock, so one session's end removes what another still has bound",
-)
 def test_ending_session_does_not_unprotect_a_concurrent_one(world: World) -> None:
     """Session A creates placeholders; B starts and binds them read-only; A ends. If A removed them, B's mounts
     would be detached and B's sandbox could create .mcp.json (an MCP server the host's agent then runs)."""
