@@ -19,6 +19,8 @@ commands:
                                      run a coding agent in the sandbox
   shell [OPTIONS]                    an interactive shell under the same policy
   policy show [--json]               the effective policy and where each value came from
+  policy suggest [--session ID] [--write [user|project]]
+                                     the allow list covering what a `--learn` session let through
   trust [--project DIR] [--revoke]   trust this project's .rcc.toml (exact content)
   log [--json] [--denied] [--session ID|last] [--follow]
                                      the egress audit log

@@ -324,7 +324,7 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
             (*policy.network.allow, *session.allow),
             policy.network.deny,
             policy.network.resolve,
-            on_unknown="ask" if ask else "deny",
+            on_unknown="ask" if ask else "learn" if policy.network.on_unknown == "learn" else "deny",
             ask_timeout=policy.network.ask_timeout,
         )
         from rcc.net.env import proxy_env

@@ -190,8 +190,8 @@ def validate(key: str, value: Any, where: str, home: str | None = None) -> Any:
             raise ConfigError(where, key, "must be true or false")
         return value
     if kind == "onunknown":
-        if value not in ("deny", "ask"):
-            raise ConfigError(where, key, f'must be "deny" or "ask" (got {value!r})')
+        if value not in ("deny", "ask", "learn"):
+            raise ConfigError(where, key, f'must be "deny", "ask" or "learn" (got {value!r})')
         return value
     if kind == "asktimeout":
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 600:
@@ -439,8 +439,12 @@ def policy_command(argv: list[str]) -> int:
     from rcc.record import asdict
 
     args = list(argv)
+    if args[:1] == ["suggest"]:
+        from rcc.live.suggest import command as suggest_command
+
+        return suggest_command(args[1:])
     if not args or args[0] != "show":
-        raise UsageError("usage: rcc policy show [--json] [--project DIR]")
+        raise UsageError("usage: rcc policy show [--json] [--project DIR] | rcc policy suggest [--session ID]")
     args.pop(0)
     as_json = False
     project = os.getcwd()

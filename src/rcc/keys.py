@@ -76,7 +76,7 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         True,
         "set",
         "network.on_unknown",
-        '"deny" (default) or "ask": hold a host no rule covers for `rcc watch` (interactive sessions)',
+        '"deny" (default), "ask" (hold it for `rcc watch`) or "learn" (let public hosts through, recorded)',
     ),
     ConfigKey(
         "network.ask_timeout",
@@ -152,6 +152,14 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "resolve HOST to ADDR in the proxy (like curl --resolve; repeatable)",
         "network.resolve",
         "pair",
+    ),
+    Option(
+        "--learn",
+        "",
+        "learn mode: let hosts no rule covers through (public addresses only; the guards stay on) and\n"
+        'record them for `rcc policy suggest` (network.on_unknown = "learn")',
+        "network.on_unknown",
+        "const:learn",
     ),
     Option("--no-network", "", 'no proxy at all: loopback only (network.mode = "none")', "network.mode", "const:none"),
     Option("--network", "MODE", "allowlist or none (network.mode)", "network.mode", complete="allowlist none"),

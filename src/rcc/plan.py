@@ -144,7 +144,7 @@ class NetPlan:
     publish: tuple[Publish, ...] = ()
     host_services: tuple[int, ...] = ()  # ports of the host's loopback reachable at the sandbox's loopback
     # "ask" only for a session on a terminal (not -p/--print): the proxy holds unknown hosts for `rcc watch`
-    on_unknown: Literal["deny", "ask"] = "deny"
+    on_unknown: Literal["deny", "ask", "learn"] = "deny"  # "learn": let public hosts through, recorded
     ask_timeout: int = 60
 
 

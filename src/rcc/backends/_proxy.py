@@ -30,6 +30,7 @@ class SessionProxy:
         self.dropped = 0
         self.proxy: Any = None
         self.control: Any = None  # rcc.live.server.ControlServer: `rcc allow/deny/sessions` reach it
+        self.learn = plan.net.on_unknown == "learn"
 
     def notify(self, line: str) -> None:  # runs on the proxy's thread
         if not self.defer:
@@ -45,6 +46,13 @@ class SessionProxy:
             self.control.close()
         if self.proxy is not None:
             self.proxy.close()
+        if self.learn:
+            n = len(self.control.learned) if self.control is not None else 0
+            sys.stderr.write(
+                f"rcc: learn mode ended: {n} host(s) no rule covered were let through and recorded; "
+                f"`rcc policy suggest --session {self.session}` turns them into an allow list\n"
+            )
+            sys.stderr.flush()
         if self.deferred:
             sys.stderr.write("".join(f"{line}\n" for line in self.deferred))
             if self.dropped:
@@ -68,7 +76,13 @@ def start_proxy(plan: Plan, listener: socket.socket, backend: str = "") -> Sessi
     from rcc.live.server import ControlServer
     from rcc.live.sessions import SessionRecord
 
-    decider = RuleDecider(rules)
+    decider = RuleDecider(rules, learn=plan.net.on_unknown == "learn")
+    if decider.learn:
+        sys.stderr.write(
+            "rcc: learn mode: hosts no rule covers are let through to public addresses and recorded (deny rules "
+            "and the address guards stay on); end with `rcc policy suggest`\n"
+        )
+        sys.stderr.flush()
     handle = SessionProxy(plan)
     audit = paths.audit_log_file()
     sid = plan.session_id or os.urandom(4).hex()

@@ -36,6 +36,7 @@ from rcc.net.decider import RuleDecider
 from rcc.net.rules import RuleError, compile_rules
 
 CHANGES = "policy-changes.jsonl"
+LEARNED = "learned:"  # the reason of a connection learn mode let through (net/decider.py)
 MAX_CLIENTS = 8
 CLIENT_TIMEOUT = 10.0
 
@@ -59,6 +60,7 @@ class ControlServer:
         self.live_deny: list[str] = []
         self.allowed = 0
         self.denied = 0
+        self.learned: set[str] = set()  # host:port let through by learn mode
         self.state_dir = state_dir
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
@@ -108,6 +110,8 @@ class ControlServer:
         """Called by the proxy for each connection's audit record (its thread)."""
         if rec.decision == "allow":
             self.allowed += 1
+            if rec.reason.startswith(LEARNED) and len(self.learned) < 10000:
+                self.learned.add(f"{rec.host}:{rec.port}")
         elif rec.decision == "deny":
             self.denied += 1
         if self.broker.watchers():

@@ -44,16 +44,20 @@ class Decider(Protocol):
 class RuleDecider:
     """Decides by compiled Rules (compiled once, by compile_rules(), before the proxy starts)."""
 
-    def __init__(self, rules: Rules, asker: Asker | None = None) -> None:
+    def __init__(self, rules: Rules, asker: Asker | None = None, learn: bool = False) -> None:
         self.rules = rules
         self.asker = asker
+        self.learn = learn  # learn mode: a name no rule covers is allowed as "learned" (public addresses only)
 
     def replace(self, rules: Rules) -> None:
         """New rules from the next question on (connections already relaying are not re-judged)."""
         self.rules = rules
 
     def decide(self, host: Host, port: int) -> Decision:
-        return decide_host(self.rules, host, port)
+        d = decide_host(self.rules, host, port)
+        if self.learn and d.kind == "no-allow-rule":
+            return Decision(True, None, "learned: no rule covers it, let through by learn mode", "learned", host)
+        return d
 
     def override(self, host: Host) -> IPAddress | None:
         return self.rules.override(host)

@@ -220,6 +220,8 @@ class ConnectionFlow:
         self.failure = socks5.GENERAL_FAILURE
         self.addresses: tuple[IPAddress, ...] = ()
         self.first_up = b""
+        self.learned = False  # learn mode let the name through (no rule): public addresses only
+        self.overridden = False  # the address came from the user's network.resolve / --resolve
 
     # -------------------------------------------------------------------------------------------- entry points
 
@@ -292,13 +294,14 @@ class ConnectionFlow:
 
     def _allowed_name(self, target: Host, d: Decision) -> list[Command]:
         self._set("allow", d)
+        self.learned = d.kind == "learned"
         self.target, self.host = target, str(target)
         if not isinstance(target, str):
             self.addresses = (target,)
             return [ReadHostAddresses()]
         override = self.decider.override(target)
         if override is not None:
-            self.addresses = (override,)
+            self.addresses, self.overridden = (override,), True
             return [ReadHostAddresses()]
         return [Resolve(target, self.port)]
 
@@ -314,6 +317,10 @@ class ConnectionFlow:
 
     def _check_addresses(self, own: frozenset[IPAddress]) -> list[Command]:
         for a in self.addresses:
+            if self.learned and not self.overridden and not a.is_global:
+                self.addr = str(a)
+                why = f"learn mode lets a name no rule covers reach public addresses only (not {a})"
+                return self._deny(Decision(False, None, why, "forbidden-address", a, str(a)))
             d = self.decider.check_address(a, self.port, own)
             if not d.allowed:
                 self.addr = str(a)

@@ -236,7 +236,7 @@ class Rules:
 #   forbidden-address  the name resolves to loopback, metadata, ... (`address` names it)
 #   invalid            not a usable request: bad host or port, a TLS hello that does not parse or names
 #                      another host, a Host header that disagrees
-DecisionKind = Literal["allowed", "no-allow-rule", "denied-by-rule", "forbidden-address", "invalid"]
+DecisionKind = Literal["allowed", "learned", "no-allow-rule", "denied-by-rule", "forbidden-address", "invalid"]
 
 
 @dataclass(frozen=True)
