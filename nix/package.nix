@@ -12,6 +12,7 @@
   bubblewrap,
   nftables,
   iproute2,
+  installShellFiles,
   src,
 }:
 
@@ -34,6 +35,23 @@ python3Packages.buildPythonApplication {
   pyproject = true;
   build-system = [ python3Packages.hatchling ];
   dependencies = [ ];
+  nativeBuildInputs = [ installShellFiles ];
+
+  # `rcc completion bash|zsh|fish|man` of the installed package: generated from the tables rcc's parser uses.
+  # Run with the build's Python against $out (the wrapper does not exist yet); the page's date is
+  # SOURCE_DATE_EPOCH's, so the output stays reproducible.
+  postInstall = ''
+    rcc_gen() {
+      PYTHONPATH="$out/${python3Packages.python.sitePackages}" PYTHONDONTWRITEBYTECODE=1 \
+        ${python3Packages.python.interpreter} -m rcc completion "$1"
+    }
+    rcc_gen bash > rcc.bash
+    rcc_gen zsh > _rcc
+    rcc_gen fish > rcc.fish
+    rcc_gen man > rcc.1
+    installShellCompletion --cmd rcc --bash rcc.bash --zsh _rcc --fish rcc.fish
+    installManPage rcc.1
+  '';
 
   makeWrapperArgs =
     [

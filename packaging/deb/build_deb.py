@@ -8,7 +8,8 @@ Layout of the package:
   /usr/lib/python3/dist-packages/rcc-V.dist-info the wheel's metadata, without RECORD (so `pip uninstall` refuses
                                                  to touch files dpkg owns) and with INSTALLER = debian
   /usr/bin/rcc                                   `#!/usr/bin/python3 -I` launcher (rcc.launcher)
-  /usr/share/man/man1/rcc.1.gz                   rendered from `rcc --help` and `rcc run --help` of this build
+  /usr/share/man/man1/rcc.1.gz                   `rcc completion man` of this build (from its command tables)
+  /usr/share/{bash-completion,zsh,fish}/...      `rcc completion bash|zsh|fish` of this build
   /usr/share/doc/rcc/{copyright,changelog.gz}
   /usr/share/lintian/overrides/rcc               one override, with its reason (lintian-overrides)
   DEBIAN/{control,md5sums,postinst,prerm}        postinst byte-compiles for /usr/bin/python3; prerm removes it
@@ -35,7 +36,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from email.utils import formatdate
 from pathlib import Path, PurePosixPath
@@ -120,51 +120,25 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> subpr
     return res
 
 
-def _man_escape(line: str) -> str:
-    line = line.replace("\\", "\\e").replace("-", "\\-")
-    return "\\&" + line if line.startswith((".", "'")) else line
+# What `rcc completion SHELL` prints goes where each shell looks for vendor completions.
+COMPLETIONS = {
+    "bash": "usr/share/bash-completion/completions/rcc",
+    "zsh": "usr/share/zsh/vendor-completions/_rcc",
+    "fish": "usr/share/fish/vendor_completions.d/rcc.fish",
+}
 
 
-def render_manpage(site: Path, version: str, date: str) -> str:
-    """rcc(1): the text of `rcc --help` and `rcc run --help` from the staged package, so the page cannot drift
-    from the program. Runs the staged code with the build's Python, without writing byte-code."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"}
-    top = _run([sys.executable, "-m", "rcc", "--help"], env=env, cwd=site).stdout
-    run = _run([sys.executable, "-m", "rcc", "run", "--help"], env=env, cwd=site).stdout
-    out = [
-        f'.TH RCC 1 "{date}" "rcc {version}" "User Commands"',
-        ".SH NAME",
-        "rcc \\- run AI coding agents in a kernel\\-enforced sandbox",
-        ".SH SYNOPSIS",
-        ".B rcc",
-        ".I COMMAND",
-        "[\\fIOPTIONS\\fR] [\\fB\\-\\-\\fR] [\\fIARGS\\fR...]",
-        ".SH DESCRIPTION",
-        "rcc runs an AI coding agent, or any command, so that it can work on one project and nothing else:",
-        "bubblewrap namespaces, a seccomp filter and a private network namespace whose only way out is",
-        "rcc's allowlisting egress proxy.",
-        ".SH COMMANDS",
-        ".nf",
-        *(_man_escape(x) for x in top.rstrip("\n").split("\n")),
-        ".fi",
-        ".SH RCC RUN",
-        ".nf",
-        *(_man_escape(x) for x in run.rstrip("\n").split("\n")),
-        ".fi",
-        ".SH FILES",
-        ".TP",
-        ".I ~/.config/rcc/config.toml",
-        "your configuration (`rcc setup` writes a commented one)",
-        ".TP",
-        ".I ~/.local/state/rcc",
-        "trust store, audit log, agents' state",
-        ".SH SEE ALSO",
-        ".BR bwrap (1),",
-        ".BR nft (8),",
-        ".BR podman (1)",
-        "",
-    ]
-    return "\n".join(out)
+def render_generated(site: Path, what: str, epoch: int) -> str:
+    """`rcc completion WHAT` (bash, zsh, fish, or man: rcc(1)) of the staged package: generated from the same
+    command and option tables its parser uses, so neither the page nor the completions can drift from the program.
+    Runs the staged code with the build's Python, without writing byte-code."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(site),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "SOURCE_DATE_EPOCH": str(epoch),  # the page's date
+    }
+    return _run([sys.executable, "-m", "rcc", "completion", what], env=env, cwd=site).stdout
 
 
 def _gzip(data: bytes, mtime: int) -> bytes:
@@ -203,8 +177,10 @@ def build(wheel: Path, out_dir: Path, maintainer: str = DEFAULT_MAINTAINER, epoc
         _write(root, SITE / info / "INSTALLER", b"debian\n")
         _write(root, "usr/bin/rcc", (HERE / "rcc.launcher").read_bytes(), 0o755)
 
-        man = render_manpage(root / str(SITE), version, time.strftime("%Y-%m-%d", time.gmtime(epoch)))
+        man = render_generated(root / str(SITE), "man", epoch)
         _write(root, "usr/share/man/man1/rcc.1.gz", _gzip(man.encode(), epoch))
+        for shell, dest in COMPLETIONS.items():
+            _write(root, dest, render_generated(root / str(SITE), shell, epoch).encode())
         doc = PurePosixPath("usr/share/doc/rcc")
         _write(root, doc / "copyright", (HERE / "copyright").read_bytes())
         _write(root, "usr/share/lintian/overrides/rcc", (HERE / "lintian-overrides").read_bytes())

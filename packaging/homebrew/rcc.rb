@@ -24,6 +24,9 @@ class Rcc < Formula
   def install
     # rcc has no runtime dependencies, so there are no resources; pip builds the sdist with hatchling.
     virtualenv_install_with_resources
+    # `rcc completion bash|zsh|fish|man`: generated from the tables rcc's own parser uses
+    generate_completions_from_executable(bin/"rcc", "completion")
+    (man1/"rcc.1").write Utils.safe_popen_read(bin/"rcc", "completion", "man")
   end
 
   def caveats
@@ -38,6 +41,10 @@ class Rcc < Formula
   test do
     assert_match "rcc #{version}", shell_output("#{bin}/rcc --version")
     assert_match "usage: rcc COMMAND", shell_output("#{bin}/rcc --help")
+    assert_predicate bash_completion/"rcc", :exist?
+    assert_predicate zsh_completion/"_rcc", :exist?
+    assert_predicate fish_completion/"rcc.fish", :exist?
+    assert_predicate man1/"rcc.1", :exist?
     # The plan is pure: no sandbox is started, so this works in brew's test environment on either OS.
     (testpath/"project").mkpath
     plan = shell_output("#{bin}/rcc run --project #{testpath}/project --no-network --dry-run -- true")

@@ -8,7 +8,11 @@ How the parts fit (pure core, thin effectful edges):
     backends/   execute a Plan: bwrap.py (Linux, default), container.py (podman/docker)
     net/        the egress proxy: pure rules/decide(), sans-IO HTTP/SOCKS5 parsers, one socket-owning server,
                 the audit log
-    cli.py      parses argv, calls the above, and is the one place that prints errors and exits
+    keys.py     the one description of config keys and `rcc run` options (parsing, merging, flags, completions)
+    commands/   the command table and the commands that are not a session (doctor, setup, policy, trust, ...)
+    cli.py      dispatches argv, and is the one place that prints errors and exits
+
+The layers and what each module may import: docs/architecture.md (tests/core/test_architecture.py holds it).
 
 Nothing in the core mutates module-level state; tests build Policy/HostFacts values directly.
 """

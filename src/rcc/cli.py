@@ -8,55 +8,13 @@ from __future__ import annotations
 
 import sys
 
+from rcc.commands import AGENTS, BY_NAME, usage
 from rcc.errors import ExitCode, RccError
-
-USAGE = """\
-usage: rcc COMMAND [OPTIONS] [--] [ARGS...]
-
-commands:
-  run [OPTIONS] [--] CMD [ARGS...]   run CMD in the sandbox (project: current directory)
-  claude|codex|gemini|aider [OPTIONS] [--] [AGENT ARGS...]
-                                     run a coding agent in the sandbox
-  shell [OPTIONS]                    an interactive shell under the same policy
-  policy show [--json]               the effective policy and where each value came from
-  policy suggest [--session ID] [--write [user|project]]
-                                     the allow list covering what a `--learn` session let through
-  trust [--project DIR] [--revoke]   trust this project's .rcc.toml (exact content)
-  log [--json] [--denied] [--session ID|last] [--follow]
-                                     the egress audit log
-  sessions [--json]                  the running sessions: id, project, command, connections allowed/denied
-  allow RULE [--session ID|last] [--save]
-  deny RULE [--session ID|last] [--save]
-                                     change a running session's network rules at once (--save: your config too)
-  watch [--session ID|last]          live view of a session's decisions; answer its questions in ask mode
-  setup [--firewall] [--dry-run] [--uninstall]
-                                     prepare this machine (the firewall part needs sudo)
-  doctor [--json]                    check what rcc needs on this machine
-  version                            print rcc's version
-
-run `rcc run --help` for the sandbox options.
-"""
-
-# subcommand -> (module, function)
-_COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("rcc.runner", "command"),
-    "policy": ("rcc.config", "policy_command"),
-    "trust": ("rcc.trust", "command"),
-    "log": ("rcc.net.logcmd", "command"),
-    "setup": ("rcc.setup", "command"),
-    "doctor": ("rcc.doctor", "command"),
-    "shell": ("rcc.agents.cli", "shell_command"),
-    "sessions": ("rcc.live.cli", "sessions_command"),
-    "allow": ("rcc.live.cli", "allow_command"),
-    "deny": ("rcc.live.cli", "deny_command"),
-    "watch": ("rcc.live.watch", "command"),
-}
-_AGENTS = ("claude", "codex", "gemini", "aider")
 
 
 def dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
-        sys.stdout.write(USAGE)
+        sys.stdout.write(usage())
         return ExitCode.OK if argv else ExitCode.USAGE
     name, rest = argv[0], argv[1:]
     if name in ("version", "--version", "-V"):
@@ -66,18 +24,18 @@ def dispatch(argv: list[str]) -> int:
         return ExitCode.OK
     import importlib
 
-    if name in _AGENTS:
-        mod = importlib.import_module("rcc.agents.cli")
-        return int(mod.agent_command(name, rest))
-    if name not in _COMMANDS:
+    cmd = BY_NAME.get(name)
+    if cmd is None or not cmd.module:
         from rcc.errors import UsageError
 
         raise UsageError(f"unknown command {name!r}")
-    module, func = _COMMANDS[name]
-    return int(getattr(importlib.import_module(module), func)(rest))
+    func = getattr(importlib.import_module(cmd.module), cmd.func)
+    if name in AGENTS:
+        return int(func(name, rest))
+    return int(func(rest))
 
 
-_SESSION_COMMANDS = frozenset({"run", "shell", *_AGENTS})
+_SESSION_COMMANDS = frozenset({"run", "shell", *AGENTS})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -468,7 +468,7 @@ def interesting_paths(
 
 
 def _publish(policy: Policy) -> tuple[Publish, ...]:
-    from rcc.forward import parse_publish
+    from rcc.policy import parse_publish
 
     out: dict[tuple[str, int], Publish] = {}
     for spec in policy.network.publish:

@@ -257,7 +257,7 @@ def validate(key: str, value: Any, where: str, home: str | None = None) -> Any:
     if kind == "publish":
         if not isinstance(value, list) or not all(isinstance(x, str | int) and not isinstance(x, bool) for x in value):
             raise ConfigError(where, key, 'must be a list of "[HOSTADDR:]HOSTPORT[:PORT]" strings')
-        from rcc.forward import parse_publish
+        from rcc.policy import parse_publish
 
         for x in value:
             try:
@@ -301,7 +301,7 @@ def gate_untrusted(layer: Layer, path: str) -> tuple[Layer, tuple[str, ...]]:
     kept, notices = [], []
     for c in layer.contributions:
         if _widens(c):
-            notices.append(f"ignored {c.key} = {_show(c.value)} from {c.source} (widens access)")
+            notices.append(f"ignored {c.key} = {show_value(c.value)} from {c.source} (widens access)")
         else:
             kept.append(c)
     if notices:
@@ -309,7 +309,7 @@ def gate_untrusted(layer: Layer, path: str) -> tuple[Layer, tuple[str, ...]]:
     return Layer(layer.name, tuple(kept)), tuple(notices)
 
 
-def _show(v: Any) -> str:
+def show_value(v: Any) -> str:
     if isinstance(v, tuple) and v and isinstance(v[0], tuple):
         return "{" + ", ".join(f"{a} = {b!r}" for a, b in v) + "}"
     if isinstance(v, tuple):
@@ -427,75 +427,3 @@ def load(
 def load_policy(project: str) -> Policy:
     """For `rcc doctor`: validate every config file that applies to `project`."""
     return load(project).policy
-
-
-# ---------------------------------------------------------------------------------------------- rcc policy show
-
-
-def policy_command(argv: list[str]) -> int:
-    import json
-    import sys
-
-    from rcc.record import asdict
-
-    args = list(argv)
-    if args[:1] == ["suggest"]:
-        from rcc.live.suggest import command as suggest_command
-
-        return suggest_command(args[1:])
-    if not args or args[0] != "show":
-        raise UsageError("usage: rcc policy show [--json] [--project DIR] | rcc policy suggest [--session ID]")
-    args.pop(0)
-    as_json = False
-    project = os.getcwd()
-    while args:
-        a = args.pop(0)
-        if a == "--json":
-            as_json = True
-        elif a == "--project" and args:
-            project = os.path.abspath(args.pop(0))
-        else:
-            raise UsageError(f"unknown option {a!r} for `rcc policy show`")
-    eff = load(project)
-    sources: dict[str, list[dict[str, Any]]] = {}
-    for c in eff.provenance:
-        sources.setdefault(c.key, []).append({"value": _jsonable(c.value), "source": c.source})
-    if as_json:
-        doc = {
-            "policy": asdict(eff.policy),
-            "sources": sources,
-            "project_file": eff.project_file,
-            "project_trusted": eff.project_trusted,
-            "notices": list(eff.notices),
-        }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        return 0
-    pol = asdict(eff.policy)
-    out = []
-    for table in (t for t in TABLES if t in pol):  # [container] shows as container_image below
-        out.append(f"[{table}]")
-        for k, v in pol[table].items():
-            out.append(f"  {k} = {_show(tuple(map(_tup, v)) if isinstance(v, list) else v)}")
-            for s in sources.get(f"{table}.{k}", []):
-                out.append(f"      + {_show(_tup(s['value']))}  ({s['source']})")
-    out.append(f"backend = {eff.policy.backend!r}")
-    for s in sources.get("backend", []):
-        out.append(f"      ({s['source']})")
-    if eff.project_file:
-        out.append(f"project file: {eff.project_file} ({'trusted' if eff.project_trusted else 'NOT trusted'})")
-    out.extend(f"note: {n}" for n in eff.notices)
-    out.append("(values without a + line are rcc's built-in defaults)")
-    sys.stdout.write("\n".join(out) + "\n")
-    return 0
-
-
-def _tup(v: Any) -> Any:
-    if isinstance(v, list):
-        return tuple(_tup(x) for x in v)
-    return v
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, tuple):
-        return [_jsonable(x) for x in v]
-    return v

@@ -29,6 +29,7 @@ import os
 import socket
 
 from rcc.errors import ExitCode, RccError
+from rcc.policy import parse_publish  # noqa: F401 (its grammar is policy; callers may import it from here)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,41 +38,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from rcc.plan import Plan, Publish
-
-
-def parse_publish(spec: str) -> tuple[str, int, int]:
-    """`[HOSTADDR:]HOSTPORT[:PORT]` -> (host address, host port, port inside). An IPv6 address goes in brackets
-    ([::1]:8080:80); without an address the host side is 127.0.0.1. Raises ValueError with the reason."""
-    import ipaddress
-
-    s = spec.strip()
-    addr = ""
-    if s.startswith("["):
-        end = s.find("]")
-        if end < 0 or not s[end + 1 :].startswith(":"):
-            raise ValueError(f"{spec!r}: an IPv6 address goes in brackets, then :HOSTPORT ([::1]:8080:80)")
-        addr, s = s[1:end], s[end + 2 :]
-        try:
-            if ipaddress.ip_address(addr).version != 6:
-                raise ValueError
-        except ValueError:
-            raise ValueError(f"{spec!r}: {addr!r} is not an IPv6 address") from None
-    parts = s.split(":")
-    if not addr and (len(parts) == 3 or (len(parts) == 2 and not parts[0].isdigit())):
-        addr, parts = parts[0], parts[1:]
-        try:
-            if ipaddress.ip_address(addr).version != 4:
-                raise ValueError
-        except ValueError:
-            raise ValueError(
-                f"{spec!r}: {addr!r} is not an IPv4 address (IPv6 goes in brackets: [::1]:8080:80)"
-            ) from None
-    if not 1 <= len(parts) <= 2 or not all(p.isdigit() and p.isascii() for p in parts):
-        raise ValueError(f"{spec!r}: expected [HOSTADDR:]HOSTPORT[:PORT], e.g. 5173, 8080:5173, 0.0.0.0:8080:5173")
-    ports = [int(p) for p in parts]
-    if not all(1 <= p <= 65535 for p in ports):
-        raise ValueError(f"{spec!r}: ports are 1-65535")
-    return addr or "127.0.0.1", ports[0], ports[-1]
 
 
 # ------------------------------------------------------------------------------------------- socket factory

@@ -130,7 +130,7 @@ class Option:
     help: str
     key: str = ""
     shape: str = "value"
-    complete: str = ""  # what the shells complete the value with: "dir", "file", a space-separated word list
+    complete: str = ""  # what the shells complete the value with: "dir", "file", "presets" (@pypi ...), or words
 
 
 BACKENDS = "bwrap seatbelt podman docker"
@@ -144,8 +144,9 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "[::1]:8080, or a preset like @pypi (repeatable)",
         "network.allow",
         "item",
+        "presets",
     ),
-    Option("--deny", "RULE", "deny a host (deny wins; repeatable)", "network.deny", "item"),
+    Option("--deny", "RULE", "deny a host (deny wins; repeatable)", "network.deny", "item", "presets"),
     Option(
         "--resolve",
         "HOST=ADDR",

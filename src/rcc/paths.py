@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 
 
@@ -47,3 +48,25 @@ def missing_setup(env: Mapping[str, str] = os.environ) -> str | None:
     if os.path.isdir(config_dir(env)):
         return None
     return "rcc is not set up for this account yet: run `rcc setup`, then `rcc doctor`"
+
+
+SUDO_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin"
+
+
+def self_command(env: Mapping[str, str], argv0: str | None = None) -> str:
+    """How to name this rcc in a `sudo ...` hint. sudo searches only its secure_path: not the user's Nix profile
+    (a Nix-built rcc's wrapper sets RCC_EXECUTABLE), nor ~/.local/bin (pipx, uv), nor a venv. So an rcc that sudo
+    would not find as `rcc` is named by its absolute path; `rcc` when sudo finds this same program."""
+    import shlex
+    import shutil
+
+    exe = env.get("RCC_EXECUTABLE", "")
+    if not (os.path.isabs(exe) and os.access(exe, os.X_OK)):
+        a0 = sys.argv[0] if argv0 is None else argv0
+        exe = os.path.abspath(a0) if os.path.basename(a0) == "rcc" else ""
+        if not (exe and os.access(exe, os.X_OK)):
+            return "rcc"  # `python3 -m rcc` or a test: nothing better to name
+    found = shutil.which("rcc", path=SUDO_PATH)
+    if found and os.path.realpath(found) == os.path.realpath(exe):
+        return "rcc"
+    return shlex.quote(exe)

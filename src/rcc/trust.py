@@ -11,14 +11,14 @@ import os
 from collections.abc import Mapping
 
 from rcc import paths
-from rcc.errors import ConfigError, ExitCode, RccError, UsageError
+from rcc.errors import ConfigError, ExitCode, RccError
 
 
-def _digest(content: bytes) -> str:
+def digest(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-def _read_store(env: Mapping[str, str]) -> dict[str, str]:
+def read_store(env: Mapping[str, str]) -> dict[str, str]:
     from rcc import hostfs
 
     path = paths.trust_file(env)
@@ -42,7 +42,7 @@ def _read_store(env: Mapping[str, str]) -> dict[str, str]:
     return data
 
 
-def _write_store(store: dict[str, str], env: Mapping[str, str]) -> None:
+def write_store(store: dict[str, str], env: Mapping[str, str]) -> None:
     from rcc import hostfs
 
     path = paths.trust_file(env)
@@ -56,50 +56,4 @@ def _write_store(store: dict[str, str], env: Mapping[str, str]) -> None:
 
 
 def is_trusted(project: str, content: bytes, env: Mapping[str, str] = os.environ) -> bool:
-    return _read_store(env).get(os.path.realpath(project)) == _digest(content)
-
-
-def command(argv: list[str]) -> int:
-    import sys
-
-    project, revoke, show = os.getcwd(), False, False
-    args = list(argv)
-    while args:
-        a = args.pop(0)
-        if a == "--project" and args:
-            project = args.pop(0)
-        elif a == "--revoke":
-            revoke = True
-        elif a == "--show":
-            show = True
-        elif a in ("-h", "--help"):
-            sys.stdout.write("usage: rcc trust [--project DIR] [--show] [--revoke]\n")
-            return 0
-        else:
-            raise UsageError(
-                f"unknown option {a!r} for `rcc trust`", hint="usage: rcc trust [--project DIR] [--revoke]"
-            )
-    project = os.path.realpath(project)
-    file = os.path.join(project, paths.PROJECT_CONFIG_NAME)
-    store = _read_store(os.environ)
-    if revoke:
-        store.pop(project, None)
-        _write_store(store, os.environ)
-        sys.stdout.write(f"rcc: no longer trusting {file}\n")
-        return 0
-    if os.path.islink(file) or not os.path.isfile(file):
-        raise RccError(f"no regular file {file} to trust", code=ExitCode.CONFIG)
-    with open(file, "rb") as f:
-        content = f.read()
-    from rcc.config import parse_file
-
-    parse_file(file, "project")  # never trust a file that does not validate
-    if show:
-        state = "trusted" if store.get(project) == _digest(content) else "NOT trusted"
-        sys.stdout.write(content.decode("utf-8", "replace"))
-        sys.stdout.write(f"\n# {file}: {state} (sha256 {_digest(content)[:16]}...)\n")
-        return 0
-    store[project] = _digest(content)
-    _write_store(store, os.environ)
-    sys.stdout.write(f"rcc: trusting {file} (sha256 {_digest(content)[:16]}...); a changed file needs trusting again\n")
-    return 0
+    return read_store(env).get(os.path.realpath(project)) == digest(content)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from ctrbox import SRC, TEST_USER
 
+from rcc.commands.setup import SetupOptions, parse_args
 from rcc.errors import UsageError
-from rcc.setup import SetupOptions, parse_args
 from rcctest import is_root, require
 
 # ------------------------------------------------------------------------------------------------ options (pure)

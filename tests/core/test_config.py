@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rcc import trust
+from rcc.commands import trust as trust_cmd
 from rcc.config import Contribution, Flags, gate_untrusted, load, parse_file, validate
 from rcc.errors import ConfigError, ExitCode, UsageError
 
@@ -72,13 +73,13 @@ def test_trusted_project_file_applies_and_a_change_needs_trusting_again(
     pf.write_text('[network]\nallow = ["c.example"]\n')
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    assert trust.command(["--project", str(project)]) == 0
+    assert trust_cmd.command(["--project", str(project)]) == 0
     eff = load(str(project), (), env=env, home=env["HOME"])
     assert eff.project_trusted and eff.policy.network.allow == ("c.example",) and eff.notices == ()
     pf.write_text('[network]\nallow = ["c.example", "evil.example"]\n')
     eff = load(str(project), (), env=env, home=env["HOME"])
     assert not eff.project_trusted and eff.policy.network.allow == ()
-    assert trust.command(["--project", str(project), "--revoke"]) == 0
+    assert trust_cmd.command(["--project", str(project), "--revoke"]) == 0
     pf.write_text('[network]\nallow = ["c.example"]\n')
     assert not load(str(project), (), env=env, home=env["HOME"]).project_trusted
 
@@ -90,7 +91,7 @@ def test_trust_is_per_project_path(env: dict[str, str], tmp_path: Path, monkeypa
         (p / ".rcc.toml").write_text('[network]\nallow = ["x.example"]\n')
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    trust.command(["--project", str(a)])
+    trust_cmd.command(["--project", str(a)])
     assert trust.is_trusted(str(a), (a / ".rcc.toml").read_bytes(), env)
     assert not trust.is_trusted(str(b), (b / ".rcc.toml").read_bytes(), env)
 
@@ -100,7 +101,7 @@ def test_trust_refuses_an_invalid_file(env: dict[str, str], project: Path, monke
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     with pytest.raises(ConfigError):
-        trust.command(["--project", str(project)])
+        trust_cmd.command(["--project", str(project)])
     assert not (Path(env["XDG_STATE_HOME"]) / "rcc/trust.json").exists()
 
 

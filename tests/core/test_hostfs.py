@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from rcc import hostfs, sessionhost, trust
+from rcc.commands import trust as trust_cmd
 from rcc.errors import ExitCode, RccError
 from rcc.net.audit import AuditLog, AuditRecord
 from rcc.plan import DevNode, Placeholder, Plan
@@ -255,12 +256,12 @@ def test_trust_store_link_is_replaced_not_followed(
     (d / "trust.json").symlink_to(outside / "keep.txt")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     with pytest.raises(RccError) as e:  # reading through the link is refused too
-        trust.command(["--project", str(project)])
+        trust_cmd.command(["--project", str(project)])
     assert e.value.code == ExitCode.UNSAFE_PATH
     (d / "trust.json").unlink()
     (d / "trust.json").symlink_to(outside / "new.json")  # a dangling link: writing would create its target
     with pytest.raises(RccError):
-        trust.command(["--project", str(project)])
+        trust_cmd.command(["--project", str(project)])
     assert tree(outside) == {"keep.txt"}
 
 
@@ -272,7 +273,7 @@ def test_trust_store_dir_link_is_refused(tmp_path: Path, outside: Path, monkeypa
     (tmp_path / "state/rcc").symlink_to(outside)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     with pytest.raises(RccError) as e:
-        trust.command(["--project", str(project)])
+        trust_cmd.command(["--project", str(project)])
     assert e.value.code == ExitCode.UNSAFE_PATH
     assert tree(outside) == {"keep.txt"}
 
@@ -282,7 +283,7 @@ def test_control_trust_store_written(tmp_path: Path, monkeypatch: pytest.MonkeyP
     project.mkdir()
     (project / ".rcc.toml").write_text("")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    assert trust.command(["--project", str(project)]) == 0
+    assert trust_cmd.command(["--project", str(project)]) == 0
     store = json.loads((tmp_path / "state/rcc/trust.json").read_text())
     assert list(store) == [str(project.resolve())]
     assert trust.is_trusted(str(project), b"")

@@ -6,9 +6,9 @@ import tomllib
 
 import pytest
 
+from rcc.commands.setup import default_config_text
 from rcc.errors import RccError
 from rcc.live.config_edit import add_rule
-from rcc.setup import default_config_text
 
 
 def net(text: str) -> dict[str, object]:

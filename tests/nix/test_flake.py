@@ -143,6 +143,23 @@ def test_package_builds_and_rcc_version_runs(nix: Nix) -> None:
     assert proc.stdout == f"rcc {__version__}\n"
 
 
+def test_package_installs_the_generated_completions_and_man_page(nix: Nix) -> None:
+    """What `rcc completion SHELL` prints is what the package installs, where each shell looks for it."""
+    from rcc.commands.completion import render
+
+    out = nix.build(f"packages.{_host_system()}.rcc")
+    for shell, rel in (
+        ("bash", "share/bash-completion/completions/rcc.bash"),
+        ("zsh", "share/zsh/site-functions/_rcc"),
+        ("fish", "share/fish/vendor_completions.d/rcc.fish"),
+    ):
+        assert (out / rel).read_text() == render(shell), rel
+    page = out / "share/man/man1/rcc.1.gz"
+    import gzip
+
+    assert b".TH RCC 1" in gzip.decompress(page.read_bytes())
+
+
 def _spy(tmp_path: Path) -> tuple[dict[str, str], Path]:
     """A sitecustomize that records the argv and environment rcc's Python starts with, then lets it run."""
     spy = tmp_path / "spy"

@@ -138,6 +138,9 @@ def test_deb_contents_are_the_wheel_launcher_man_page_and_docs(deb: Path, built:
         f"{SITE}/{info}/INSTALLER",
         "usr/bin/rcc",
         "usr/share/man/man1/rcc.1.gz",
+        "usr/share/bash-completion/completions/rcc",
+        "usr/share/zsh/vendor-completions/_rcc",
+        "usr/share/fish/vendor_completions.d/rcc.fish",
         "usr/share/doc/rcc/copyright",
         "usr/share/doc/rcc/changelog.gz",
         "usr/share/lintian/overrides/rcc",
@@ -237,3 +240,23 @@ def test_man_page_renders(deb: Path, tmp_path: Path) -> None:
                   env={"MANWIDTH": "100", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}))  # fmt: skip
     assert "rcc run [OPTIONS] [--] COMMAND" in page.stdout
     assert page.stderr == "", page.stderr
+
+
+@pytest.mark.sandbox
+def test_deb_completions_are_what_rcc_completion_prints_and_bash_loads_them(deb: Path, tmp_path: Path) -> None:
+    from rcc.commands.completion import render
+
+    ok(run(["dpkg-deb", "-x", str(deb), str(tmp_path)]))
+    share = tmp_path / "usr/share"
+    for shell, rel in (
+        ("bash", "bash-completion/completions/rcc"),
+        ("zsh", "zsh/vendor-completions/_rcc"),
+        ("fish", "fish/vendor_completions.d/rcc.fish"),
+    ):
+        assert (share / rel).read_text() == render(shell), rel
+    # bash-completion loads completions/<command> on demand: source it as that does, then complete
+    prog = (
+        f"source {share / 'bash-completion/completions/rcc'}; "
+        'COMP_WORDS=(rcc run --back); COMP_CWORD=2; _rcc; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    assert ok(run(["bash", "--norc", "--noprofile", "-c", prog])).stdout == "--backend\n"

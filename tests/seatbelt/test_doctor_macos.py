@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from rcc import doctor
-from rcc.doctor import Facts, checks
+from rcc.commands import doctor
+from rcc.commands.doctor import Facts, checks
 
 MAC = Facts(
     system="darwin",

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from rcc.commands.setup import SetupContext, SetupOptions, run
 from rcc.errors import ExitCode, RccError
 from rcc.firewall import pf
 from rcc.firewall.spec import FirewallSpec
-from rcc.setup import SetupContext, SetupOptions, run
 
 
 def stand_in(tmp: Path, fail_on: str = "") -> tuple[str, Path]:

@@ -11,8 +11,8 @@ import sys
 import pytest
 from fwhosts import as_test_user
 
-from rcc import doctor
-from rcc.doctor import Check, Facts, checks
+from rcc.commands import doctor
+from rcc.commands.doctor import Check, Facts, checks
 from rcc.firewall import nft, pf
 from rcc.firewall.spec import FirewallSpec
 from rcctest import is_root, require
@@ -338,7 +338,7 @@ def test_real_account_without_subuids_gets_the_usermod_fix() -> None:
 
 
 def test_limits_check_says_how_each_limit_is_enforced_and_how_to_get_the_rest() -> None:
-    from rcc.doctor import Facts, _limits_check
+    from rcc.commands.doctor import Facts, _limits_check
 
     full = (("memory", "cgroup v1"), ("processes", "cgroup v1"), ("cpu", "cgroup v1"), ("tmp", "tmpfs size"))
     c = _limits_check(Facts(limits=full))

@@ -132,7 +132,7 @@ def test_control_rendered_ruleset_and_delete_pass_the_guard() -> None:
 
 
 def test_default_config_is_valid_toml_with_every_key_commented() -> None:
-    from rcc.setup import default_config_text
+    from rcc.commands.setup import default_config_text
 
     text = default_config_text()
     assert tomllib.loads(text) == {"filesystem": {}, "environment": {}, "network": {}, "container": {}}
@@ -158,7 +158,7 @@ def test_default_config_is_valid_toml_with_every_key_commented() -> None:
 
 
 def uncommented_default_config() -> str:
-    from rcc.setup import default_config_text
+    from rcc.commands.setup import default_config_text
 
     key_line = re.compile(r"^# ([a-z_]+ = .*)$")
     return "\n".join(key_line.sub(r"\1", line) for line in default_config_text().splitlines()) + "\n"

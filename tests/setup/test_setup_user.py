@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fwhosts import as_test_user
 
+from rcc.commands.setup import SetupContext, SetupOptions, default_config_text, missing_setup, parse_args, run
 from rcc.errors import ExitCode, RccError, UsageError
-from rcc.setup import SetupContext, SetupOptions, default_config_text, missing_setup, parse_args, run
 
 
 def env_for(home: Path) -> dict[str, str]:
@@ -179,24 +179,24 @@ def _exe(path: Path) -> str:
 def test_sudo_hint_names_an_rcc_sudo_would_not_find_by_its_path(tmp_path: Path) -> None:
     """pipx/uv put rcc in ~/.local/bin, a venv in its bin: sudo's secure_path has neither, so `sudo rcc` would
     fail with "command not found"; the hint names the absolute path (quoted for the shell)."""
-    from rcc.setup import self_command
+    from rcc.paths import self_command
 
     exe = _exe(tmp_path / "my venv" / "bin" / "rcc")
     assert self_command({}, exe) == f"'{exe}'"
 
 
 def test_sudo_hint_says_rcc_when_sudo_finds_this_same_rcc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rcc.setup
+    import rcc.paths
 
     exe = _exe(tmp_path / "bin" / "rcc")
-    monkeypatch.setattr(rcc.setup, "SUDO_PATH", str(tmp_path / "bin"))
-    assert rcc.setup.self_command({}, exe) == "rcc"
+    monkeypatch.setattr(rcc.paths, "SUDO_PATH", str(tmp_path / "bin"))
+    assert rcc.paths.self_command({}, exe) == "rcc"
     other = _exe(tmp_path / "other" / "rcc")  # control: a different rcc than the one sudo would find
-    assert rcc.setup.self_command({}, other) == other
+    assert rcc.paths.self_command({}, other) == other
 
 
 def test_sudo_hint_prefers_the_nix_wrapper_and_falls_back_to_rcc(tmp_path: Path) -> None:
-    from rcc.setup import self_command
+    from rcc.paths import self_command
 
     wrapper = _exe(tmp_path / "store" / "bin" / "rcc")
     assert self_command({"RCC_EXECUTABLE": wrapper}, "/usr/bin/python3") == wrapper

@@ -75,21 +75,6 @@ SYSTEM_PREFIXES: tuple[str, ...] = (
 # work in the container as it does with bwrap, which shows the host's whole /etc read-only).
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
-# The fix for the hybrid cgroup v1/v2 machines this was built on; `rcc doctor` repeats it.
-HUGETLB_FIX = (
-    "this machine mounts cgroup v1 controllers next to a cgroup v2 hierarchy that still holds a controller "
-    "(crun: 'cgroups in hybrid mode not supported, drop all controllers from cgroupv2'). Move it to v1 (as root): "
-    "`mkdir -p /sys/fs/cgroup/{c} && mount -t cgroup -o {c} cgroup /sys/fs/cgroup/{c}`, or boot with "
-    "systemd.unified_cgroup_hierarchy=1"
-)
-ULIMITS_FIX = (
-    "podman raises RLIMIT_NOFILE/RLIMIT_NPROC in every container by default, which this machine does not allow "
-    "(crun: 'setrlimit RLIMIT_NOFILE: Operation not permitted'). Let containers inherit the limits: "
-    "add `[containers]` / `default_ulimits = []` to /etc/containers/containers.conf.d/50-rcc.conf "
-    "(or ~/.config/containers/containers.conf for one user)"
-)
-
-
 # The engine's default seccomp profile (containers-common); rcc narrows it (harden_seccomp) to what the bwrap
 # backend's own filter blocks. Without it rcc refuses to start: never a container with a wider syscall surface.
 ENGINE_SECCOMP_PROFILE = "/usr/share/containers/seccomp.json"

@@ -70,6 +70,9 @@ let
       version = "stand-in";
     };
 
+  # The hook's functions are tests/nix/nixpkgs/install-shell-files.sh, sourced by buildPythonApplication.
+  installShellFiles = marker "install-shell-files-hook";
+
   python3 =
     let
       self = mkDerivation {
@@ -110,6 +113,7 @@ let
     self;
 
   python3Packages = {
+    python = python3;
     hatchling = marker "hatchling";
     pytest = marker "pytest";
     hypothesis = marker "hypothesis";
@@ -129,6 +133,8 @@ let
         dependencies ? [ ],
         makeWrapperArgs ? [ ],
         pythonImportsCheck ? [ ],
+        nativeBuildInputs ? [ ],
+        postInstall ? "",
         doCheck ? true,
         passthru ? { },
         meta ? { },
@@ -169,6 +175,8 @@ let
           ${lib.concatMapStringsSep "\n" (n: entry n scripts.${n}) (builtins.attrNames scripts)}
           python3 -c 'import importlib, sys; sys.path.insert(0, sys.argv[1]); [importlib.import_module(m) for m in sys.argv[2:]]' \
             ${site} ${lib.escapeShellArgs pythonImportsCheck}
+          ${lib.optionalString (builtins.elem installShellFiles nativeBuildInputs) ". ${./install-shell-files.sh}"}
+          ${postInstall}
         '';
         passthru = passthru // {
           pythonModule = python3;
@@ -225,6 +233,7 @@ let
     ];
     nixfmt-rfc-style = marker "nixfmt";
     makeWrapper = marker "make-wrapper-hook";
+    inherit installShellFiles;
 
     writeShellScript =
       name: text:

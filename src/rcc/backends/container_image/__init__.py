@@ -40,6 +40,20 @@ _PODMAN_NOFILE = 1048576
 _PODMAN_NPROC = 4194304
 _CAP_SYS_RESOURCE = 24
 
+# The fix for the hybrid cgroup v1/v2 machines this was built on; `rcc doctor` repeats it.
+HUGETLB_FIX = (
+    "this machine mounts cgroup v1 controllers next to a cgroup v2 hierarchy that still holds a controller "
+    "(crun: 'cgroups in hybrid mode not supported, drop all controllers from cgroupv2'). Move it to v1 (as root): "
+    "`mkdir -p /sys/fs/cgroup/{c} && mount -t cgroup -o {c} cgroup /sys/fs/cgroup/{c}`, or boot with "
+    "systemd.unified_cgroup_hierarchy=1"
+)
+ULIMITS_FIX = (
+    "podman raises RLIMIT_NOFILE/RLIMIT_NPROC in every container by default, which this machine does not allow "
+    "(crun: 'setrlimit RLIMIT_NOFILE: Operation not permitted'). Let containers inherit the limits: "
+    "add `[containers]` / `default_ulimits = []` to /etc/containers/containers.conf.d/50-rcc.conf "
+    "(or ~/.config/containers/containers.conf for one user)"
+)
+
 
 def _h(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
@@ -75,7 +89,7 @@ def image_exists(engine_path: str, engine: str, ref: str) -> bool:
 
 
 def base_missing_error(engine: str, base: str) -> RccError:
-    from rcc.setup import self_command
+    from rcc.paths import self_command
 
     rcc = self_command(os.environ)
     flag = "" if engine == "podman" else f" --engine {engine}"
@@ -238,15 +252,11 @@ def machine_problems(engine: str, engine_path: str, image: str | None) -> list[P
     rootless = os.geteuid() != 0
     hybrid = hybrid_cgroup_controllers()
     if hybrid:
-        from rcc.backends.container import HUGETLB_FIX
-
         fix = HUGETLB_FIX.format(c=hybrid[0])
         if len(hybrid) > 1:
             fix += f" (the same for each of: {', '.join(hybrid)})"
         out.append(Problem(f"cgroup v2 still holds {', '.join(hybrid)} beside cgroup v1", fix, ExitCode.SETUP))
     if ulimits_problem(rootless):
-        from rcc.backends.container import ULIMITS_FIX
-
         out.append(Problem("podman's default container rlimits cannot be set here", ULIMITS_FIX, ExitCode.SETUP))
     if rootless:
         import pwd

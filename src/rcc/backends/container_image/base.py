@@ -151,7 +151,7 @@ def import_tarball(engine_path: str, engine: str, tarball: str) -> str:
 
 
 def _self() -> str:
-    from rcc.setup import self_command
+    from rcc.paths import self_command
 
     return self_command(os.environ)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from rcc import paths
 from rcc.errors import ExitCode, RccError, UsageError
-from rcc.paths import missing_setup  # noqa: F401 (re-exported; `rcc run` calls it from rcc.paths)
+from rcc.paths import missing_setup, self_command  # noqa: F401 (missing_setup re-exported; `rcc run` calls it from rcc.paths)
 
 TYPE_CHECKING = False  # typing stays out of the import chain
 
@@ -287,28 +287,6 @@ def _spec(opts: SetupOptions) -> FirewallSpec:
 
 
 # Where `sudo` looks for commands (Debian's and Ubuntu's secure_path; Fedora's and Arch's are subsets of it).
-SUDO_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin"
-
-
-def self_command(env: Mapping[str, str], argv0: str | None = None) -> str:
-    """How to name this rcc in a `sudo ...` hint. sudo searches only its secure_path: not the user's Nix profile
-    (a Nix-built rcc's wrapper sets RCC_EXECUTABLE), nor ~/.local/bin (pipx, uv), nor a venv. So an rcc that sudo
-    would not find as `rcc` is named by its absolute path; `rcc` when sudo finds this same program."""
-    import shlex
-    import shutil
-
-    exe = env.get("RCC_EXECUTABLE", "")
-    if not (os.path.isabs(exe) and os.access(exe, os.X_OK)):
-        a0 = sys.argv[0] if argv0 is None else argv0
-        exe = os.path.abspath(a0) if os.path.basename(a0) == "rcc" else ""
-        if not (exe and os.access(exe, os.X_OK)):
-            return "rcc"  # `python3 -m rcc` or a test: nothing better to name
-    found = shutil.which("rcc", path=SUDO_PATH)
-    if found and os.path.realpath(found) == os.path.realpath(exe):
-        return "rcc"
-    return shlex.quote(exe)
-
-
 def _require_root(ctx: SetupContext, what: str) -> None:
     if ctx.euid != 0:
         raise RccError(

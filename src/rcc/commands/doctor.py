@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from rcc.errors import ExitCode, UsageError
-from rcc.setup import self_command
+from rcc.paths import self_command
 
 Status = Literal["ok", "warn", "fail", "info"]
 
