@@ -348,3 +348,18 @@ def test_limits_check_says_how_each_limit_is_enforced_and_how_to_get_the_rest() 
     assert c.status == "info"
     assert "cpu: not enforced" in c.summary and "per process" in c.summary
     assert c.fix.startswith("systemd-run")
+
+
+def test_userns_checks_have_one_source_for_rcc_run_and_doctor() -> None:
+    """`rcc run` (BwrapBackend.problems) and `rcc doctor` call the same userns_problems; problems carry an id."""
+    from rcc.backends.bwrap import ID_USERNS_CLONE_OFF, ID_USERNS_MAX_ZERO, userns_problems
+
+    off = {"user.max_user_namespaces": "0", "kernel.unprivileged_userns_clone": "0"}
+    assert [p.id for p in userns_problems(off.get, unprivileged=True)] == [ID_USERNS_MAX_ZERO, ID_USERNS_CLONE_OFF]
+    # kernel.unprivileged_userns_clone binds users other than root only
+    assert [p.id for p in userns_problems(off.get, unprivileged=False)] == [ID_USERNS_MAX_ZERO]
+    # control: allowed, or sysctls this kernel does not have
+    assert userns_problems({"user.max_user_namespaces": "63000"}.get, unprivileged=True) == []
+    assert userns_problems({}.get, unprivileged=True) == []
+    f = dataclasses.replace(GOOD, sysctls=tuple(off.items()))
+    assert by_id(f)["user namespaces"].summary.count("= 0") == 2

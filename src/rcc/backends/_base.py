@@ -46,6 +46,9 @@ class Problem:
     message: str
     fix: str
     code: int  # an rcc.errors.ExitCode value (DEPENDENCY or SETUP)
+    # What the problem is, for code that acts on it (`rcc doctor` skips what its own checks say better): a
+    # stable name, never the message text to match. "" for problems nothing needs to tell apart.
+    id: str = ""
 
 
 if TYPE_CHECKING:

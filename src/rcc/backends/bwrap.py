@@ -23,6 +23,7 @@ from rcc.sessionhost import SessionHost, private_node
 
 TYPE_CHECKING = False  # keep `rcc run` light: typing, socket, subprocess, json and signal are not imported
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -33,6 +34,38 @@ SETUP_HINT_USERNS = (
     "any distro: `user.max_user_namespaces` must be > 0; inside a container, the container must allow "
     "namespaces (e.g. podman/docker --security-opt seccomp=unconfined). Run `rcc doctor` for details."
 )
+
+
+# The user-namespace sysctls bubblewrap needs: the one place they are checked (BwrapBackend.problems() on this
+# machine, `rcc doctor` on the facts it gathered). Problem id -> (sysctl, the value that allows them).
+ID_USERNS_MAX_ZERO = "userns-max-zero"
+ID_USERNS_CLONE_OFF = "userns-clone-off"
+USERNS_SYSCTLS: dict[str, tuple[str, str]] = {
+    ID_USERNS_MAX_ZERO: ("user.max_user_namespaces", "15000"),
+    ID_USERNS_CLONE_OFF: ("kernel.unprivileged_userns_clone", "1"),
+}
+
+
+def read_sysctl(name: str) -> str | None:
+    """A sysctl's value from /proc/sys, or None when this kernel has no such sysctl (or it cannot be read)."""
+    try:
+        with open("/proc/sys/" + name.replace(".", "/")) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def userns_problems(sysctl: Callable[[str], str | None], unprivileged: bool) -> list[Problem]:
+    """What stops bubblewrap from making its user namespace. `unprivileged`: for a user other than root
+    (kernel.unprivileged_userns_clone binds only them)."""
+    out = []
+    if sysctl("user.max_user_namespaces") in ("0", ""):
+        out.append(Problem("user.max_user_namespaces is 0", SETUP_HINT_USERNS, ExitCode.SETUP, id=ID_USERNS_MAX_ZERO))
+    if unprivileged and sysctl("kernel.unprivileged_userns_clone") == "0":
+        out.append(
+            Problem("kernel.unprivileged_userns_clone is 0", SETUP_HINT_USERNS, ExitCode.SETUP, id=ID_USERNS_CLONE_OFF)
+        )
+    return out
 
 
 class BwrapBackend:
@@ -52,20 +85,8 @@ class BwrapBackend:
                     ExitCode.DEPENDENCY,
                 )
             ]
-        try:
-            with open("/proc/sys/user/max_user_namespaces") as f:
-                if int(f.read().strip() or "0") == 0:
-                    return [Problem("user.max_user_namespaces is 0", SETUP_HINT_USERNS, ExitCode.SETUP)]
-        except OSError:
-            pass
-        if os.geteuid() != 0:
-            try:
-                with open("/proc/sys/kernel/unprivileged_userns_clone") as f:
-                    if f.read().strip() == "0":
-                        return [Problem("kernel.unprivileged_userns_clone is 0", SETUP_HINT_USERNS, ExitCode.SETUP)]
-            except OSError:
-                pass
-        return []
+        # `rcc run` stops at the first one; `rcc doctor` shows them all (the same checks: userns_problems)
+        return userns_problems(read_sysctl, unprivileged=os.geteuid() != 0)[:1]
 
     # ------------------------------------------------------------------------------------------- render
     def render(

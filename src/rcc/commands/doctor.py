@@ -245,11 +245,13 @@ def _bwrap_checks(f: Facts) -> list[Check]:
     out.append(Check("bubblewrap", "ok", summary, why_bwrap, required=req))
 
     why_userns = "bubblewrap needs unprivileged user namespaces to build the sandbox without root"
+    from rcc.backends.bwrap import USERNS_SYSCTLS, userns_problems
+
     bad = []
-    if f.sysctl("kernel.unprivileged_userns_clone") == "0":
-        bad.append(("kernel.unprivileged_userns_clone = 0", _sysctl_fix("kernel.unprivileged_userns_clone", "1")))
-    if f.sysctl("user.max_user_namespaces") == "0":
-        bad.append(("user.max_user_namespaces = 0", _sysctl_fix("user.max_user_namespaces", "15000")))
+    # the bwrap backend's own checks, on the gathered facts; for any user (root's run does not need them)
+    for p in userns_problems(f.sysctl, unprivileged=True):
+        name, value = USERNS_SYSCTLS[p.id]
+        bad.append((f"{name} = {f.sysctl(name)}", _sysctl_fix(name, value)))
     if bad:
         out.append(
             Check(
@@ -757,12 +759,8 @@ def _bwrap_version(bwrap: str) -> str:
 
 
 def _agents(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    import shutil
+    from rcc.agents.find import find_all
 
-    try:
-        from rcc.agents.find import find_all
-    except ImportError:
-        return tuple((a, shutil.which(a, path=env.get("PATH")) or "") for a in AGENTS)
     try:
         return tuple((n, found.path if found else "") for n, found in find_all(dict(env)).items())
     except Exception as e:  # an agent lookup bug must not hide every other check
@@ -771,12 +769,9 @@ def _agents(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
 def _config(project: str) -> tuple[str, str]:
     """(error, backend). Loads every config file that applies to `project` through rcc's own loader."""
+    from rcc.config import load_policy
     from rcc.errors import RccError
 
-    try:
-        from rcc.config import load_policy
-    except ImportError:
-        return "", "bwrap"
     try:
         return "", load_policy(project).backend
     except RccError as e:
@@ -846,25 +841,19 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, ro
     container_problems: tuple[tuple[str, str], ...] = ()
     engine = backend if backend in ("podman", "docker") else ("podman" if "podman" in binaries else "docker")
     if engine in binaries:
-        try:
-            from rcc.backends.container_image import machine_problems
+        from rcc.backends.container_image import ID_NEWUIDMAP_MISSING, ID_SUBIDS_MISSING, machine_problems
 
-            container_problems = tuple(
-                (p.message, p.fix)
-                for p in machine_problems(engine, binaries[engine], None)
-                # doctor's own uidmap/subid checks say more (setuid bit, range size)
-                if "subordinate" not in p.message and "newuidmap" not in p.message
-            )
-        except ImportError:
-            pass
+        container_problems = tuple(
+            (p.message, p.fix)
+            for p in machine_problems(engine, binaries[engine], None)
+            # doctor's own uidmap/subid checks say more (setuid bit, range size)
+            if p.id not in (ID_NEWUIDMAP_MISSING, ID_SUBIDS_MISSING)
+        )
     bwrap_backend_problems: tuple[tuple[str, str], ...] = ()
     if bwrap and system == "linux":
-        try:
-            from rcc.backends.bwrap import BwrapBackend
+        from rcc.backends.bwrap import BwrapBackend
 
-            bwrap_backend_problems = tuple((p.message, p.fix) for p in BwrapBackend(bwrap).problems())
-        except ImportError:
-            pass
+        bwrap_backend_problems = tuple((p.message, p.fix) for p in BwrapBackend(bwrap).problems())
     fw_path = os.path.join(root, "etc", "rcc", "pf.anchor" if system == "darwin" else "firewall.nft")
     fw_text = _read(fw_path)
     loaded, counters = _firewall_state(fw_text, system, euid)

@@ -227,6 +227,11 @@ def _subid_ok(user: str, uid: int, path: str) -> bool:
     return False
 
 
+# Problem ids rootless podman's own checks use; `rcc doctor` has fuller checks of these (setuid bit, range size).
+ID_NEWUIDMAP_MISSING = "newuidmap-missing"
+ID_SUBIDS_MISSING = "subids-missing"
+
+
 def machine_problems(engine: str, engine_path: str, image: str | None) -> list[Problem]:
     if not engine_path:
         fix = (
@@ -234,7 +239,7 @@ def machine_problems(engine: str, engine_path: str, image: str | None) -> list[P
             if engine == "podman"
             else "install Docker Engine and start the daemon (https://docs.docker.com/engine/install/)"
         )
-        return [Problem(f"{engine} is not installed", fix, ExitCode.DEPENDENCY)]
+        return [Problem(f"{engine} is not installed", fix, ExitCode.DEPENDENCY, id="engine-missing")]
     out: list[Problem] = []
     if engine == "docker":
         host = os.environ.get("DOCKER_HOST", "")
@@ -246,6 +251,7 @@ def machine_problems(engine: str, engine_path: str, image: str | None) -> list[P
                     "no Docker engine is running here (the docker CLI is installed, but there is no daemon socket)",
                     "start the daemon (`sudo systemctl start docker`), set DOCKER_HOST, or use `--backend podman`",
                     ExitCode.SETUP,
+                    id="docker-daemon-missing",
                 )
             )
         return out
@@ -255,9 +261,20 @@ def machine_problems(engine: str, engine_path: str, image: str | None) -> list[P
         fix = HUGETLB_FIX.format(c=hybrid[0])
         if len(hybrid) > 1:
             fix += f" (the same for each of: {', '.join(hybrid)})"
-        out.append(Problem(f"cgroup v2 still holds {', '.join(hybrid)} beside cgroup v1", fix, ExitCode.SETUP))
+        out.append(
+            Problem(
+                f"cgroup v2 still holds {', '.join(hybrid)} beside cgroup v1", fix, ExitCode.SETUP, id="cgroup-hybrid"
+            )
+        )
     if ulimits_problem(rootless):
-        out.append(Problem("podman's default container rlimits cannot be set here", ULIMITS_FIX, ExitCode.SETUP))
+        out.append(
+            Problem(
+                "podman's default container rlimits cannot be set here",
+                ULIMITS_FIX,
+                ExitCode.SETUP,
+                id="podman-ulimits",
+            )
+        )
     if rootless:
         import pwd
         import shutil
@@ -273,6 +290,7 @@ def machine_problems(engine: str, engine_path: str, image: str | None) -> list[P
                     "rootless podman needs newuidmap/newgidmap",
                     "`sudo apt-get install uidmap`",
                     ExitCode.DEPENDENCY,
+                    id=ID_NEWUIDMAP_MISSING,
                 )
             )
         if not (_subid_ok(user, uid, "/etc/subuid") and _subid_ok(user, uid, "/etc/subgid")):
@@ -281,6 +299,7 @@ def machine_problems(engine: str, engine_path: str, image: str | None) -> list[P
                     f"user {user} has no subordinate ids in /etc/subuid and /etc/subgid",
                     f"`sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}`",
                     ExitCode.SETUP,
+                    id=ID_SUBIDS_MISSING,
                 )
             )
     return out
