@@ -1,11 +1,13 @@
-"""`rcc setup`: prepare this machine. Two parts that never mix:
+"""`rcc setup`: prepare this machine. Three parts that never mix, each in its own module:
 
-- `rcc setup` (as yourself): the config directory, a commented default config, the state directories.
+- `rcc setup` (as yourself; here): the config directory, a commented default config, the state directories.
   Idempotent: existing files are never overwritten.
 - `sudo rcc setup --firewall [--persist] [--dry-run] [--uninstall]`: rcc's kernel firewall (defence in depth,
-  see rcc.firewall). The only privileged code in rcc: render (pure), validate, apply atomically, record.
+  see rcc.firewall; rcc.commands.setup_firewall). The only privileged code in rcc: render (pure), validate,
+  apply atomically (rcc.firewall.apply runs nft and pfctl), record.
 - `[sudo] rcc setup --container [--engine podman|docker] [--mirror URL]`: the container backend's base image,
-  built from the distribution's packages by root (rcc.backends.container_image.base), imported by each user.
+  built from the distribution's packages by root (rcc.backends.container_image.base), imported by each user
+  (container_base below only hands over to it).
 
 rcc never runs sudo itself: without root, the firewall part stops and says the exact command to run.
 """
@@ -20,11 +22,6 @@ from dataclasses import dataclass, field
 from rcc import paths
 from rcc.errors import ExitCode, RccError, UsageError
 from rcc.paths import missing_setup, self_command  # noqa: F401 (missing_setup re-exported; `rcc run` calls it from rcc.paths)
-
-TYPE_CHECKING = False  # typing stays out of the import chain
-
-if TYPE_CHECKING:
-    from rcc.firewall.spec import FirewallSpec
 
 USAGE = """\
 usage: rcc setup [--dry-run]
@@ -135,6 +132,8 @@ def run(opts: SetupOptions, ctx: SetupContext) -> list[str]:
     if opts.container:
         return container_base(opts, ctx)
     if opts.firewall:
+        from rcc.commands.setup_firewall import install_firewall, uninstall_firewall
+
         if opts.uninstall:
             return uninstall_firewall(opts, ctx)
         return install_firewall(opts, ctx)
@@ -275,149 +274,3 @@ def default_config_text() -> str:
 # The image the podman/docker backend runs ("": rcc's own agent image, built on first use):
 # image = ""
 """
-
-
-# ---------------------------------------------------------------- the privileged part
-
-
-def _spec(opts: SetupOptions) -> FirewallSpec:
-    from rcc.firewall.spec import FirewallSpec
-
-    return FirewallSpec(proxy_ports=opts.proxy_ports) if opts.proxy_ports else FirewallSpec()
-
-
-# Where `sudo` looks for commands (Debian's and Ubuntu's secure_path; Fedora's and Arch's are subsets of it).
-def _require_root(ctx: SetupContext, what: str) -> None:
-    if ctx.euid != 0:
-        raise RccError(
-            f"{what} needs root",
-            hint=f"run `sudo {self_command(ctx.env)} {what}` (rcc never runs sudo itself); "
-            f"`rcc {what} --dry-run` shows what it would do",
-            code=ExitCode.SETUP,
-        )
-
-
-def install_firewall(opts: SetupOptions, ctx: SetupContext) -> list[str]:
-    if ctx.platform == "darwin":
-        return _install_pf(opts, ctx)
-    if not ctx.platform.startswith("linux"):
-        raise RccError(f"rcc's firewall supports Linux (nftables) and macOS (pf), not {ctx.platform}")
-    from rcc.firewall import apply, nft
-
-    spec = _spec(opts)
-    text = nft.render_nft(spec)
-    fp = apply.FirewallPaths(opts.root)
-    unit = apply.render_unit(_nft_path(), "/etc/rcc/firewall.nft") if opts.persist else None
-
-    if opts.dry_run:
-        plan = [f"# would apply with `nft -f -` (after `nft -c -f -` accepts it), and write {fp.ruleset}:", text]
-        if unit is not None:
-            plan += [f"# would write {fp.unit} and link {fp.unit_link}:", unit]
-        return plan
-
-    _require_root(ctx, "setup --firewall")
-    runner = apply.Nft(ctx.nft_prefix)
-    out: list[str] = []
-    loaded = apply.loaded_table(runner)
-    if loaded is not None and apply.loaded_is_current(loaded, spec, apply.table_listing(runner)):
-        out.append("ok       nftables table inet rcc is loaded and current")
-    else:
-        apply.apply_ruleset(text, runner)
-        out.append(("replaced" if loaded is not None else "loaded  ") + " nftables table inet rcc (one transaction)")
-    out.append(_file_line(apply.write_file(fp.ruleset, text), fp.ruleset))
-    if unit is not None:
-        out.append(_file_line(apply.write_file(fp.unit, unit), fp.unit))
-        out.append(_file_line(apply.link_unit(fp), fp.unit_link))
-        if apply.systemd_reload(opts.root):
-            out.append("ran      systemctl daemon-reload")
-    out.append("remove with: sudo rcc setup --firewall --uninstall")
-    return out
-
-
-def uninstall_firewall(opts: SetupOptions, ctx: SetupContext) -> list[str]:
-    if ctx.platform == "darwin":
-        return _uninstall_pf(opts, ctx)
-    from rcc.firewall import apply
-
-    fp = apply.FirewallPaths(opts.root)
-    files = [p for p in (fp.unit_link, fp.unit, fp.ruleset) if os.path.lexists(p)]
-    if opts.dry_run:
-        return [
-            "would delete nftables table inet rcc (if loaded), and nothing else in the ruleset",
-            *(f"would remove {p} (if rcc wrote it)" for p in files),
-        ]
-    _require_root(ctx, "setup --firewall --uninstall")
-    runner = apply.Nft(ctx.nft_prefix)
-    out = ["deleted  nftables table inet rcc" if apply.remove_table(runner) else "ok       table inet rcc not loaded"]
-    if apply.unlink_unit(fp):
-        out.append(f"removed  {fp.unit_link}")
-    for p in (fp.unit, fp.ruleset):
-        if apply.remove_if_ours(p):
-            out.append(f"removed  {p}")
-        elif os.path.lexists(p):
-            out.append(f"kept     {p} (not written by rcc)")
-    if os.path.isdir(fp.etc_dir) and not os.listdir(fp.etc_dir):
-        os.rmdir(fp.etc_dir)
-        out.append(f"removed  {fp.etc_dir} (empty)")
-    if apply.systemd_reload(opts.root):
-        out.append("ran      systemctl daemon-reload")
-    return out
-
-
-def _file_line(changed: bool, path: str) -> str:
-    return f"wrote    {path}" if changed else f"ok       {path} (current)"
-
-
-def _nft_path() -> str:
-    import shutil
-
-    return shutil.which("nft") or "/usr/sbin/nft"
-
-
-def _pf_file(opts: SetupOptions) -> str:
-    return os.path.join(opts.root, "etc", "rcc", "pf.anchor")
-
-
-def _install_pf(opts: SetupOptions, ctx: SetupContext) -> list[str]:
-    """macOS. Tested on Linux with a stand-in pfctl (tests/seatbelt/test_pf_setup.py); the real pfctl runs in the
-    macOS release workflow."""
-    import subprocess
-
-    from rcc.firewall import apply, pf
-
-    spec = _spec(opts)
-    text, path = pf.render_pf(spec), _pf_file(opts)
-    if opts.dry_run:
-        cmds = ["# then: " + " ".join(a) for a in pf.load_argv(path, ctx.pfctl)]
-        return [f"# would write {path}:", text, *cmds]
-    if opts.persist:
-        raise RccError("--persist is not implemented on macOS yet", code=ExitCode.USAGE)
-    _require_root(ctx, "setup --firewall")
-    changed = apply.write_file(path, text)
-    for argv in pf.load_argv(path, ctx.pfctl):
-        r = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
-        if r.returncode != 0:
-            raise RccError(f"{' '.join(argv)} failed: {r.stderr.strip()}", code=ExitCode.SETUP)
-    return [_file_line(changed, path), f"loaded   pf anchor {pf.ANCHOR}"]
-
-
-def _uninstall_pf(opts: SetupOptions, ctx: SetupContext) -> list[str]:
-    import subprocess
-
-    from rcc.firewall import apply, pf
-
-    path = _pf_file(opts)
-    if opts.dry_run:
-        return [
-            f"would flush pf anchor {pf.ANCHOR}: " + " ".join(pf.unload_argv(ctx.pfctl)[0]),
-            f"would remove {path} (if rcc wrote it)",
-        ]
-    _require_root(ctx, "setup --firewall --uninstall")
-    for argv in pf.unload_argv(ctx.pfctl):
-        r = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
-        if r.returncode != 0:
-            raise RccError(f"{' '.join(argv)} failed: {r.stderr.strip()}", code=ExitCode.SETUP)
-    out = [f"flushed  pf anchor {pf.ANCHOR}"]
-    if apply.remove_if_ours(path):
-        out.append(f"removed  {path}")
-    return out

@@ -260,3 +260,16 @@ def systemd_reload(root: str) -> bool:
         return False
     subprocess.run(["systemctl", "daemon-reload"], check=False, capture_output=True, timeout=60)
     return True
+
+
+def run_pfctl(argvs: list[list[str]]) -> None:
+    """Run pfctl commands (rcc.firewall.pf renders them) in order as root; the first failure stops with its
+    message (exit code SETUP). macOS; tests use a stand-in pfctl (tests/seatbelt/test_pf_setup.py)."""
+    import subprocess
+
+    from rcc.errors import ExitCode, RccError
+
+    for argv in argvs:
+        r = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+        if r.returncode != 0:
+            raise RccError(f"{' '.join(argv)} failed: {r.stderr.strip()}", code=ExitCode.SETUP)
