@@ -88,6 +88,14 @@ class BwrapBackend:
         # `rcc run` stops at the first one; `rcc doctor` shows them all (the same checks: userns_problems)
         return userns_problems(read_sysctl, unprivileged=os.geteuid() != 0)[:1]
 
+    def probe_argv(self) -> list[str]:
+        """The smallest sandbox that needs what every session needs (a user, pid, net, ipc and uts namespace, a
+        read-only root, /proc, /dev) running `true`: `rcc doctor` starts it to learn whether sandboxes start."""
+        return [
+            *(self.bwrap or "bwrap", "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc"),
+            *("--unshare-uts", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "true"),
+        ]
+
     # ------------------------------------------------------------------------------------------- render
     def render(
         self,

@@ -724,23 +724,9 @@ def _cgroup() -> Literal["v2", "hybrid", "v1", "none"]:
 def _bwrap_probe(bwrap: str) -> str:
     import subprocess
 
-    argv = [
-        bwrap,
-        "--unshare-user",
-        "--unshare-pid",
-        "--unshare-net",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--ro-bind",
-        "/",
-        "/",
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--",
-        "true",
-    ]
+    from rcc.backends.bwrap import BwrapBackend
+
+    argv = BwrapBackend(bwrap).probe_argv()
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
