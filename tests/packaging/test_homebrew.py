@@ -146,3 +146,24 @@ def test_formula_test_block_commands_pass_with_the_built_package(built: Built, s
     for pat in patterns:
         want = pat.replace("#{version}", project_version()).replace('\\"', '"')
         assert any(want in out for out in outputs), (want, outputs)
+
+
+@pytest.mark.sandbox
+def test_formula_install_generates_completions_and_man_page_with_the_built_package(
+    built: Built, shared_dir: Path
+) -> None:
+    """The formula's install step asks the installed rcc for its completions (Homebrew's
+    generate_completions_from_executable runs `rcc completion bash|zsh|fish`) and its man page: those commands,
+    run against rcc installed from the wheel, print what `rcc completion` renders."""
+    text = FORMULA.read_text()
+    install = text.split("  def install\n", 1)[1].split("\n  end\n", 1)[0]
+    assert 'generate_completions_from_executable(bin/"rcc", "completion")' in install
+    assert '(man1/"rcc.1").write Utils.safe_popen_read(bin/"rcc", "completion", "man")' in install
+    venv = shared_dir / "homebrew" / "venv-completions"
+    ok(run([python_for("user"), "-m", "venv", str(venv)]))
+    ok(run([str(venv / "bin" / "pip"), "install", "-q", "--no-index", str(built.wheel)]))
+    from rcc.commands.completion import render
+
+    for shell in ("bash", "zsh", "fish"):  # Homebrew's default: the shell's name as the last argument
+        assert ok(run([str(venv / "bin" / "rcc"), "completion", shell])).stdout == render(shell)
+    assert ok(run([str(venv / "bin" / "rcc"), "completion", "man"])).stdout.startswith(".TH RCC 1 ")
