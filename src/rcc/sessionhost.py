@@ -123,6 +123,15 @@ class SessionHost:
         self._stack.callback(proxy.close)
         return proxy
 
+    def serve_proxy_soon(self, listener: socket.socket, on_failure: Callable[[], None], backend: str = "") -> None:
+        """Like serve_proxy(), but the proxy starts on a thread while the session runs (rcc.backends._proxy.
+        ProxyStarter): a command that ends before it has started never waits for it. If it cannot start,
+        `on_failure()` ends the sandbox and leaving the host raises the error."""
+        from rcc.backends._proxy import ProxyStarter
+
+        starter = ProxyStarter(self.plan, listener, backend, on_failure)
+        self._stack.callback(starter.finish)
+
 
 def _close_quietly(fd: int) -> None:
     with contextlib.suppress(OSError):

@@ -11,6 +11,7 @@ from rcc.errors import ExitCode, RccError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable
     from typing import Any
 
     from rcc.plan import Plan
@@ -59,6 +60,92 @@ class SessionProxy:
                 sys.stderr.write(f"rcc: ... and {self.dropped} more\n")
             sys.stderr.write(f"rcc: every decision of this session: rcc log --session {self.session}\n")
             sys.stderr.flush()
+
+
+def check_audit_log() -> None:
+    """Open (creating) the audit log the way rcc.net.audit.AuditLog does, and close it: an unwritable log or a
+    planted link is refused now, before the proxy's imports (the proxy opens it again itself, as safely)."""
+    from rcc import hostfs, paths
+
+    audit = paths.audit_log_file()
+    try:
+        dfd = hostfs.open_state(os.path.dirname(os.path.abspath(audit)))
+        try:
+            fd = hostfs.open_file(dfd, os.path.basename(audit), os.O_WRONLY | os.O_APPEND | os.O_CREAT, shown=audit)
+            os.close(fd)
+        finally:
+            os.close(dfd)
+    except OSError as e:  # no audit log, no network: never an unrecorded door
+        raise RccError(
+            f"cannot open the audit log {audit}: {e.strerror}",
+            hint="fix the permissions of rcc's state directory, or run with --no-network",
+            code=ExitCode.SETUP,
+        ) from e
+
+
+def load() -> None:
+    """Import what start_proxy() needs, with no other effect: the proxy's start is mostly its imports."""
+    import rcc.live.server
+    import rcc.live.sessions
+    import rcc.net.audit
+    import rcc.net.decider
+    import rcc.net.proxy
+    import rcc.net.rules  # noqa: F401
+
+
+class ProxyStarter:
+    """start_proxy() on a thread, so that a session does not wait for the proxy's imports (they are most of its
+    start, ~25 ms on a quiet machine): the command is already released and its connections wait in the
+    listener's backlog until the proxy serves them, exactly as when the proxy starts in the foreground.
+
+    finish(), when the session has ended: a started proxy is closed (its notices printed); a proxy still
+    importing is cancelled (it never opens the audit log, the control channel or a session record, and the
+    listener is closed; nobody was served, so there is nothing to record); a start that failed raises its
+    error. A failed start first calls `on_failure` (the backend kills the sandbox): never a session that could
+    connect without rcc's recorded proxy. The thread is a daemon: a cancelled import does not hold rcc's exit."""
+
+    def __init__(self, plan: Plan, listener: socket.socket, backend: str, on_failure: Callable[[], None]) -> None:
+        import threading
+
+        check_audit_log()  # the usual way a start fails, found here in the foreground: the session never starts
+        self._plan, self._listener, self._backend, self._on_failure = plan, listener, backend, on_failure
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self.proxy: SessionProxy | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, name="rcc-proxy-start", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            load()
+        except BaseException as e:  # reported by finish()
+            with self._lock:
+                self._fail(e)
+            return
+        with self._lock:  # all or nothing against finish(): either cancelled before any effect, or started
+            if self._cancelled:
+                self._listener.close()
+                return
+            try:
+                self.proxy = start_proxy(self._plan, self._listener, self._backend)
+            except BaseException as e:
+                self._fail(e)
+
+    def _fail(self, e: BaseException) -> None:
+        self.error = e
+        self._listener.close()
+        if not self._cancelled:
+            self._on_failure()
+
+    def finish(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            proxy, error = self.proxy, self.error
+        if proxy is not None:
+            proxy.close()
+        if error is not None:
+            raise error
 
 
 def start_proxy(plan: Plan, listener: socket.socket, backend: str = "") -> SessionProxy:

@@ -242,8 +242,15 @@ class BwrapBackend:
                     os.write(block_w, b"go")
                 if forwarders is not None:
                     forwarders.start()
-                if listener is not None:
-                    host.serve_proxy(listener, backend="bwrap")
+                if listener is not None:  # on a thread: `rcc run -- true` does not wait for the proxy's imports
+                    held = sandbox_pid
+
+                    def end_sandbox() -> None:  # the proxy could not start: never a session without it
+                        for victim in (held, pid):
+                            with contextlib.suppress(OSError):
+                                os.kill(victim, 9)
+
+                    host.serve_proxy_soon(listener, end_sandbox, backend="bwrap")
             except BaseException:
                 if sandbox_pid:
                     # the held command (reading its --block-fd) does not die with bwrap: it is a child of the
