@@ -237,6 +237,7 @@ class BwrapBackend:
                     from rcc.forward import Forwarders
 
                     forwarders = Forwarders(plan, sandbox_pid)
+                    host.callback(forwarders.close)  # after the proxy's close (the host undoes in reverse)
                 if block_w is not None:
                     # Release the command now: connections wait in the listeners' backlogs while the threads start.
                     os.write(block_w, b"go")
@@ -268,8 +269,6 @@ class BwrapBackend:
         finally:
             if limits is not None and (why := limits.close(code)):
                 sys.stderr.write(f"rcc: {why}\n")
-            if forwarders is not None:
-                forwarders.close()
             if old:
                 import signal
 
