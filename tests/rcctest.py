@@ -48,3 +48,20 @@ def python_for(who: str, user: str = "rccuser") -> str:
             return cand
     require(False, f"no Python >= 3.11 that {user} can run")
     raise AssertionError  # unreachable
+
+
+def short_unix_path(path: str) -> str:
+    """`path` itself, or a short link to it, so that connect() works whatever the test's temp dir: AF_UNIX paths end
+    at 108 bytes, and the Nix build's temp dir alone is nearly that long. (connect() follows links; bind() does not:
+    bind through `/proc/self/fd/DIRFD/name` instead.)"""
+    if len(path.encode()) < 100:
+        return path
+    import atexit
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="rcc-sock-", dir="/tmp")
+    atexit.register(shutil.rmtree, d, True)
+    link = os.path.join(d, "s")
+    os.symlink(path, link)
+    return link

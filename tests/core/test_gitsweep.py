@@ -26,7 +26,11 @@ def test_sweep_removes_fifos_and_links_to_non_files_and_keeps_the_rest(tmp_path:
     os.symlink("HEAD", git / "ok-link")  # controls: a link to a file, a link to a directory, a socket
     os.symlink(outside, git / "dir-link")
     sock = socket.socket(socket.AF_UNIX)
-    sock.bind(str(git / "fsmonitor--daemon.ipc"))
+    gitfd = os.open(git, os.O_PATH | os.O_DIRECTORY)  # bind by a short path: the Nix build's temp dir is long
+    try:
+        sock.bind(f"/proc/self/fd/{gitfd}/fsmonitor--daemon.ipc")
+    finally:
+        os.close(gitfd)
     sock.close()
     removed, dir_links = sweep_git_dirs(str(project))
     assert sorted(removed) == sorted(

@@ -20,7 +20,7 @@ from rcc.live.server import CHANGES, ControlServer
 from rcc.live.sessions import SessionRecord, list_records, pick
 from rcc.net.decider import RuleDecider
 from rcc.net.rules import compile_rules
-from rcctest import is_root, python_for, require
+from rcctest import is_root, python_for, require, short_unix_path
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -57,7 +57,7 @@ def server(tmp_path: Path) -> Iterator[ControlServer]:
 
 
 def sock_path(srv: ControlServer) -> str:
-    return os.path.join(srv.state_dir, "sessions", srv.record.socket)
+    return short_unix_path(os.path.join(srv.state_dir, "sessions", srv.record.socket))
 
 
 def ask(path: str, *lines: bytes) -> list[dict[str, object]]:
