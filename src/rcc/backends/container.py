@@ -92,7 +92,8 @@ def harden_seccomp(profile: dict[str, Any]) -> dict[str, Any]:
     Not needed here: TIOCSTI/TIOCLINUX. The container never holds the user's terminal (the engine relays it through
     a pty of its own, or pipes), so injected input can only reach the container itself."""
     out = dict(profile)
-    drop = {"keyctl", "add_key", "request_key", "unshare", "clone", "clone3", "mknod", "mknodat"}
+    drop = {"keyctl", "add_key", "request_key", "unshare", "clone", "clone3", "mknod", "mknodat", "openat2"}
+    drop |= {name for name, _ in _MODE_ARG} | {name for name, _, _ in _CREATE_ARGS}
     rules: list[dict[str, Any]] = []
     for rule in profile.get("syscalls", []):
         r = dict(rule)
@@ -120,8 +121,47 @@ def harden_seccomp(profile: dict[str, Any]) -> dict[str, Any]:
         for kind in (_S_IFIFO, _S_IFCHR, _S_IFBLK, _S_IFSOCK):
             arg = {"index": index, "value": _S_IFMT, "valueTwo": kind, "op": "SCMP_CMP_MASKED_EQ"}
             rules.append({"names": [name], "action": "SCMP_ACT_ERRNO", "args": [arg], "errnoRet": _EPERM})
+    rules += _no_setuid_files()
     out["syscalls"] = rules
     return out
+
+
+# Where the mode is in the calls that set one, and where the flags are in the calls that create with one (index of
+# flags, index of mode). As the bwrap filter does (seccomp.py, _SUID_WHY): a set-uid/set-gid file left in the project
+# outlives the session (root's container would leave a set-uid root shell: a root backdoor for every local user).
+_MODE_ARG: tuple[tuple[str, int], ...] = (("chmod", 1), ("fchmod", 1), ("fchmodat", 2), ("fchmodat2", 2))
+_CREATE_ARGS: tuple[tuple[str, int, int], ...] = (("open", 1, 2), ("openat", 2, 3))
+_S_ISUID, _S_ISGID = 0o4000, 0o2000
+_O_CREAT, _O_TMPFILE_BIT = 0o100, 0o20000000  # O_TMPFILE is __O_TMPFILE | O_DIRECTORY
+
+
+def _masked(index: int, mask: int, value: int) -> dict[str, Any]:
+    return {"index": index, "value": mask, "valueTwo": value, "op": "SCMP_CMP_MASKED_EQ"}
+
+
+def _no_setuid_files() -> list[dict[str, Any]]:
+    """Rules that never overlap with a different action (libseccomp's condition): allow a mode without the set-uid and
+    set-gid bits; refuse one with either. Creating calls: allowed when they do not create (the mode is then unused)
+    or create without those bits; refused when they create with one. openat2 takes its mode in memory a filter cannot
+    read: ENOSYS, so libc falls back to openat (as the bwrap filter answers)."""
+    rules: list[dict[str, Any]] = [{"names": ["openat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": _ENOSYS}]
+    for name, index in (*_MODE_ARG, ("creat", 1)):
+        rules.append({"names": [name], "action": "SCMP_ACT_ALLOW", "args": [_masked(index, _S_ISUID | _S_ISGID, 0)]})
+        for bit in (_S_ISUID, _S_ISGID):
+            arg = _masked(index, bit, bit)
+            rules.append({"names": [name], "action": "SCMP_ACT_ERRNO", "args": [arg], "errnoRet": _EPERM})
+    for name, flags, mode in _CREATE_ARGS:
+        no_bits = _masked(mode, _S_ISUID | _S_ISGID, 0)
+        no_create = _masked(flags, _O_CREAT | _O_TMPFILE_BIT, 0)
+        rules += [
+            {"names": [name], "action": "SCMP_ACT_ALLOW", "args": [no_bits]},
+            {"names": [name], "action": "SCMP_ACT_ALLOW", "args": [no_create]},
+        ]
+        for create in (_O_CREAT, _O_TMPFILE_BIT):
+            for bit in (_S_ISUID, _S_ISGID):
+                args = [_masked(flags, create, create), _masked(mode, bit, bit)]
+                rules.append({"names": [name], "action": "SCMP_ACT_ERRNO", "args": args, "errnoRet": _EPERM})
+    return rules
 
 
 def seccomp_profile_text(source: str = ENGINE_SECCOMP_PROFILE) -> str:
