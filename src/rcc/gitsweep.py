@@ -30,12 +30,46 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_DEPTH = 32
 
 
+_KERNEL_TREES = ("/proc", "/sys", "/dev")
+_MAX_LINKS = 40  # as the kernel's own limit on links followed in one lookup
+
+
+def _in_kernel_tree(path: str) -> bool:
+    return any(path == t or path.startswith(t + "/") for t in _KERNEL_TREES)
+
+
+def _leads_into_kernel_files(dirfd: int, name: str) -> bool:
+    """Whether the link `name` leads, at any step of its chain, into /proc, /sys or /dev. Files there that stat
+    calls regular can block a reader (/proc/kmsg) or stand for the reader's own descriptors (/proc/self/fd/0: the
+    host's git would read its own stdin), so a stat of the target from rcc's process cannot judge them. Each step
+    is judged by its path, the directories on the way resolved (a link to a directory that leads into /proc)."""
+    try:
+        here = os.readlink(f"/proc/self/fd/{dirfd}")
+        target = os.readlink(name, dir_fd=dirfd)
+    except OSError:
+        return True  # cannot judge: remove (fail closed; git needs no links in its directory)
+    for _ in range(_MAX_LINKS):
+        path = os.path.normpath(os.path.join(here, target))
+        real_dir = os.path.realpath(os.path.dirname(path))
+        full = os.path.join(real_dir, os.path.basename(path))
+        if _in_kernel_tree(path) or _in_kernel_tree(full):
+            return True
+        try:
+            target = os.readlink(full)
+        except OSError:  # not a link, or absent: the end of the chain
+            return False
+        here = real_dir
+    return True  # a chain longer than the kernel follows
+
+
 def _hangs(dirfd: int, name: str, st: os.stat_result) -> bool:
     mode = st.st_mode
     if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return True
     if not stat.S_ISLNK(mode):
         return False
+    if _leads_into_kernel_files(dirfd, name):
+        return True
     try:
         target = os.stat(name, dir_fd=dirfd, follow_symlinks=True)  # stat never opens: a fifo cannot block it
     except OSError:

@@ -69,3 +69,37 @@ def test_sweep_of_a_missing_or_linked_git_dir_does_nothing(tmp_path: Path) -> No
     assert sweep_git_dirs(str(project)) == ([], frozenset())
     assert (elsewhere / "index").exists()
     assert sweep_git_dirs(str(tmp_path / "nope")) == ([], frozenset())
+
+
+def test_links_into_kernel_files_are_removed_whatever_a_stat_says(tmp_path: Path) -> None:
+    """Attack (found by the red-team pass): links to files stat calls regular but that block or mean the reader's
+    own input. `.git/ORIG_HEAD -> /proc/kmsg` hung host root's `git rev-parse ORIG_HEAD`; `-> /proc/self/fd/0`
+    made the host's git read its own stdin (kept when rcc's stdin was a regular file); the same through a link in
+    the work tree and through a directory link. Control: links to ordinary files, in the repository and outside,
+    stay."""
+    project = tmp_path / "p"
+    git = project / ".git"
+    git.mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    (tmp_path / "plain").write_text("x\n")
+    os.symlink("/proc/kmsg", git / "ORIG_HEAD")
+    os.symlink("/proc/self/fd/0", git / "FETCH_HEAD")
+    os.symlink("/proc/self/fd/0", project / "evil")
+    os.symlink("../evil", git / "MERGE_HEAD")
+    os.symlink("/proc/self", project / "selfdir")
+    os.symlink("../selfdir/fd/0", git / "CHERRY_PICK_HEAD")
+    os.symlink("/sys/kernel/notes", git / "REVERT_HEAD")
+    os.symlink("HEAD", git / "ok-link")  # controls
+    os.symlink(tmp_path / "plain", git / "ok-outside")
+    with open(tmp_path / "plain", "rb") as stdin_file:  # the sweeper's own stdin a regular file, as in scripts
+        saved = os.dup(0)
+        os.dup2(stdin_file.fileno(), 0)
+        try:
+            removed, _ = sweep_git_dirs(str(project))
+        finally:
+            os.dup2(saved, 0)
+            os.close(saved)
+    assert sorted(removed) == sorted(
+        [".git/ORIG_HEAD", ".git/FETCH_HEAD", ".git/MERGE_HEAD", ".git/CHERRY_PICK_HEAD", ".git/REVERT_HEAD"]
+    )
+    assert sorted(os.listdir(git)) == ["HEAD", "ok-link", "ok-outside"]

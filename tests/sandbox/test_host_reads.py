@@ -196,6 +196,22 @@ def test_symlink_in_git_to_a_host_fifo_is_removed_when_the_session_ends(world: W
     assert _special_files(world.project) == []
 
 
+def test_link_in_git_into_kernel_files_is_removed_when_the_session_ends(world: World) -> None:
+    """`.git/ORIG_HEAD -> /proc/kmsg` (stat says regular: host root's git blocked reading it) and
+    `-> /proc/self/fd/0` (the host's git would read its own stdin) are removed too, with rcc's stdin a regular file.
+    Control: a link to a regular file in .git stays."""
+    res = world.sh(
+        "ln -s /proc/kmsg .git/ORIG_HEAD && ln -s /proc/self/fd/0 .git/FETCH_HEAD && ln -s HEAD .git/my-link "
+        "&& echo PLANTED"
+    )
+    assert "PLANTED" in res.stdout, res.stderr
+    assert "removed .git/ORIG_HEAD" in res.stderr and "removed .git/FETCH_HEAD" in res.stderr, res.stderr
+    for name in ("ORIG_HEAD", "FETCH_HEAD"):
+        assert not os.path.lexists(world.project / ".git" / name), name
+    assert os.readlink(world.project / ".git/my-link") == "HEAD"
+    assert _git_status_finishes(world).returncode == 0
+
+
 def test_link_in_git_to_a_host_directory_of_fifos_is_removed_when_the_session_ends(world: World) -> None:
     """`refs/tags -> a host directory holding fifos` hangs every command that lists refs (`git log --decorate`,
     `for-each-ref`). Control: a link to a directory the user had before the session (repo-tool style) stays."""
