@@ -194,3 +194,55 @@ def test_proxy_refuses_ipv6_spellings_that_embed_loopback_or_metadata(
     for url in urls:
         assert f"ERR {url} 403" in res.stdout, (url, res.stdout, res.stderr)
     assert f"OK http://ok.test:{port}/ hello" in res.stdout, (res.stdout, res.stderr)  # control
+
+
+FLOOD = """
+import socket, sys
+target, n = sys.argv[1].encode(), int(sys.argv[2])
+req = b"CONNECT " + target + b" HTTP/1.1\\r\\nHost: " + target + b"\\r\\n\\r\\n"
+ok = 0
+for _ in range(n):
+    with socket.create_connection(("127.0.0.1", 3128), timeout=10) as s:
+        s.sendall(req)
+        ok += s.recv(64).startswith(b"HTTP/1.1 200")
+print("TUNNELS", ok)
+"""
+FLOOD_N = 12_000  # past the allowed-record burst (a quarter of one 10 MiB log file: ~10,000 records)
+
+
+def _session_records(world: World) -> dict[str, list[dict[str, object]]]:
+    import json
+
+    out: dict[str, list[dict[str, object]]] = {}
+    for f in sorted((world.home / ".local/state/rcc").glob("audit.jsonl*")):
+        for line in f.read_text().splitlines():
+            rec = json.loads(line)
+            out.setdefault(str(rec["session"]), []).append(rec)
+    return out
+
+
+def test_allowed_connection_flood_is_summed_up_not_logged_one_by_one(world: World, host: TestHost) -> None:
+    """Attack (issue 11 §3), through a real session on every backend: 12,000 allowed CONNECTs in one session.
+    Past its budget they are counted into summary records instead of written one by one, so one session cannot
+    rotate other sessions' records out of the shared log; every connection is still accounted for. Control: an
+    earlier ordinary session's record is still there, one by one (the budget is per session)."""
+
+    def accept_close(conn: socket.socket) -> None:
+        conn.close()
+
+    port = host.serve_tcp(accept_close)
+    target = f"{host.address}:{port}"
+    before = world.rcc("run", "--allow", target, "--", "python3", "-c", FLOOD, target, "3")
+    assert "TUNNELS 3" in before.stdout, (before.stdout, before.stderr)
+    flood = world.rcc("run", "--allow", target, "--", "python3", "-c", FLOOD, target, str(FLOOD_N))
+    assert f"TUNNELS {FLOOD_N}" in flood.stdout, (flood.stdout[-500:], flood.stderr[-2000:])
+    sessions = _session_records(world)
+    assert len(sessions) == 2, list(sessions)
+    first, second = sessions.values()
+    assert [r["decision"] for r in first] == ["allow"] * 3  # control: recorded one by one
+    summaries = [r for r in second if "not recorded one by one" in str(r["reason"])]
+    singles = [r for r in second if r not in summaries]
+    assert summaries, "a flood past the budget must be summed up"
+    assert len(singles) < FLOOD_N * 0.9, len(singles)
+    counted = sum(int(str(r["reason"]).split()[0]) for r in summaries)
+    assert counted + len(singles) == FLOOD_N  # every connection accounted for
