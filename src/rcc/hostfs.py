@@ -65,25 +65,18 @@ def open_dir(anchor: str, rel: str = "", *, create: bool = False, mode: int = 0o
 
     With create, missing components are made with `mode` (and the anchor itself with os.makedirs). Raises
     UnsafePathError for a link or non-directory on the way, RccError(SETUP) for other failures."""
-    fd = open_anchor(anchor, create=create, mode=mode)
-    path = anchor
-    try:
-        for name in _components(rel):
-            path = os.path.join(path, name)
-            nfd = _step(fd, name, path, create, mode)
-            os.close(fd)
-            fd = nfd
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return _descend(open_anchor(anchor, create=create, mode=mode), rel, anchor, create, mode)
 
 
 def walk_dir(dirfd: int, rel: str, *, create: bool = False, mode: int = 0o700, shown: str = "") -> int:
     """Like open_dir, from an open directory descriptor (which stays open); returns a new descriptor."""
     fd = os.dup(dirfd)
     os.set_inheritable(fd, False)
-    path = shown or "."
+    return _descend(fd, rel, shown or ".", create, mode)
+
+
+def _descend(fd: int, rel: str, path: str, create: bool, mode: int) -> int:
+    """Walk `rel` down from `fd` (which this takes over: closed on the way or on failure); returns the last one."""
     try:
         for name in _components(rel):
             path = os.path.join(path, name)
