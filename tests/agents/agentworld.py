@@ -92,10 +92,13 @@ class FakeApi:
     log: Path
     script: Path
     proc: subprocess.Popen[bytes]
+    name: str = "api.test"
+    scheme: str = "http"
+    port: int = API_PORT
 
     @property
     def base_url(self) -> str:
-        return f"http://api.test:{API_PORT}"
+        return f"{self.scheme}://{self.name}:{self.port}"
 
     def set_turns(self, turns: list[dict[str, Any]]) -> None:
         self.script.write_text(json.dumps(turns))
@@ -109,19 +112,31 @@ class FakeApi:
         return {r["tool_use_id"]: r for r in self.records() if r["kind"] == "tool_result"}
 
 
-def start_fake_api(host: TestHost, tmp_path: Path, turns: list[dict[str, Any]], bodies: Path | None = None) -> FakeApi:
-    """`bodies`: a file every request body is appended to (what reached the model)."""
+def start_fake_api(
+    host: TestHost,
+    tmp_path: Path,
+    turns: list[dict[str, Any]],
+    bodies: Path | None = None,
+    tls: tuple[str, str] | None = None,
+    name: str = "api.test",
+) -> FakeApi:
+    """`bodies`: a file every request body is appended to (what reached the model). `tls`: (cert, key) of a
+    certificate for `name` from the test's CA: the API is then https://NAME:443."""
     script = tmp_path / "turns.json"
     log = tmp_path / "api.jsonl"
     script.write_text(json.dumps(turns))
     more = ["--bodies", str(bodies)] if bodies else []
+    port = API_PORT
+    if tls:
+        more += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        port = 443
     proc = host.run_bg([sys.executable, str(HERE / "fake_anthropic.py"), "--host", host.address, "--port",
-                        str(API_PORT), "--script", str(script), "--log", str(log), *more], stdout=subprocess.PIPE)
+                        str(port), "--script", str(script), "--log", str(log), *more], stdout=subprocess.PIPE)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
     assert line.startswith("listening"), line
-    return FakeApi(host, log, script, proc)
+    return FakeApi(host, log, script, proc, name, "https" if tls else "http", port)
 
 
 def claude_args(api: FakeApi, *extra: str) -> list[str]:
-    return ["claude", "--resolve", f"api.test={api.host.address}", *extra]
+    return ["claude", "--resolve", f"{api.name}={api.host.address}", *extra]

@@ -19,8 +19,13 @@ Every request and every tool_result the agent sends back is appended to a JSONL 
 Claude Code's tools actually saw ("Permission denied", "No such file", the proxy's 403, ...). Tool use ids are
 `toolu_<turn>_<index>` so a result maps back to the call that produced it.
 
+Each request's log record carries the SHA-256 of the x-api-key and Authorization headers it came with
+(`x_api_key_sha256`, `authorization_sha256`; "" when absent), never the values: a test proves which key reached
+the API (the real one, not rcc's placeholder) without writing the key to a file.
+
 Run it as a program (tests start it inside a test host's network namespace):
     python fake_anthropic.py --port 8080 --script turns.json --log requests.jsonl [--host 0.0.0.0]
+        [--tls-cert cert.pem --tls-key key.pem]     # HTTPS (a certificate from the test's CA)
 It prints "listening <host> <port>" on stdout once it accepts connections.
 """
 
@@ -28,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
+import ssl
 import sys
 import threading
 import time
@@ -138,6 +145,16 @@ class FakeAnthropic(ThreadingHTTPServer):
         self.serial = 0
         self.seen: set[tuple[str, str]] = set()
         self.bodies_path = ""  # --bodies: every POST body appended here (tests look for what reached the model)
+        self.tls: ssl.SSLContext | None = None  # --tls-cert/--tls-key: serve HTTPS
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # The TLS handshake runs here, in the connection's own thread, not in the accept loop.
+        if self.tls is not None:
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+        super().finish_request(request, client_address)
 
     def log(self, record: dict[str, Any]) -> None:
         with self.lock, open(self.log_path, "a", encoding="utf-8") as f:
@@ -196,6 +213,8 @@ class Handler(BaseHTTPRequestHandler):
                          "host": self.headers.get("Host", ""),
                          "auth": bool(self.headers.get("x-api-key") or self.headers.get("Authorization")
                                      or self.headers.get("x-goog-api-key")),
+                         "x_api_key_sha256": digest(self.headers.get("x-api-key")),
+                         "authorization_sha256": digest(self.headers.get("Authorization")),
                          **extra})
 
     def do_HEAD(self) -> None:
@@ -272,6 +291,11 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, "application/json", json.dumps(doc).encode())
 
 
+def digest(value: str | None) -> str:
+    """SHA-256 (hex) of a header value, "" when the header is absent."""
+    return hashlib.sha256(value.encode()).hexdigest() if value is not None else ""
+
+
 def read_log(path: str) -> list[dict[str, Any]]:
     try:
         with open(path, encoding="utf-8") as f:
@@ -292,9 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--script", required=True)
     ap.add_argument("--log", required=True)
     ap.add_argument("--bodies", default="")
+    ap.add_argument("--tls-cert", default="")
+    ap.add_argument("--tls-key", default="")
     a = ap.parse_args(argv)
     srv = FakeAnthropic((a.host, a.port), a.script, a.log)
     srv.bodies_path = a.bodies
+    if a.tls_cert:
+        srv.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        srv.tls.load_cert_chain(a.tls_cert, a.tls_key)
     srv.turns()  # fail now on a bad script
     sys.stdout.write(f"listening {a.host} {srv.server_address[1]}\n")
     sys.stdout.flush()

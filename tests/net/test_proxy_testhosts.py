@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import tarfile
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ from proxyhelpers import RunningProxy
 
 from rcc.net.env import proxy_env
 from testhosts import TestCA, TestHost, routes_handler
+from tlsservers import build_npm_tarball, build_wheel
 
 pytestmark = pytest.mark.netns
 
@@ -176,28 +174,6 @@ def test_git_clone_from_unlisted_host_fails(start_proxy, tls_host, tmp_path) -> 
 # ------------------------------------------------------------------------------------------------ pip
 
 
-def build_wheel(dest: Path) -> Path:
-    """A minimal valid wheel (PEP 427) for `rcc-probe-pkg` 0.1, built by hand with zipfile."""
-    name = "rcc_probe_pkg-0.1-py3-none-any.whl"
-    files = {
-        "rcc_probe_pkg/__init__.py": b"MESSAGE = 'installed through the rcc proxy'\n",
-        "rcc_probe_pkg-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: rcc-probe-pkg\nVersion: 0.1\n",
-        "rcc_probe_pkg-0.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-        b"Tag: py3-none-any\n",
-    }
-    record = []
-    for path, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(data)}")
-    record.append("rcc_probe_pkg-0.1.dist-info/RECORD,,")
-    files["rcc_probe_pkg-0.1.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
-    out = dest / name
-    with zipfile.ZipFile(out, "w") as z:
-        for path, data in files.items():
-            z.writestr(path, data)
-    return out
-
-
 def test_pip_install_from_test_index_through_proxy(start_proxy, testhost: TestHost, test_ca: TestCA, tmp_path) -> None:  # type: ignore[no-untyped-def]
     wheel = build_wheel(tmp_path)
     data = wheel.read_bytes()
@@ -239,21 +215,6 @@ def test_pip_install_from_test_index_through_proxy(start_proxy, testhost: TestHo
 
 
 # ------------------------------------------------------------------------------------------------ npm
-
-
-def build_npm_tarball() -> bytes:
-    buf = io.BytesIO()
-    files = {
-        "package/package.json": json.dumps({"name": "rcc-probe-pkg", "version": "1.0.0", "main": "index.js"}).encode(),
-        "package/index.js": b"module.exports = 'installed through the rcc proxy';\n",
-    }
-    with tarfile.open(fileobj=buf, mode="w:gz") as t:
-        for path, data in files.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            info.mode = 0o644
-            t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def test_npm_install_from_test_registry_through_proxy(  # type: ignore[no-untyped-def]
