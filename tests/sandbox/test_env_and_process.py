@@ -174,8 +174,9 @@ def _sandbox_pids(tag: str) -> list[int]:
     return pids
 
 
-def _containers(world: World) -> set[str]:
-    """rcc's containers in this world's engine (none for bwrap)."""
+def _containers(world: World, rcc_pid: int) -> set[str]:
+    """This test's own containers: rcc names its container rcc-<session>-<rcc's pid> (none for bwrap). Other tests
+    and helpers run rcc containers at the same time; counting any rcc-* container made this test flaky."""
     if not world.backend.container:
         return set()
     out = subprocess.run(
@@ -185,7 +186,7 @@ def _containers(world: World) -> set[str]:
         cwd="/",
         check=False,
     )
-    return {n for n in out.stdout.split() if n.startswith("rcc-")}
+    return {n for n in out.stdout.split() if n.startswith("rcc-") and n.endswith(f"-{rcc_pid}")}
 
 
 @pytest.mark.parametrize("network", ["none", "proxy"])
@@ -193,12 +194,12 @@ def _containers(world: World) -> set[str]:
 def test_kill_rcc_kills_sandbox(world: World, how: signal.Signals, network: str) -> None:
     """Even a daemon that left the session (setsid, double fork) must die with rcc; a container must not outlive
     it either (rcc's proxy mode holds the container until its listener is in)."""
-    before = _containers(world)
     tag = f"rcc-victim-{uuid.uuid4().hex[:8]}"
     script = (
         f"(setsid bash -c 'exec -a {tag}-daemon sleep 300' &) ; "
         f"bash -c 'exec -a {tag}-fg sleep 300' & echo started; wait"
     )
+    rcc_pid = 0
     proc = subprocess.Popen(
         world.rcc_argv(["run", *(["--no-network"] if network == "none" else []), "--", "sh", "-c", script]),
         cwd=world.project,
@@ -214,17 +215,18 @@ def test_kill_rcc_kills_sandbox(world: World, how: signal.Signals, network: str)
             time.sleep(0.05)
         assert len(_sandbox_pids(tag)) == 2
         rcc_pid = _rcc_python_pid(proc.pid)
+        assert len(_containers(world, rcc_pid)) == int(world.backend.container), "the session's container not found"
         os.kill(rcc_pid, how)
         deadline = time.monotonic() + 30
-        while (_sandbox_pids(tag) or _containers(world) - before) and time.monotonic() < deadline:
+        while (_sandbox_pids(tag) or _containers(world, rcc_pid)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _sandbox_pids(tag) == [], "sandboxed processes outlived rcc"
-        assert not (_containers(world) - before), "the container outlived rcc"
+        assert not _containers(world, rcc_pid), "the container outlived rcc"
     finally:
         kill_tree(proc)
         for pid in _sandbox_pids(tag):
             os.kill(pid, signal.SIGKILL)
-        leftover = sorted(_containers(world) - before)  # only the ones this test started
+        leftover = sorted(_containers(world, rcc_pid)) if rcc_pid else []  # only the one this test started
         for verb in (["kill"], ["rm", "--force"]) if leftover else ():
             subprocess.run(
                 world.as_user([world.engine, *verb, *leftover], world.host_env()),
