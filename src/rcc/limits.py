@@ -385,3 +385,74 @@ def _tree(pids: list[int]) -> list[int]:
         with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
             todo.extend(int(x) for x in f.read().split())
     return out
+
+
+# ------------------------------------------------------------------------------------------- containers
+
+# A container's cgroup is the engine's, and `--rm` removes it (with its counters) before rcc could read them;
+# podman's OOMKilled reads false on cgroup v1. The kernel's log names the cgroup whose limit fired, and a
+# container's cgroup path carries its id: that is rcc's signal there (root only: dmesg_restrict keeps the log
+# from other users, whose sessions then end with the bare exit status).
+
+
+class KernelLog:
+    """The kernel's log from the moment it was opened (/dev/kmsg: one record per read)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def follow(cls) -> KernelLog | None:
+        """None when this user may not read the kernel's log (kernel.dmesg_restrict) or there is none."""
+        try:
+            fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            os.lseek(fd, 0, os.SEEK_END)
+        except OSError:
+            os.close(fd)
+            return None
+        return cls(fd)
+
+    def read_new(self, most: int = 100_000) -> str:
+        """The records logged since follow() (or the last read_new); closes the log."""
+        out: list[bytes] = []
+        try:
+            for _ in range(most):
+                try:
+                    out.append(os.read(self.fd, 8192))
+                except BlockingIOError:
+                    break
+                except BrokenPipeError:
+                    continue  # records were overwritten before we read them (EPIPE): carry on with the next
+        finally:
+            os.close(self.fd)
+        return "\n".join(b.decode("utf-8", "replace").rstrip("\n") for b in out)
+
+
+def container_limit_hits(kmsg: str, container_id: str) -> tuple[bool, bool]:
+    """(memory, processes): did the container's memory limit OOM-kill one of its processes, were forks refused
+    by its pids limit? From /dev/kmsg records ("PRIO,SEQ,TIME,FLAGS;MESSAGE"). Only records naming a cgroup
+    whose last path component carries the full container id count (another session's container, or the host's
+    own OOM killer, never does)."""
+    if len(container_id) < 12 or not all(c in "0123456789abcdef" for c in container_id):
+        return False, False
+    memory = processes = False
+    for line in kmsg.splitlines():
+        msg = line.partition(";")[2]
+        if msg.startswith("oom-kill:") and "constraint=CONSTRAINT_MEMCG" in msg:
+            fields = dict(f.partition("=")[::2] for f in msg.removeprefix("oom-kill:").split(","))
+            memory = memory or container_id in fields.get("oom_memcg", "").rsplit("/", 1)[-1]
+        elif msg.startswith("cgroup: fork rejected by pids controller in "):
+            processes = processes or container_id in msg.rsplit("/", 1)[-1]
+    return memory, processes
+
+
+def container_stop_reason(limits: ResourceLimits, memory: bool, processes: bool, code: int) -> str:
+    """What rcc says after a container session (the same words as for bwrap's cgroups)."""
+    if memory and code != 0:
+        return f"killed: memory limit {show_size(limits.memory)} reached"
+    if processes:
+        return f"process limit {limits.processes} reached: forks were refused"
+    return ""

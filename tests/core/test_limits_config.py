@@ -155,3 +155,38 @@ def test_cgroup_v2_layout_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert (d / "pids.max").read_text() == "64"
     assert (d / "cpu.max").read_text() == "50000 100000"
     assert (d / "cgroup.procs").read_text() == "4242"
+
+
+# The kernel's log as /dev/kmsg gives it (records from a real podman session on this machine, ids shortened).
+CID = "4f2e83f521763405819920ee6c8eb83fdeae776004fcacb33452f2bd3e5e7b13"
+OTHER = "961bde104086a58f24f9c1d3d566cabb7a62afbf59a382ce46c0b81b9716be8e"
+OOM = (
+    "6,5998,16084525449,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=libpod-{c},mems_allowed=0,"
+    "oom_memcg=/libpod_parent/libpod-{c},task_memcg=/libpod_parent/libpod-{c},task=python3,pid=20207,uid=0\n"
+    "3,5999,16084525466,-;Memory cgroup out of memory: Killed process 20207 (python3) total-vm:146944kB\n"
+)
+FORK = "6,6010,16096817580,-;cgroup: fork rejected by pids controller in /libpod_parent/libpod-{c}\n"
+
+
+def test_container_limit_hits_reads_its_own_container_only() -> None:
+    from rcc.limits import container_limit_hits
+
+    assert container_limit_hits(OOM.format(c=CID), CID) == (True, False)
+    assert container_limit_hits(FORK.format(c=CID), CID) == (False, True)
+    # another session's container, the host's own OOM killer, a bad id: never claimed
+    assert container_limit_hits(OOM.format(c=OTHER) + FORK.format(c=OTHER), CID) == (False, False)
+    host_oom = OOM.format(c=CID).replace("CONSTRAINT_MEMCG", "CONSTRAINT_NONE")
+    assert container_limit_hits(host_oom, CID) == (False, False)
+    assert container_limit_hits(OOM.format(c=CID), "") == (False, False)
+    assert container_limit_hits(OOM.format(c=CID), "libpod") == (False, False)
+
+
+def test_container_stop_reason_names_the_limit_only_when_it_fired() -> None:
+    from rcc.limits import container_stop_reason
+    from rcc.plan import ResourceLimits
+
+    lim = ResourceLimits(memory=200 << 20, processes=64, cpu=0, tmp=0)
+    assert container_stop_reason(lim, True, False, 137) == "killed: memory limit 200M reached"
+    assert container_stop_reason(lim, False, True, 0) == "process limit 64 reached: forks were refused"
+    assert container_stop_reason(lim, True, False, 0) == ""  # a child was killed, the command went on and succeeded
+    assert container_stop_reason(lim, False, False, 137) == ""  # someone else's SIGKILL

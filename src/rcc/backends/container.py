@@ -353,12 +353,22 @@ class ContainerBackend:
         return self.render_for(plan, "run", name=name, staging=staging)
 
     def render_for(
-        self, plan: Plan, verb: Literal["run", "create"], *, name: str, staging: str, gate: str = ""
+        self,
+        plan: Plan,
+        verb: Literal["run", "create"],
+        *,
+        name: str,
+        staging: str,
+        gate: str = "",
+        cidfile: str = "",
     ) -> list[str]:
-        """The engine's command line. `gate` (docker, proxy mode): the host fifo the command waits on."""
+        """The engine's command line. `gate` (docker, proxy mode): the host fifo the command waits on; `cidfile`:
+        where the engine writes the container's id (rcc then finds the limits that fired in the kernel's log)."""
         podman = self.engine == "podman"
         host = self.host
         a = [self.engine_path or self.engine, verb, "--rm", "--name", name, "--interactive"]
+        if cidfile:
+            a += ["--cidfile", cidfile]
         if host.tty:
             a.append("--tty")
         if verb == "run":  # ctrl-p belongs to the agent, not to the engine (create: see start)
@@ -475,16 +485,38 @@ class ContainerBackend:
                 if isinstance(op, FileData):
                     with open(_staging_path(staging, op), "x") as f:
                         f.write(op.content)
-            if plan.net.mode == "proxy" or plan.net.publish or plan.net.host_services:
-                if self.engine == "docker":
-                    return self._run_docker_with_proxy(plan, name, staging, host, serve)
-                return self._run_with_proxy(plan, name, staging, host, serve)
-            code = self._attached(self.render_for(plan, "run", name=name, staging=staging))
-            if self.engine == "docker" and self.host.tty:
-                # The client also ends when someone types docker's detach keys: never leave the container
-                # running headless behind rcc.
-                self._remove(name)
-            return code
+            cidfile = os.path.join(staging, "cid")
+            log = self._follow_limits(plan)
+            code = int(ExitCode.INTERNAL)
+            try:
+                code = self._run_in(plan, name, staging, host, serve, cidfile=cidfile if log else "")
+                return code
+            finally:
+                if log is not None and (why := _stop_reason(plan, log, cidfile, code)):
+                    sys.stderr.write(f"rcc: {why}\n")
+
+    def _run_in(
+        self, plan: Plan, name: str, staging: str, host: SessionHost, serve: Callable[[Plan, Any], Any], *, cidfile: str
+    ) -> int:
+        if plan.net.mode == "proxy" or plan.net.publish or plan.net.host_services:
+            if self.engine == "docker":
+                return self._run_docker_with_proxy(plan, name, staging, host, serve, cidfile=cidfile)
+            return self._run_with_proxy(plan, name, staging, host, serve, cidfile=cidfile)
+        code = self._attached(self.render_for(plan, "run", name=name, staging=staging, cidfile=cidfile))
+        if self.engine == "docker" and self.host.tty:
+            # The client also ends when someone types docker's detach keys: never leave the container
+            # running headless behind rcc.
+            self._remove(name)
+        return code
+
+    def _follow_limits(self, plan: Plan) -> Any:
+        """The kernel's log from now on, when the engine enforces rcc's memory or process limit here and this
+        user may read the log (root); None otherwise (the session then ends with the bare exit status)."""
+        if self.limits is not None or not self.host.cgroup_limits or not (plan.limits.memory or plan.limits.processes):
+            return None
+        from rcc.limits import KernelLog
+
+        return KernelLog.follow()
 
     def _attached(self, argv: list[str], started: Callable[[subprocess.Popen[bytes]], None] | None = None) -> int:
         """Run the attached engine client; the container lives exactly as long as it does. `started(proc)` runs
@@ -543,9 +575,16 @@ class ContainerBackend:
         return r.stdout.strip()
 
     def _run_with_proxy(
-        self, plan: Plan, name: str, staging: str, host: SessionHost, serve: Callable[[Plan, Any], Any]
+        self,
+        plan: Plan,
+        name: str,
+        staging: str,
+        host: SessionHost,
+        serve: Callable[[Plan, Any], Any],
+        *,
+        cidfile: str = "",
     ) -> int:
-        cid = self._engine(*self.render_for(plan, "create", name=name, staging=staging)[1:])
+        cid = self._engine(*self.render_for(plan, "create", name=name, staging=staging, cidfile=cidfile)[1:])
         forwarders: Any = None
         try:
             self._engine("init", cid)
@@ -590,7 +629,14 @@ class ContainerBackend:
         subprocess.run([self.engine_path, "rm", "--force", name], capture_output=True, check=False)
 
     def _run_docker_with_proxy(
-        self, plan: Plan, name: str, staging: str, host: SessionHost, serve: Callable[[Plan, Any], Any]
+        self,
+        plan: Plan,
+        name: str,
+        staging: str,
+        host: SessionHost,
+        serve: Callable[[Plan, Any], Any],
+        *,
+        cidfile: str = "",
     ) -> int:
         """docker has no `init` step: create the container with the gate as its command, start it attached, put
         the proxy listener into its network namespace, then let the gate exec the command (invariant 4)."""
@@ -604,7 +650,7 @@ class ContainerBackend:
         forwarders: Any = None
         created = False
         try:
-            self._engine(*self.render_for(plan, "create", name=name, staging=staging, gate=gate)[1:])
+            self._engine(*self.render_for(plan, "create", name=name, staging=staging, gate=gate, cidfile=cidfile)[1:])
             created = True
 
             def release(proc: subprocess.Popen[bytes]) -> None:
@@ -680,6 +726,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _stop_reason(plan: Plan, log: Any, cidfile: str, code: int) -> str:
+    """Which of rcc's limits stopped the container, from the kernel's log ("" if none did, or rcc cannot tell)."""
+    from rcc.limits import container_limit_hits, container_stop_reason
+
+    kmsg = log.read_new()
+    try:
+        with open(cidfile) as f:
+            cid = f.read().strip()
+    except OSError:
+        return ""  # the container was never created
+    memory, processes = container_limit_hits(kmsg, cid)
+    return container_stop_reason(plan.limits, memory and bool(plan.limits.memory), processes, code)
 
 
 def _staging_path(staging: str, op: FileData) -> str:
