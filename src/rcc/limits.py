@@ -4,9 +4,10 @@ Policy values are strings ("4G", "75%", "4096", "2", "none"); parse_*() validate
 resolves them to numbers in the plan (ResourceLimits: 0 = no limit). The bwrap backend enforces them here:
 
 - cgroups, when the machine gives rcc one: cgroup v2 as root (a cgroup `rcc/<session>` below rcc's own root),
-  cgroup v1 as root (one cgroup per controller: memory, pids, cpu, each below rcc's own). The sandbox's processes
-  are moved in while the command is still held (bwrap --block-fd), so nothing it forks is outside. memory and
-  processes count the whole session; cpu is a share of CPUs (cpu.max / cfs quota).
+  cgroup v1 as root or as a user whose own v1 cgroups were delegated to them (rcc's own cgroup directory writable,
+  e.g. made and chowned by root: one cgroup per controller, memory, pids, cpu, each below rcc's own). The
+  sandbox's processes are moved in while the command is still held (bwrap --block-fd), so nothing it forks is
+  outside. memory and processes count the whole session; cpu is a share of CPUs (cpu.max / cfs quota).
 - rlimits on the sandbox's first processes (inherited by everything it starts), where there is no cgroup:
   RLIMIT_NPROC for processes (counted per user namespace, so only the sandbox's own processes count; the kernel
   never applies it to root), RLIMIT_DATA for memory (per process, not per session). Soft and hard: the sandbox
@@ -172,7 +173,7 @@ def enforcement() -> Enforcement:
         memory = "cgroup v2" if "memory" in have else ""
         processes = "cgroup v2" if "pids" in have else ""
         cpu = "cgroup v2" if "cpu" in have else ""
-    elif root and any(_v1_dir(c) for c in V1_CONTROLLERS):
+    elif any(_v1_dir(c) for c in V1_CONTROLLERS):  # root, or a user's delegated v1 cgroups
         cgroup = "v1"
         memory = "cgroup v1" if _v1_dir("memory") else ""
         processes = "cgroup v1" if _v1_dir("pids") else ""
@@ -186,7 +187,10 @@ def enforcement() -> Enforcement:
         else:
             rest.append(
                 "run rcc in a systemd scope that has the limits: `systemd-run --user --scope -p MemoryMax=8G "
-                "-p TasksMax=4096 -p CPUQuota=200% rcc ...` (cgroup v2, user systemd)"
+                "-p TasksMax=4096 -p CPUQuota=200% rcc ...` (cgroup v2, user systemd; the scope's limits hold "
+                "but rcc cannot say which stopped a command), or have root delegate a cgroup v1 directory per "
+                "controller (memory, pids, cpu: mkdir, chown -R to you, and start rcc in it) for per-session "
+                "limits rcc reports"
             )
     return Enforcement(memory, processes, cpu, "tmpfs size", cgroup, "; ".join(rest))
 

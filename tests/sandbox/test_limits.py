@@ -13,10 +13,13 @@ What rcc says when a limit stopped the command, and where it cannot tell (never 
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -192,3 +195,72 @@ def test_real_fork_bomb_is_contained_and_ends_with_the_session(world: World) -> 
     assert ("rcc: process limit 128 reached" in err) == (cgroup_for(world, "processes") and says_which(world)), err
     left = subprocess.run(["pgrep", "-f", "bomb | bomb"], capture_output=True, text=True, check=False)
     assert left.stdout.strip() == "", "fork bomb processes outlived the session"
+
+
+V1 = ("memory", "pids", "cpu")
+
+
+@pytest.fixture
+def delegated_v1(world: World) -> Iterator[str]:
+    """cgroup v1 directories (memory, pids, cpu) made by root and chowned to the test user: what an administrator
+    does to give a user per-session limits on a cgroup v1 (or hybrid) machine. Yields the name."""
+    from rcctest import require
+
+    require(all(os.path.isfile(f"/sys/fs/cgroup/{c}/cgroup.procs") for c in V1), "cgroup v1 memory/pids/cpu")
+    name = f"rcc-test-delegated-{uuid.uuid4().hex[:8]}"
+    made = []
+    try:
+        for c in V1:
+            d = f"/sys/fs/cgroup/{c}/{name}"
+            os.mkdir(d)
+            made.append(d)
+            for f in [d, *(os.path.join(d, e) for e in os.listdir(d))]:
+                os.chown(f, world.uid, world.gid)
+        yield name
+    finally:
+        for d in reversed(made):
+            for _ in range(100):  # the session's last processes leave a moment after it ends
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+def _in_cgroups(name: str) -> Callable[[], None]:
+    def move() -> None:  # runs in the child before runuser: rcc then starts inside the delegated cgroups
+        for c in V1:
+            with open(f"/sys/fs/cgroup/{c}/{name}/cgroup.procs", "w") as f:
+                f.write(str(os.getpid()))
+
+    return move
+
+
+@pytest.mark.backends("bwrap-user", why="a user's bwrap session without a cgroup is rlimits only; root has its own")
+def test_delegated_cgroup_gives_a_user_session_whole_limits(world: World, delegated_v1: str) -> None:
+    """The memory hog and the fork bomb as a user whose v1 cgroups root delegated: the whole session is limited
+    (not per process), the kernel kills the hog, and rcc says which limit fired; rcc doctor says cgroup v1."""
+    world.write(world.project / "hog.py", HOG)
+    world.write(world.project / "bomb.py", BOMB)
+    run = functools.partial(
+        subprocess.run, cwd=world.project, capture_output=True, text=True, timeout=120, check=False,
+        preexec_fn=_in_cgroups(delegated_v1),
+    )  # fmt: skip
+    doctor = run(world.rcc_argv(["doctor"]))
+    assert "memory: cgroup v1" in doctor.stdout and "processes: cgroup v1" in doctor.stdout, doctor.stdout
+    hog = run(world.rcc_argv(["run", "--no-network", "--memory", "200M", "--", "python3", "hog.py", "60"]))
+    assert hog.returncode == 137, hog.stderr
+    assert "rcc: killed: memory limit 200M reached" in hog.stderr
+    assert (world.project / "before.txt").read_text() == "project work\n"
+    bomb = run(world.rcc_argv(["run", "--no-network", "--processes", "64", "--", "python3", "bomb.py"]))
+    assert bomb.returncode == 0 and 0 < int(bomb.stdout.split()[-1]) < 64, bomb.stdout + bomb.stderr
+    assert "rcc: process limit 64 reached" in bomb.stderr
+    # control: under the limits, nothing is said and the work is done
+    ok = run(world.rcc_argv(["run", "--no-network", "--memory", "300M", "--", "python3", "hog.py", "5"]))
+    assert ok.returncode == 0 and "survived 50 MiB" in ok.stdout and "limit" not in ok.stderr, ok.stderr
+    # the sessions' cgroups went with them: the delegated directories have no children left
+    for c in V1:
+        d = f"/sys/fs/cgroup/{c}/{delegated_v1}"
+        assert [e.name for e in os.scandir(d) if e.is_dir()] == [], c
