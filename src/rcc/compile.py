@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from rcc.errors import ConfigError, ExitCode, RccError
 from rcc.plan import (
     Bind,
+    CredentialPlan,
     DevNode,
     FileData,
     Mask,
@@ -76,6 +77,18 @@ PROTECTED_IF_PRESENT = (
     ".config/mise.local.toml",
 )
 GIT_EXCLUDES = "/run/rcc/git-excludes"
+# Credentials: the CA bundle the sandbox trusts (the system's roots + the session CA), bound read-only, and the
+# variables that point TLS clients at it (OpenSSL/Python ssl, Node, requests, curl, git, pip, npm).
+CA_BUNDLE = "/run/rcc/ca-bundle.pem"
+CA_BUNDLE_VARS = (
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "PIP_CERT",
+    "NPM_CONFIG_CAFILE",
+)
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 PROXY_PORT = 3128
 
@@ -330,6 +343,10 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
         from rcc.net.env import proxy_env
 
         env.update(proxy_env(PROXY_PORT))
+        if policy.network.credentials:
+            net, bundle = _credentials(policy, facts, net, env, session_id)
+            if bundle:
+                mounts.append(bundle)
     if policy.network.publish or policy.network.host_services:
         net = replace(net, publish=_publish(policy), host_services=_host_services(policy, net))
     cwd = facts.cwd if _under(facts.cwd, project) else project
@@ -365,6 +382,32 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
         hidden=tuple(dict.fromkeys(p for s in policy.filesystem.hide for p in (s, facts.info(s).real) if p)),
         limits=limits,
     )
+
+
+def _credentials(
+    policy: Policy, facts: HostFacts, net: NetPlan, env: dict[str, str], session_id: str
+) -> tuple[NetPlan, Bind | None]:
+    """Credentials whose variable is set in rcc's environment: the variable holds a fresh placeholder inside
+    (never the value: it replaces whatever passthrough copied), the hosts are allowed, and TLS clients trust the
+    session CA through the bundle (written by rcc.backends._proxy.prepare_credentials before the sandbox
+    starts). A credential whose variable is not set is left out: there is nothing to inject."""
+    from rcc import paths
+    from rcc.net.credentials import new_placeholder
+
+    creds = []
+    for name, (var, hosts) in policy.network.credentials:
+        if not facts.env.get(var):
+            continue
+        creds.append(CredentialPlan(name, var, hosts, new_placeholder(name)))
+        env[var] = creds[-1].placeholder
+    if not creds:
+        return net, None
+    ca_dir = os.path.join(paths.state_dir(facts.env), "credentials", session_id or "session")
+    for v in CA_BUNDLE_VARS:
+        env[v] = CA_BUNDLE
+    hosts = tuple(h for c in creds for h in c.hosts if h not in net.allow)
+    net = replace(net, credentials=tuple(creds), ca_dir=ca_dir, allow=(*net.allow, *dict.fromkeys(hosts)))
+    return net, Bind(os.path.join(ca_dir, "ca-bundle.pem"), CA_BUNDLE, False, "credentials: CA bundle, read-only")
 
 
 def _limits(policy: Policy, facts: HostFacts) -> ResourceLimits:

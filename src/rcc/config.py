@@ -278,12 +278,48 @@ def validate(key: str, value: Any, where: str, home: str | None = None) -> Any:
             return limits.parse_cpus(value, "cpu")
         except ValueError as e:
             raise ConfigError(where, key, str(e)) from e
+    if kind == "credentials":
+        return _credentials(value, where, key)
     if kind == "ports":
         ok = isinstance(value, list) and all(type(x) is int and 1 <= x <= 65535 for x in value)
         if not ok:
             raise ConfigError(where, key, "must be a list of port numbers (1-65535)")
         return tuple(value)
     raise AssertionError(kind)
+
+
+def _credentials(value: Any, where: str, key: str) -> tuple[tuple[str, tuple[str, tuple[str, ...]]], ...]:
+    """[credentials.NAME] tables -> ((name, (env, hosts)), ...). Host names only (TLS is terminated for them:
+    a certificate names a host), normalised."""
+    import re
+
+    from rcc.net.hosts import HostError, normalize_host
+
+    if not isinstance(value, dict):
+        raise ConfigError(where, key, 'must be tables: [credentials.NAME] with env = "VAR" and hosts = [...]')
+    out = []
+    for name, spec in value.items():
+        what = f"{key}.{name}"
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name):
+            raise ConfigError(where, what, "a credential's name is 1-32 of a-z, 0-9, _ and -")
+        if not isinstance(spec, dict) or set(spec) - {"env", "hosts"} or not {"env", "hosts"} <= set(spec):
+            raise ConfigError(where, what, 'must have exactly env = "VAR" and hosts = ["host", ...]')
+        env, hosts = spec["env"], spec["hosts"]
+        if not isinstance(env, str) or not _is_env_name(env):
+            raise ConfigError(where, f"{what}.env", f"{env!r} is not a variable name")
+        if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) for h in hosts):
+            raise ConfigError(where, f"{what}.hosts", "must be a non-empty list of host names")
+        normal = []
+        for h in hosts:
+            try:
+                n = normalize_host(h)
+            except HostError as e:
+                raise ConfigError(where, f"{what}.hosts", str(e)) from e
+            if not isinstance(n, str) or "*" in h:
+                raise ConfigError(where, f"{what}.hosts", f"{h!r}: a credential needs host names (no addresses, no *)")
+            normal.append(n)
+        out.append((name, (env, tuple(dict.fromkeys(normal)))))
+    return tuple(sorted(out))
 
 
 # ---------------------------------------------------------------------------------------------- merging

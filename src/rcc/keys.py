@@ -104,6 +104,16 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
         "network.host_services",
         "host loopback ports the sandbox may reach",
     ),
+    # a credential the proxy injects for its hosts: it terminates TLS for them, so it needs trust
+    ConfigKey(
+        "credentials",
+        "credentials",
+        True,
+        "update",
+        "network.credentials",
+        '[credentials.NAME] env = "VAR", hosts = [...]: VAR holds a placeholder inside; the proxy swaps in '
+        "the real value for these hosts only",
+    ),
     ConfigKey("container.image", "image", True, "set", "container_image", "the podman/docker image"),
     # A hostile project could lift the limits that keep the host alive: changing them needs trust.
     ConfigKey("limits.memory", "memsize", True, "set", "limits.memory", "memory limit (4G, 75%, none)"),

@@ -131,6 +131,17 @@ class Publish:
 
 
 @record
+class CredentialPlan:
+    """A credential of the session (rcc.net.credentials): inside, `env` holds `placeholder`; the proxy reads the
+    real value from rcc's own environment and swaps it in for `hosts` only. The value is never in the plan."""
+
+    name: str
+    env: str
+    hosts: tuple[str, ...]
+    placeholder: str
+
+
+@record
 class NetPlan:
     """How the sandbox reaches the network. mode "none": loopback only. mode "proxy": rcc's egress proxy
     listens on 127.0.0.1:`proxy_port` inside the sandbox's own network namespace. In either mode, `publish`
@@ -146,6 +157,9 @@ class NetPlan:
     # "ask" only for a session on a terminal (not -p/--print): the proxy holds unknown hosts for `rcc watch`
     on_unknown: Literal["deny", "ask", "learn"] = "deny"  # "learn": let public hosts through, recorded
     ask_timeout: int = 60
+    credentials: tuple[CredentialPlan, ...] = ()
+    # rcc's state directory for the session CA (its 0600 key and the bundle the sandbox trusts), when credentials
+    ca_dir: str = ""
 
 
 @record

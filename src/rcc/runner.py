@@ -166,9 +166,16 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
     git_dirs = (".git", *([facts.pointer_git_dir] if facts.pointer_git_dir else []))
     removed, dir_links = sweep_git_dirs(project, git_dirs)  # left by a session rcc could not sweep after
     _report_swept(removed)
+    cleanup = None
+    if plan.net.credentials:  # the session CA: made now, removed when the session ends
+        from rcc.backends._proxy import prepare_credentials
+
+        cleanup = prepare_credentials(plan)
     try:
         return backend.run(plan)
     finally:
+        if cleanup is not None:
+            cleanup()
         _report_swept(sweep_git_dirs(project, git_dirs, dir_links)[0])
 
 

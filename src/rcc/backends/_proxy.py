@@ -151,6 +151,100 @@ class ProxyStarter:
             raise error
 
 
+CA_KEY = "ca-key.pem"  # 0600, in plan.net.ca_dir (rcc's state directory; never bound into the sandbox)
+CA_CERT = "ca-cert.pem"
+CA_BUNDLE = "ca-bundle.pem"  # the system's roots + the session CA: bound read-only at rcc.compile.CA_BUNDLE
+
+
+def credential_values(plan: Plan, env: dict[str, str] | None = None) -> dict[str, str]:
+    """name -> the real value, from rcc's own environment. Refuses (exit 78) a value that cannot go into an
+    HTTP header, before anything starts; the message names the variable, never the value."""
+    from rcc.net.credentials import value_problem
+
+    env = dict(os.environ) if env is None else env
+    out = {}
+    for c in plan.net.credentials:
+        value = env.get(c.env, "")
+        problem = value_problem(value)
+        if problem:
+            raise RccError(
+                f"credential {c.name}: ${c.env} cannot be injected: {problem}",
+                hint=f"fix ${c.env}, or remove [credentials.{c.name}] from the config",
+                code=ExitCode.CONFIG,
+            )
+        out[c.name] = value
+    return out
+
+
+def prepare_credentials(plan: Plan) -> Callable[[], None]:
+    """Before the sandbox starts: make the session CA and write, in plan.net.ca_dir (0700), its key (0600: the
+    proxy loads it) and the bundle the sandbox trusts. Returns the cleanup that removes the directory (call it
+    when the session has ended). Imports `cryptography`: only sessions with credentials pay for it."""
+    import shutil
+
+    from rcc import hostfs
+
+    credential_values(plan)
+    try:
+        from rcc.net.sessionca import SessionCA, system_bundle
+    except ImportError as e:
+        names = ", ".join(c.name for c in plan.net.credentials)
+        raise RccError(
+            f"credentials ({names}) need the Python package `cryptography` to make the session CA: {e}",
+            hint="install it (apt install python3-cryptography, or pip install 'rcc[credentials]'), or remove the "
+            "[credentials] tables",
+            code=ExitCode.DEPENDENCY,
+        ) from e
+    d = plan.net.ca_dir
+    parent = os.path.dirname(d)
+    try:
+        pfd = hostfs.open_state(os.path.dirname(parent), os.path.basename(parent))  # no links on the way
+        os.close(pfd)
+        shutil.rmtree(d, ignore_errors=True)  # a session id is random: anything here is stale
+        os.mkdir(d, 0o700)
+        ca = SessionCA.create(plan.session_id)
+        bundle = system_bundle()
+        if bundle and not bundle.endswith(b"\n"):
+            bundle += b"\n"
+        for name, data, mode in (
+            (CA_KEY, ca.key_pem(), 0o600),
+            (CA_CERT, ca.cert_pem(), 0o644),
+            (CA_BUNDLE, bundle + ca.cert_pem(), 0o644),
+        ):
+            fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+    except OSError as e:
+        shutil.rmtree(d, ignore_errors=True)
+        raise RccError(
+            f"cannot prepare the session CA in {d}: {e.strerror or e}",
+            hint="fix the permissions of rcc's state directory, or remove the [credentials] tables",
+            code=ExitCode.SETUP,
+        ) from e
+
+    def cleanup() -> None:
+        shutil.rmtree(d, ignore_errors=True)
+
+    return cleanup
+
+
+def _terminator(plan: Plan) -> Any:
+    """The proxy's terminating side for the plan's credentials (rcc.net.terminate), the CA from ca_dir."""
+    from rcc.net.credentials import Credential, CredentialSet
+    from rcc.net.sessionca import SessionCA
+    from rcc.net.terminate import Terminator
+
+    values = credential_values(plan)
+    d = plan.net.ca_dir
+    with open(os.path.join(d, CA_CERT), "rb") as f:
+        cert = f.read()
+    with open(os.path.join(d, CA_KEY), "rb") as f:
+        key = f.read()
+    ca = SessionCA.from_pem(cert, key)
+    creds = [Credential(c.name, c.env, c.hosts, c.placeholder, values[c.name]) for c in plan.net.credentials]
+    return Terminator(ca, CredentialSet(creds))
+
+
 def start_proxy(plan: Plan, listener: socket.socket, backend: str = "") -> SessionProxy:
     """Serve `listener` (inside the sandbox's network namespace) with rcc's allowlisting proxy, recording to the
     audit log, with the session's control channel (rcc.live: `rcc allow/deny` change its rules while it runs).
@@ -190,7 +284,13 @@ def start_proxy(plan: Plan, listener: socket.socket, backend: str = "") -> Sessi
         decider.asker = control.broker
     try:
         handle.proxy = EgressProxy(
-            rules, audit, plan.session_id, handle.notify, decider=decider, on_record=control.on_record
+            rules,
+            audit,
+            plan.session_id,
+            handle.notify,
+            decider=decider,
+            on_record=control.on_record,
+            terminator=_terminator(plan) if plan.net.credentials else None,
         )
     except OSError as e:  # no audit log, no network: never an unrecorded door
         raise RccError(

@@ -20,6 +20,9 @@ sockets, no clock and no event loop, so every decision path is a transcript test
             Connected ─► SendClient(200 / SOCKS5 success) + Relay(inspect)   (plain HTTP: SendUpstream(head) + Relay)
             FirstFlight ─ SNI names another host ───────────────► Notify, Close
                         └ fine ─────────────────────────────────► StartUpstream(first bytes)
+            Connected, a credential host (CONNECT/SOCKS5) ──────► SendClient(200 / success) + Inspect
+            FirstFlight ─ SNI is not exactly the host ──────────► Notify, Close
+                        └ SNI == host ──────────────────────────► Terminate ─ Terminated ─► (audit), Close
             ResolveFailed / HostAddressesFailed / ConnectFailed ► SendClient(502 / SOCKS5 code), Close
 
 Invariants:
@@ -29,6 +32,10 @@ Invariants:
 2. If any resolved address of a name is forbidden, the whole name is refused.
 3. The host is normalised once, here (hosts.normalize_host); the Decider and the audit record get that form.
 4. Every connection that got a decision ends in exactly one Audit command (on Ended).
+5. TLS is terminated (Terminate) only for a host in `terminated` (the session's credential hosts), only through
+   CONNECT or SOCKS5 (never plain HTTP: no credential over cleartext), and only when the ClientHello's SNI is
+   exactly that host (an SNI of another host, or none, is refused: a credential host's leaf is never shown
+   for another name).
 """
 
 from __future__ import annotations
@@ -107,6 +114,19 @@ class StartUpstream:
 
 
 @dataclass(frozen=True)
+class Inspect:
+    """A credential host: peek at the client's first flight (nothing relayed yet) and feed FirstFlight."""
+
+
+@dataclass(frozen=True)
+class Terminate:
+    """Terminate the client's TLS, judge and rewrite its requests, re-encrypt upstream; feed Terminated."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
 class Ask:
     """Ask mode: hold the connection and ask the Decider's asker; feed Answered."""
 
@@ -134,6 +154,8 @@ Command = (
     | SendUpstream
     | Relay
     | StartUpstream
+    | Inspect
+    | Terminate
     | Ask
     | Audit
     | Close
@@ -185,6 +207,16 @@ class Answered:
 
 
 @dataclass(frozen=True)
+class Terminated:
+    """The terminated connection ended. `refused`: a request (or the TLS setup) broke a rule; `error`: TLS to
+    either side failed; `requests`: how many went upstream."""
+
+    refused: str = ""
+    error: str = ""
+    requests: int = 0
+
+
+@dataclass(frozen=True)
 class Ended:
     bytes_up: int
     bytes_down: int
@@ -200,6 +232,7 @@ FlowEvent = (
     | ConnectFailed
     | FirstFlight
     | Answered
+    | Terminated
     | Ended
 )
 
@@ -207,8 +240,10 @@ FlowEvent = (
 
 
 class ConnectionFlow:
-    def __init__(self, decider: Decider, session: str, when: str) -> None:
+    def __init__(self, decider: Decider, session: str, when: str, terminated: frozenset[str] = frozenset()) -> None:
         self.decider, self.session, self.when = decider, session, when
+        self.terminated = terminated  # the credential hosts (normalised): TLS to them is terminated
+        self.terminating = False
         self.proto: Proto = "http"
         self.host = ""  # as written; the normalised form once the name is allowed
         self.port = 0
@@ -265,6 +300,8 @@ class ConnectionFlow:
             return self._first_flight(ev.verdict)
         if isinstance(ev, Answered):
             return self._answered(ev.decision)
+        if isinstance(ev, Terminated):
+            return self._terminated(ev)
         return self._ended(ev)
 
     # -------------------------------------------------------------------------------------------- steps
@@ -333,10 +370,15 @@ class ConnectionFlow:
             first: list[Command] = [SendUpstream(self.first_up)] if self.first_up else []
             return [*first, Relay(inspect=False)]
         ok = http1.CONNECT_OK if self.proto == "connect" else socks5.reply(socks5.SUCCEEDED)
+        if self.host in self.terminated:
+            self.terminating = True
+            return [SendClient(ok), Inspect()]
         return [SendClient(ok), Relay(inspect=True, first_up=self.first_up)]
 
     def _first_flight(self, verdict: tls.Verdict) -> list[Command]:
         """Domain fronting guard: a TLS tunnel's SNI must name the allowed host (or another allowed host)."""
+        if self.terminating:
+            return self._terminate(verdict)
         if isinstance(verdict, tls.Malformed):
             return self._deny_in_tunnel(Decision.invalid(f"unparseable TLS ClientHello ({verdict.reason})"))
         if isinstance(verdict, tls.ClientHello) and verdict.server_name is not None:
@@ -347,6 +389,36 @@ class ConnectionFlow:
             if str(sni) != self.host and not self.decider.decide(sni, self.port).allowed:
                 return self._deny_in_tunnel(Decision.invalid(f"TLS server name {sni} does not match {self.host}"))
         return [StartUpstream(self.first_up)]
+
+    def _terminate(self, verdict: tls.Verdict) -> list[Command]:
+        """A credential host: only TLS whose SNI is exactly this host is terminated; anything else is refused
+        (a tunnel to a credential host that is not TLS, or names another host, could carry the placeholder
+        past rcc's request checks, or get this host's certificate shown for another name)."""
+        if self.first_up:
+            return self._deny_in_tunnel(Decision.invalid("bytes sent with the CONNECT request to a credential host"))
+        if not isinstance(verdict, tls.ClientHello):
+            what = verdict.reason if isinstance(verdict, tls.Malformed) else "not TLS"
+            return self._deny_in_tunnel(Decision.invalid(f"a connection to a credential host must be TLS ({what})"))
+        try:
+            sni = str(normalize_host(verdict.server_name or ""))
+        except HostError:
+            sni = ""
+        if sni != self.host:
+            shown = verdict.server_name or "none"
+            why = f"TLS server name {shown} is not the credential host {self.host}"
+            return self._deny_in_tunnel(Decision.invalid(why))
+        return [Terminate(self.host, self.port)]
+
+    def _terminated(self, ev: Terminated) -> list[Command]:
+        if ev.refused:
+            d = Decision.invalid(ev.refused)
+            self._set("deny", d)
+            return [Notify(self.host, self.port, d), Close()]
+        if ev.error:
+            self.decision, self.reason = "error", ev.error
+        else:
+            self.reason = f"{self.reason}; TLS terminated for a credential ({ev.requests} request(s))"
+        return [Close()]
 
     def _ended(self, ev: Ended) -> list[Command]:
         if not self.decision:

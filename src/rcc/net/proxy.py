@@ -47,6 +47,10 @@ from rcc.net.notices import DenialNotifier, denial_message
 from rcc.net.relay import CopyBuffer, CopyDirection, Direction, Relay, SpliceDirection, Tunnel
 from rcc.net.rules import Rules
 
+TYPE_CHECKING = False  # typing costs the proxy's start an import
+if TYPE_CHECKING:  # terminate.py needs `cryptography`: imported by whoever makes a Terminator
+    from rcc.net.terminate import Terminator
+
 __all__ = ["DenialNotifier", "EgressProxy", "Relay", "Resolver", "denial_message"]
 
 RECV = 64 * 1024  # handshake reads
@@ -91,6 +95,7 @@ class EgressProxy:
         resolver: Resolver | None = None,
         decider: Decider | None = None,
         on_record: Callable[[AuditRecord], None] | None = None,
+        terminator: Terminator | None = None,
     ) -> None:
         # The decision point: rules compiled once (compile_rules) before this; `decider` replaces it entirely.
         self.decider: Decider = decider if decider is not None else RuleDecider(rules)
@@ -107,6 +112,9 @@ class EgressProxy:
         self.relay: Relay = relay
         self._resolver = resolver
         self._on_record = on_record  # each connection's record, before the budget (live counters: rcc.live)
+        # credentials (terminate.py): TLS to these hosts is terminated and their placeholders swapped
+        self._terminator = terminator
+        self._terminated = terminator.hosts() if terminator is not None else frozenset()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -251,7 +259,7 @@ class EgressProxy:
                 return
             if ev is None:
                 return
-            f = flow.ConnectionFlow(self.decider, self.session, when)
+            f = flow.ConnectionFlow(self.decider, self.session, when, self._terminated)
             commands = deque(f.start(ev))
             while commands:
                 cmd = commands.popleft()
@@ -308,6 +316,11 @@ class EgressProxy:
             return await self._start_relay(cmd, conn)
         elif isinstance(cmd, flow.StartUpstream):
             await self._finish_relay(cmd.first_up, conn)
+        elif isinstance(cmd, flow.Inspect):
+            never: asyncio.Future[None] = loop.create_future()
+            return flow.FirstFlight(await self._first_flight(conn.client, b"", never))
+        elif isinstance(cmd, flow.Terminate):
+            return await self._terminate(cmd, conn)
         elif isinstance(cmd, flow.Ask):
             asker = self.decider.asker
             assert asker is not None
@@ -373,6 +386,31 @@ class EgressProxy:
             conn.up += len(first_up)
         tunnel.up.start()
         await tunnel.done
+
+    async def _terminate(self, cmd: flow.Terminate, conn: _Connection) -> flow.Terminated:
+        """A credential host: terminate.py serves the connection (TLS both ways, every request judged)."""
+        assert self._terminator is not None and conn.upstream is not None
+        host, port = cmd.host, cmd.port
+
+        def on_request(line: str, used: tuple[str, ...]) -> None:  # one audit record per request sent upstream
+            what = f"credential {', '.join(used)} injected" if used else "no credential in it"
+            rule = f"credential:{','.join(used)}" if used else ""
+            self._budget.record(
+                AuditRecord(utc_now(), self.session, "https", host, port, "", "allow", rule, f"{line} ({what})")
+            )
+
+        out = await self._terminator.serve(
+            client=conn.client,
+            upstream=conn.upstream,
+            host=host,
+            port=port,
+            on_request=on_request,
+            notify=self._denied.emit,
+            idle_timeout=self.idle_timeout,
+        )
+        conn.up += out.up
+        conn.down += out.down
+        return flow.Terminated(out.refused, out.error, out.requests)
 
     async def _handshake(self, client: socket.socket) -> flow.HandshakeEvent | None:
         loop = asyncio.get_running_loop()
