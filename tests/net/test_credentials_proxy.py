@@ -131,21 +131,29 @@ def tunnel(rp: RunningProxy, host: str, port: int, cafile: str, sni: str | None 
     return ctx.wrap_socket(s, server_hostname=sni or host)
 
 
+def read_responses(s: ssl.SSLSocket, n: int = 1) -> list[bytes]:
+    """`n` responses (each with a Content-Length), read with one buffer: pipelined answers may share a read."""
+    buf, out = b"", []
+    while len(out) < n:
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            if not d:
+                return [*out, buf]
+            buf += d
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        while len(rest) < length:
+            d = s.recv(65536)
+            if not d:
+                break
+            rest += d
+        out.append(head + b"\r\n\r\n" + rest[:length])
+        buf = rest[length:]
+    return out
+
+
 def read_response(s: ssl.SSLSocket) -> bytes:
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        d = s.recv(65536)
-        if not d:
-            return buf
-        buf += d
-    head, _, body = buf.partition(b"\r\n\r\n")
-    n = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
-    while len(body) < n:
-        d = s.recv(65536)
-        if not d:
-            break
-        body += d
-    return head + b"\r\n\r\n" + body
+    return read_responses(s, 1)[0]
 
 
 def req(host: str, port: int, *headers: str, method: str = "GET", path: str = "/v1/messages") -> bytes:
@@ -193,7 +201,7 @@ def test_keepalive_and_pipelined_requests_each_swapped(cred_proxy: CredProxy, or
         body = b'{"a": 1}'
         post = req(HOST, origin.port, f"x-api-key: {ph}", f"Content-Length: {len(body)}", method="POST") + body
         s.sendall(post + req(HOST, origin.port, f"x-api-key: {ph}", path="/second"))
-        a, b = read_response(s), read_response(s)
+        a, b = read_responses(s, 2)
     assert a.startswith(b"HTTP/1.1 200") and b.startswith(b"HTTP/1.1 200")
     assert a.endswith(body)
     assert [h.split(b"\r\n")[0] for h in origin.heads[-2:]] == [b"POST /v1/messages HTTP/1.1", b"GET /second HTTP/1.1"]
