@@ -255,9 +255,29 @@ def test_rcc_claude_dry_run_plan(tmp_path: Path) -> None:
     assert runs[0][0].startswith(f"{real_home}/.local/state/rcc/agents/claude/run/")
     assert not os.path.exists(runs[0][0]), "a dry run leaves no session state behind"
     assert set(plan["net"]["allow"]) >= {"api.anthropic.com", "platform.claude.com", "pypi.org"}
-    assert plan["env"]["ANTHROPIC_API_KEY"] == "k" and plan["env"]["IS_SANDBOX"] == "1"
+    # the key is a credential by default: a placeholder inside, the proxy adds the key for api.anthropic.com
+    assert plan["env"]["ANTHROPIC_API_KEY"].startswith("rcc-cred-anthropic-") and plan["env"]["IS_SANDBOX"] == "1"
+    assert [(c["name"], c["env"], c["hosts"]) for c in plan["net"]["credentials"]] == [
+        ("anthropic", "ANTHROPIC_API_KEY", ["api.anthropic.com"])
+    ]
     assert "SECRET_TOKEN" not in plan["env"] and "AWS_SECRET_ACCESS_KEY" not in plan["env"]
     assert plan["env"]["CLAUDE_CONFIG_DIR"] == f"{real_home}/.claude"
+    # --pass-api-key: the key itself, as before credentials
+    r = _rcc(["claude", "--dry-run", "--pass-api-key", "-p", "hi"], env, tmp_path / "proj")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["env"]["ANTHROPIC_API_KEY"] == "k" and plan["net"]["credentials"] == []
+    # an https ANTHROPIC_BASE_URL: the credential is for that host; a plain-http one: no credential (never over
+    # cleartext), the key as before
+    for base, hosts in (("https://gw.example:8443/v1", ["gw.example"]), ("http://api.test:8080", None)):
+        r = _rcc(["claude", "--dry-run", "-p", "hi"], {**env, "ANTHROPIC_BASE_URL": base}, tmp_path / "proj")
+        assert r.returncode == 0, r.stderr
+        plan = json.loads(r.stdout)
+        if hosts is None:
+            assert plan["env"]["ANTHROPIC_API_KEY"] == "k" and plan["net"]["credentials"] == []
+        else:
+            assert [c["hosts"] for c in plan["net"]["credentials"]] == [hosts]
+            assert plan["env"]["ANTHROPIC_API_KEY"].startswith("rcc-cred-anthropic-")
 
 
 def test_rcc_shell_with_agent_puts_agent_on_path(tmp_path: Path) -> None:

@@ -160,3 +160,22 @@ def test_rcc_run_without_credentials_never_imports_cryptography(env: dict[str, s
     user_file(env, USER)
     loaded = _imports_of_a_run(tmp_path, env, {"GITHUB_TOKEN": "ghp_x"})
     assert "cryptography" in loaded and "rcc.net.sessionca" in loaded
+
+
+def test_policy_show_lists_credentials_by_name_env_and_hosts_never_values(env: dict[str, str], project: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    user_file(env, USER)
+    run_env = {
+        "PATH": os.environ["PATH"],
+        **env,
+        "GITHUB_TOKEN": "ghp_secretvalue",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    r = subprocess.run([sys.executable, "-m", "rcc", "policy", "show", "--project", str(project)],
+                       env=run_env, capture_output=True, text=True, check=False)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "  github: env GITHUB_TOKEN, hosts api.github.com, github.com" in r.stdout
+    assert "ghp_secretvalue" not in r.stdout

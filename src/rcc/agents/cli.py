@@ -1,7 +1,7 @@
 """`rcc claude|codex|gemini|aider [OPTIONS] [--] [AGENT ARGS...]` and `rcc shell [OPTIONS] [--agent NAME]`.
 
 rcc's own options come first (the same as `rcc run`); the first unknown argument, or whatever follows `--`,
-goes to the agent. Agent-only options: --import-settings.
+goes to the agent. Agent-only options: --import-settings, --pass-api-key.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from rcc.errors import UsageError
 if TYPE_CHECKING:
     from rcc.agents.state import AgentRun
     from rcc.compile import Session
+    from rcc.config import Layer
     from rcc.runner import RunOptions
 
-AGENT_FLAGS = frozenset({"--import-settings", "--rcc-help"})
+AGENT_FLAGS = frozenset({"--import-settings", "--pass-api-key", "--rcc-help"})
 
 AGENT_HELP = """\
 usage: rcc AGENT [OPTIONS] [--] [AGENT ARGS...]      AGENT: claude, codex, gemini, aider
@@ -32,6 +33,8 @@ agent options:
   --import-settings    copy your settings (e.g. ~/.claude/settings.json, CLAUDE.md, commands, agents) into rcc's
                        settings for this agent first; never credentials or history. Each session starts from
                        a fresh copy of them: only the login (and this project's history) carries over
+  --pass-api-key       claude: put ANTHROPIC_API_KEY itself into the sandbox, as before [credentials]; by default
+                       the sandbox gets a placeholder and rcc's proxy adds the key for the API host only
   --rcc-help           this help
   and every `rcc run` option: --allow, --deny, --resolve, --no-network, --ro, --rw, --hide, --env, --project,
   --backend, --dry-run (see `rcc run --help`)
@@ -107,12 +110,47 @@ def build_session(
     return session, run
 
 
-def _run_agent_session(opts: RunOptions, session: Session, run: AgentRun) -> int:
+def default_credentials(name: str, opts: RunOptions, env: Mapping[str, str]) -> tuple[Layer, ...]:
+    """`rcc claude` with ANTHROPIC_API_KEY set: [credentials.anthropic] for api.anthropic.com (or the host of an
+    https ANTHROPIC_BASE_URL), a layer below the user's config (which may redefine it). Left out with
+    --pass-api-key, for a plain-http base URL (rcc never injects over cleartext), and, with a note, when the
+    `cryptography` package is missing (the key then goes in as it always did)."""
+    from rcc.config import Contribution, Layer, validate
+
+    if name != "claude" or "--pass-api-key" in opts.extra or not env.get("ANTHROPIC_API_KEY"):
+        return ()
+    host = "api.anthropic.com"
+    base = env.get("ANTHROPIC_BASE_URL", "")
+    if base:
+        from urllib.parse import urlsplit
+
+        try:
+            u = urlsplit(base)
+            hostname = u.hostname or ""
+        except ValueError:
+            return ()
+        if u.scheme != "https" or not hostname:
+            return ()
+        host = hostname
+    import importlib.util
+
+    if importlib.util.find_spec("cryptography") is None:
+        sys.stderr.write(
+            "rcc: note: ANTHROPIC_API_KEY goes into the sandbox as it is: keeping it out needs the Python package "
+            "`cryptography` (apt install python3-cryptography, or pip install 'rcc[credentials]')\n"
+        )
+        return ()
+    spec = {"anthropic": {"env": "ANTHROPIC_API_KEY", "hosts": [host]}}
+    value = validate("credentials", spec, f"agent:{name}")
+    return (Layer(f"agent:{name}", (Contribution("credentials", value, f"agent:{name}"),)),)
+
+
+def _run_agent_session(opts: RunOptions, session: Session, run: AgentRun, layers: tuple[Layer, ...] = ()) -> int:
     from rcc.agents import state
     from rcc.runner import run_session
 
     try:
-        return run_session(opts, session)
+        return run_session(opts, session, layers)
     finally:
         state.finish(run)
 
@@ -125,7 +163,7 @@ def agent_command(name: str, argv: list[str]) -> int:
         sys.stdout.write(AGENT_HELP)
         return 0
     session, run = build_session(name, opts, cmd, os.environ, interactive=sys.stdin.isatty())
-    return _run_agent_session(opts, session, run)
+    return _run_agent_session(opts, session, run, default_credentials(name, opts, os.environ))
 
 
 def _pop_agent(argv: list[str]) -> tuple[str, list[str]]:

@@ -42,6 +42,11 @@ AGENT_OPTIONS: tuple[Option, ...] = (
         "",
         "copy your settings (e.g. ~/.claude/settings.json, CLAUDE.md) into rcc's settings for this agent first",
     ),
+    Option(
+        "--pass-api-key",
+        "",
+        "claude: ANTHROPIC_API_KEY itself goes into the sandbox (default: a placeholder rcc's proxy swaps)",
+    ),
     Option("--rcc-help", "", "rcc's help for the agent commands"),
     *(o for o in RUN_OPTIONS if o.flag not in ("-h", "--help")),
 )

@@ -66,9 +66,16 @@ def command(argv: list[str]) -> int:
     for table in (t for t in TABLES if t in pol):  # [container] shows as container_image below
         out.append(f"[{table}]")
         for k, v in pol[table].items():
+            if (table, k) == ("network", "credentials"):
+                continue  # its own section below
             out.append(f"  {k} = {show_value(tuple(map(_tup, v)) if isinstance(v, list) else v)}")
             for s in sources.get(f"{table}.{k}", []):
                 out.append(f"      + {show_value(_tup(s['value']))}  ({s['source']})")
+    out.append("[credentials]  (inside, the variable holds a placeholder; the proxy adds the value for these hosts)")
+    for name, (var, hosts) in eff.policy.network.credentials:
+        out.append(f"  {name}: env {var}, hosts {', '.join(hosts)}")
+    for s in sources.get("credentials", []):
+        out.append(f"      + {', '.join(n for n, _ in s['value'])}  ({s['source']})")
     out.append(f"backend = {eff.policy.backend!r}")
     for s in sources.get("backend", []):
         out.append(f"      ({s['source']})")
