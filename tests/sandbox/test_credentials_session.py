@@ -1,7 +1,7 @@
-"""Credentials through a real `rcc run` session (the escape suite's worlds: root and rccuser): the variable holds
-a placeholder inside, curl inside uses it against a credential host (a test host serving HTTPS with a test CA,
-which rcc's own upstream check trusts through SSL_CERT_FILE in rcc's environment), and the host receives the
-real value. While the session runs, everything the sandbox can read is searched for the real value and for the
+"""Credentials through a real `rcc run` session on every backend (the escape suite's worlds: bwrap and podman as
+root and as rccuser, docker): the variable holds a placeholder inside, curl inside uses it against a credential
+host (a test host serving HTTPS with a test CA, which rcc's own upstream check trusts through SSL_CERT_FILE in
+rcc's environment), and the host receives the real value. While the session runs, everything the sandbox can read is searched for the real value and for the
 session CA's key: neither is there.
 """
 
@@ -17,11 +17,7 @@ import pytest
 from escape_world import World
 from testhosts import TestCA, TestHost, test_ca, testhost  # noqa: F401  (the fixtures)
 
-pytestmark = [
-    pytest.mark.sandbox,
-    pytest.mark.netns,
-    pytest.mark.backends("bwrap", why="credentials on the container backends are tested in tests/container"),
-]
+pytestmark = [pytest.mark.sandbox, pytest.mark.netns]
 
 HOST = "api.cred.test"
 REAL = "sk-real-0e5b2c9d7a41f3866d0c"
