@@ -1,8 +1,8 @@
 """Credentials through a real `rcc run` session on every backend (the escape suite's worlds: bwrap and podman as
 root and as rccuser, docker): the variable holds a placeholder inside, curl inside uses it against a credential
 host (a test host serving HTTPS with a test CA, which rcc's own upstream check trusts through SSL_CERT_FILE in
-rcc's environment), and the host receives the real value. While the session runs, everything the sandbox can read is searched for the real value and for the
-session CA's key: neither is there.
+rcc's environment), and the host receives the real value. While the session runs, everything the sandbox can
+read is searched for the real value and for the session CA's key: neither is there.
 """
 
 from __future__ import annotations
