@@ -35,7 +35,7 @@ from rcc.plan import (
     Tmpfs,
 )
 from rcc.policy import Policy
-from rcc.probe import NIXOS_CURRENT_SYSTEM, SYSTEM_ENTRIES, HostFacts
+from rcc.probe import COMMON_MAIN_STATE, LINKED_GIT_PROTECTED, NIXOS_CURRENT_SYSTEM, SYSTEM_ENTRIES, HostFacts
 from rcc.record import record, replace
 
 TYPE_CHECKING = False  # typing costs `rcc run` an import; mypy still sees the block
@@ -210,6 +210,73 @@ def _protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Pl
     return mounts, list(placeholders.values())
 
 
+def _linked_git_binds(policy: Policy, facts: HostFacts) -> list[MountOp]:
+    """A project that is a linked worktree (or has its git dir elsewhere) gets its repository: the common git
+    dir at its own path, writable (objects, refs, packed-refs, logs: what commit, branch and tag write) and bound
+    onto itself so it cannot be renamed away; the worktree's own git dir is bound later, over the read-only
+    `worktrees/`. Only the git dir is bound: nothing of the main repository's working tree is visible."""
+    git_dir, common = facts.linked_git_dir, facts.git_common_dir
+    if not git_dir:
+        return []
+    for d in (git_dir, common):
+        if not os.path.isabs(d) or d == "/" or _under(facts.home, d) or _under(facts.home_logical, d):
+            raise RccError(
+                f"the project's .git points to {d}, which would expose the whole home directory or filesystem",
+                hint="repair the pointer (`git worktree repair` in the main repository)",
+                code=ExitCode.PROJECT,
+            )
+        if _under(facts.project, d) or _under(d, facts.project):
+            raise RccError(
+                f"the project's git directory {d} and the project {facts.project} contain one another",
+                hint="use the main repository (or a worktree outside its git directory) as the project",
+                code=ExitCode.PROJECT,
+            )
+        for secret in policy.filesystem.hide:
+            if _under(d, secret) or _under(d, facts.info(secret).real or secret):
+                raise RccError(
+                    f"the project's git directory {d} is inside hidden path {secret}",
+                    hint="move the repository out of the hidden path, or run rcc on another project",
+                    code=ExitCode.PROJECT,
+                )
+    return [Bind(common, common, True, "git: the common git dir (a linked worktree's repository), pinned")]
+
+
+def _linked_git_protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Placeholder]]:
+    """Today's `.git` protections, in the common dir and the worktree's git dir: hooks, config, info, modules,
+    commondir, worktrees (so `git worktree add` inside is refused: it would write a new worktrees/NAME and a
+    directory outside the project) read-only, placeholders where missing; the main working tree's HEAD and index
+    read-only; then the worktree's git dir writable (HEAD, index, logs) but for its `commondir` and `gitdir`
+    pointers (rewritten, they redirect the host's git in this worktree, or in the main repository's
+    `git worktree` commands, to a directory the agent fills) and `config.worktree`."""
+    git_dir, common = facts.linked_git_dir, facts.git_common_dir
+    if not git_dir:
+        return [], []
+    mounts: list[MountOp] = []
+    placeholders: list[Placeholder] = []
+
+    def protect(base: str, rel: str, why: str, placeholder: bool = True) -> None:
+        path = os.path.join(base, rel)
+        info = facts.info(path)
+        if info.kind == "symlink":
+            _refuse_protected_symlink(path, info.link)
+        if info.kind == "missing":
+            if not placeholder:
+                return
+            is_dir = f".git/{rel}" in _DIR_PLACEHOLDERS
+            placeholders.append(Placeholder(path, is_dir, ".\n" if rel == "commondir" else ""))
+        mounts.append(Bind(path, path, False, f"never writable: {why}"))
+
+    for rel in dict.fromkeys(r[len(".git/") :] for r in policy.filesystem.protect if r.startswith(".git/")):
+        protect(common, rel, f"git common dir {rel}")
+    if git_dir != common:
+        for rel in COMMON_MAIN_STATE:
+            protect(common, rel, f"the main working tree's {rel}", placeholder=False)
+        mounts.append(Bind(git_dir, git_dir, True, "git: this worktree's git dir (HEAD, index, logs), pinned"))
+        for rel in LINKED_GIT_PROTECTED:
+            protect(git_dir, rel, f"worktree git dir {rel}")
+    return mounts, placeholders
+
+
 def _refuse_protected_symlink(path: str, link: str) -> NoReturn:
     """A mount covers a symlink's target, never the link: the agent could unlink it (its directory is the
     writable project) and create the real file (.envrc, .git/hooks, ...) for the host to run. So refuse."""
@@ -298,19 +365,23 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
     for p in policy.filesystem.read_write:
         bind_existing(p, True, "policy: read_write")
     mounts.append(Bind(project, project, True, "the project"))
+    mounts += _linked_git_binds(policy, facts)
     mounts += session.binds
     _refuse_writable_rcc_state(facts, [m for m in mounts if isinstance(m, Bind) and m.writable])
     mounts += _masks(policy, facts, [m for m in mounts if isinstance(m, Bind)])
 
     prot_mounts, placeholders = _protected(policy, facts)
     mounts += prot_mounts
+    linked_mounts, linked_placeholders = _linked_git_protected(policy, facts)
+    mounts += linked_mounts
+    placeholders += linked_placeholders
     git_config = list(facts.git_identity)
     excludes = [
         "/" + os.path.relpath(p.path, project)
         for p in placeholders
-        if not p.is_dir and not _under(p.path, os.path.join(project, ".git"))
+        if not p.is_dir and _under(p.path, project) and not _under(p.path, os.path.join(project, ".git"))
     ]
-    if excludes and facts.info(os.path.join(project, ".git")).kind == "dir":
+    if excludes and (facts.info(os.path.join(project, ".git")).kind == "dir" or facts.linked_git_dir):
         # Placeholders must not be committed by `git add -A` inside (they vanish after the run, and the host
         # would see them deleted): list them in an excludes file that only the sandbox's git reads.
         mounts.append(FileData(GIT_EXCLUDES, "\n".join(excludes) + "\n", "git: ignore rcc's placeholders"))
@@ -381,6 +452,8 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
         devices_dir=devices_dir,
         hidden=tuple(dict.fromkeys(p for s in policy.filesystem.hide for p in (s, facts.info(s).real) if p)),
         limits=limits,
+        placeholder_anchors=_placeholder_anchors(facts),
+        git_dirs=_swept_git_dirs(facts),
     )
 
 
@@ -408,6 +481,22 @@ def _credentials(
     hosts = tuple(h for c in creds for h in c.hosts if h not in net.allow)
     net = replace(net, credentials=tuple(creds), ca_dir=ca_dir, allow=(*net.allow, *dict.fromkeys(hosts)))
     return net, Bind(os.path.join(ca_dir, "ca-bundle.pem"), CA_BUNDLE, False, "credentials: CA bundle, read-only")
+
+
+def _placeholder_anchors(facts: HostFacts) -> tuple[str, ...]:
+    if not facts.linked_git_dir:
+        return ()
+    anchors = [facts.git_anchor]
+    if not _under(facts.linked_git_dir, facts.git_anchor):
+        anchors.append(facts.linked_git_dir)  # a worktree git dir elsewhere: only this worktree's sessions use it
+    return tuple(anchors)
+
+
+def _swept_git_dirs(facts: HostFacts) -> tuple[str, ...]:
+    if not facts.linked_git_dir:
+        return ()
+    common, git_dir = facts.git_common_dir, facts.linked_git_dir
+    return (common,) if _under(git_dir, common) else (common, git_dir)
 
 
 def _limits(policy: Policy, facts: HostFacts) -> ResourceLimits:

@@ -104,7 +104,7 @@ class DevNode:
 class Placeholder:
     """An empty host file/dir that takes a missing protected name for the session."""
 
-    path: str  # absolute host path inside the project
+    path: str  # absolute host path inside the project (or a placeholder anchor: Plan.placeholder_anchors)
     is_dir: bool
     content: str = ""  # for files
 
@@ -202,6 +202,11 @@ class Plan:
     # empty); a backend that filters the host's own view (seatbelt) denies each of these.
     hidden: tuple[str, ...] = ()
     limits: ResourceLimits = field(default_factory=ResourceLimits)
+    # Directories besides the project below which placeholders are made and recorded (a linked worktree's main
+    # repository, whose ledger its own sessions share); a placeholder belongs to the first that contains it.
+    placeholder_anchors: tuple[str, ...] = ()
+    # A linked worktree's git dirs (outside the project), swept like `.git` at the start and end of a session.
+    git_dirs: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         import json  # only --dry-run prints a plan: `rcc run` does not pay for the import
@@ -235,5 +240,7 @@ class Plan:
             "notices": list(self.notices),
             "session_id": self.session_id,
             "limits": asdict(self.limits),
+            "placeholder_anchors": list(self.placeholder_anchors),
+            "git_dirs": list(self.git_dirs),
         }
         return json.dumps(doc, indent=2)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from rcc.record import field, record
 
@@ -63,6 +63,12 @@ class HostFacts:
     submodules: tuple[str, ...] = ()  # project-relative submodule paths declared in .gitmodules
     hooks_path: str = ""  # git's core.hooksPath when it lies inside the project (project-relative)
     pointer_git_dir: str = ""  # `.git` is a file whose `gitdir:` lies inside the project (project-relative)
+    # `.git` is a pointer file to a git dir outside the project (a linked worktree, or --separate-git-dir): that git
+    # dir, the common dir it names (the same for --separate-git-dir), and the directory whose placeholder ledger
+    # the common dir's placeholders join (the main working tree, or a bare common dir itself). All "" otherwise.
+    linked_git_dir: str = ""
+    git_common_dir: str = ""
+    git_anchor: str = ""
     owned_devices: tuple[tuple[str, int, int], ...] = ()  # (path, st_rdev, mode) of DEVICE_NODES root owns
     memory_total: int = 0  # physical memory in bytes (0: unknown), for limits given as a percentage
 
@@ -145,8 +151,11 @@ def probe(
     wanted.update(interesting)
     real_project = os.path.realpath(project)
     submodules = submodule_paths(real_project)
-    hooks = hooks_path(real_project, os.path.realpath(home_logical), env)
     pointed = pointer_git_dir(real_project)
+    linked, common = ("", "") if pointed else linked_git_dirs(real_project)
+    hooks = hooks_path(real_project, os.path.realpath(home_logical), env, common)
+    if linked:
+        wanted.update(linked_git_candidates(linked, common, interesting_git_entries(interesting, real_project)))
     if pointed:
         wanted.update(protected_candidates(real_project, [pointed, f"{pointed}/hooks", f"{pointed}/config"]))
         wanted.update(
@@ -169,6 +178,9 @@ def probe(
         submodules=submodules,
         hooks_path=hooks,
         pointer_git_dir=pointed,
+        linked_git_dir=linked,
+        git_common_dir=common,
+        git_anchor=git_anchor(common),
         owned_devices=owned_device_nodes(uid),
         memory_total=_physical_memory(),
     )
@@ -205,25 +217,101 @@ def interesting_git_entries(interesting: Iterable[str], project: str) -> list[st
     return [os.path.relpath(p, project) for p in interesting if p.startswith(prefix)]
 
 
+def _read_small(path: str) -> str | None:
+    """The first line of a small regular file, not following a symlink at its last component (and never
+    blocking on a fifo); None when it is anything else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, 4096).decode("utf-8", "replace").split("\n", 1)[0].rstrip("\r")
+    finally:
+        os.close(fd)
+
+
+def _pointer_target(project: str) -> str:
+    """The resolved `gitdir:` of a `.git` pointer file ("" when `.git` is a directory, missing or no pointer)."""
+    first = _read_small(os.path.join(project, ".git"))
+    if not first or not first.startswith("gitdir:"):
+        return ""
+    return os.path.realpath(os.path.join(project, first[len("gitdir:") :].strip()))
+
+
 def pointer_git_dir(project: str) -> str:
     """When `.git` is a pointer file (`gitdir: X`, --separate-git-dir, worktrees) and X lies inside the project,
     X relative to the project: its hooks and config are then project files, to protect like `.git/...`."""
-    import stat as stat_mod
-
-    try:
-        fd = os.open(os.path.join(project, ".git"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return ""
-    try:
-        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
-            return ""  # the usual case: .git is a directory
-        first = os.read(fd, 4096).decode("utf-8", "replace").split("\n", 1)[0]
-    finally:
-        os.close(fd)
-    if not first.startswith("gitdir:"):
-        return ""
-    target = os.path.realpath(os.path.join(project, first[len("gitdir:") :].strip()))
+    target = _pointer_target(project)
     return os.path.relpath(target, project) if target.startswith(project + "/") else ""
+
+
+def _is_kind(path: str, test: Callable[[int], bool]) -> bool:
+    try:
+        return test(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def linked_git_dirs(project: str) -> tuple[str, str]:
+    """(git dir, common dir) when `.git` is a pointer file to a git dir outside the project: a linked worktree
+    (`git worktree add`: the git dir is MAIN/.git/worktrees/NAME, its `commondir` names MAIN/.git), a submodule
+    (MAIN/.git/modules/NAME) or a --separate-git-dir (no `commondir`: the git dir is its own common dir).
+    ("", "") unless the layout is what git itself made: the git dir has HEAD, the common dir objects/ and refs/,
+    and the git dir points back at this project (a worktree's `gitdir` file names this very `.git`, a submodule's
+    core.worktree this directory), so a `.git` file shipped in a tarball cannot make rcc bind another repository's
+    git dir writable."""
+    git_dir = _pointer_target(project)
+    if not git_dir or git_dir == project or git_dir.startswith(project + "/"):
+        return "", ""
+    if not _is_kind(git_dir, stat.S_ISDIR) or not _is_kind(os.path.join(git_dir, "HEAD"), stat.S_ISREG):
+        return "", ""
+    common = git_dir
+    pointer = _read_small(os.path.join(git_dir, "commondir"))
+    if pointer is not None:
+        common = os.path.realpath(os.path.join(git_dir, pointer.strip()))
+        back = _read_small(os.path.join(git_dir, "gitdir"))
+        if back is None or os.path.realpath(os.path.join(git_dir, back.strip())) != os.path.join(project, ".git"):
+            return "", ""
+    elif os.path.lexists(os.path.join(git_dir, "commondir")):
+        return "", ""  # a commondir that is not a plain file (a link, a fifo): not git's own layout
+    else:
+        # A submodule's git dir (MAIN/.git/modules/NAME) names its working tree in core.worktree; so can a
+        # --separate-git-dir (`git config core.worktree DIR`): without it, nothing shows the dir is this project's.
+        tree = _git_config_value(os.path.join(git_dir, "config"), "core", "worktree")
+        if not tree or os.path.realpath(os.path.join(git_dir, tree)) != project:
+            return "", ""
+    if not all(_is_kind(os.path.join(common, d), stat.S_ISDIR) for d in ("objects", "refs")):
+        return "", ""
+    return git_dir, common
+
+
+def git_anchor(common: str) -> str:
+    """Where the common dir's placeholders are anchored and recorded: the main working tree when the common dir
+    is its `.git` (so sessions of the main repository and of its worktrees share one ledger: no session removes
+    a placeholder another still has bound), else the common dir itself (a bare repository)."""
+    if not common:
+        return ""
+    main, base = os.path.split(common)
+    return main if base == ".git" and main != "/" else common
+
+
+# Per-worktree files git would read as config or as a redirect; everything else in a worktree's git dir is
+# state (HEAD, index, logs, per-worktree refs) the session's git writes.
+LINKED_GIT_PROTECTED = ("commondir", "gitdir", "config.worktree", "modules")
+# The main working tree's own state in the common dir: a worktree session's git never writes them.
+COMMON_MAIN_STATE = ("HEAD", "index")
+
+
+def linked_git_candidates(git_dir: str, common: str, git_entries: Iterable[str]) -> list[str]:
+    """The paths compile.py looks at for a linked git dir: both dirs, the protected `.git/...` entries
+    (project-relative, as in the policy) in the common dir, the main tree's state and the git dir's own."""
+    out = [git_dir, common, *(os.path.join(common, e) for e in COMMON_MAIN_STATE)]
+    out += [os.path.join(common, r[len(".git/") :]) for r in git_entries]
+    if git_dir != common:
+        out += [os.path.join(git_dir, e) for e in LINKED_GIT_PROTECTED]
+    return out
 
 
 def _git_config_value(path: str, section: str, key: str) -> str | None:
@@ -246,11 +334,13 @@ def _git_config_value(path: str, section: str, key: str) -> str | None:
     return value
 
 
-def hooks_path(project: str, home: str, env: Mapping[str, str]) -> str:
+def hooks_path(project: str, home: str, env: Mapping[str, str], common: str = "") -> str:
     """core.hooksPath (repository config first, then the user's) when it points inside the project: those hook
-    files are project files, and the host's next `git commit` runs them (.githooks, husky's .husky/_)."""
+    files are project files, and the host's next `git commit` runs them (.githooks, husky's .husky/_).
+    `common`: a linked worktree's common dir, whose config is the repository's."""
     xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-    for cfg in (os.path.join(project, ".git", "config"), os.path.join(home, ".gitconfig"), f"{xdg}/git/config"):
+    repo_config = os.path.join(common or os.path.join(project, ".git"), "config")
+    for cfg in (repo_config, os.path.join(home, ".gitconfig"), f"{xdg}/git/config"):
         value = _git_config_value(cfg, "core", "hookspath")
         if not value:
             continue

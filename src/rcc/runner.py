@@ -163,9 +163,16 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
         return 0
     from rcc.gitsweep import sweep_git_dirs
 
-    git_dirs = (".git", *([facts.pointer_git_dir] if facts.pointer_git_dir else []))
-    removed, dir_links = sweep_git_dirs(project, git_dirs)  # left by a session rcc could not sweep after
-    _report_swept(removed)
+    # (anchor, git dirs relative to it): the project's own, and a linked worktree's common and own git dirs
+    # (each anchored at its parent, shown by its full path)
+    own = (".git", facts.pointer_git_dir) if facts.pointer_git_dir else (".git",)
+    groups: list[tuple[str, tuple[str, ...]]] = [(project, own)]
+    groups += [(os.path.dirname(d), (os.path.basename(d),)) for d in plan.git_dirs]
+    kept = []
+    for anchor, rels in groups:  # left by a session rcc could not sweep after
+        removed, dir_links = sweep_git_dirs(anchor, rels)
+        _report_swept(_shown(project, anchor, removed))
+        kept.append(dir_links)
     cleanup = None
     if plan.net.credentials:  # the session CA: made now, removed when the session ends
         from rcc.backends._proxy import prepare_credentials
@@ -176,7 +183,13 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
     finally:
         if cleanup is not None:
             cleanup()
-        _report_swept(sweep_git_dirs(project, git_dirs, dir_links)[0])
+        for (anchor, rels), dir_links in zip(groups, kept, strict=True):
+            removed = sweep_git_dirs(anchor, rels, dir_links)[0]
+            _report_swept(_shown(project, anchor, removed))
+
+
+def _shown(project: str, anchor: str, removed: list[str]) -> list[str]:
+    return removed if anchor == project else [os.path.join(anchor, p) for p in removed]
 
 
 def _report_swept(removed: list[str]) -> None:

@@ -198,15 +198,34 @@ def make_placeholders(placeholders: tuple[Placeholder, ...], project: str) -> li
 
 @contextlib.contextmanager
 def project_placeholders(plan: Plan) -> Any:
-    """Create the plan's placeholders and record them in the project's ledger; hold the project's in-use lock
-    shared while the session runs; on exit remove every recorded placeholder if this is the last session."""
+    """For the project and each of the plan's placeholder anchors (a linked worktree's main repository):
+    create the plan's placeholders below it and record them in its ledger; hold its in-use lock shared while
+    the session runs (also where this session made none: it may have bound another session's); on exit remove
+    every recorded placeholder of an anchor if this is its last session."""
+    anchors = (plan.project, *plan.placeholder_anchors)
+    with contextlib.ExitStack() as stack:
+        for anchor in anchors:
+            mine = tuple(p for p in plan.placeholders if _anchor_of(p.path, anchors) == anchor)
+            stack.enter_context(_anchor_placeholders(anchor, mine))
+        yield
+
+
+def _anchor_of(path: str, anchors: tuple[str, ...]) -> str:
+    for a in anchors:
+        if path.startswith(a.rstrip("/") + "/"):
+            return a
+    raise RccError(f"internal: placeholder {path} is under none of {anchors}", code=ExitCode.INTERNAL)
+
+
+@contextlib.contextmanager
+def _anchor_placeholders(anchor: str, placeholders: tuple[Placeholder, ...]) -> Any:
     import fcntl
 
-    ledger, in_use = _project_lock(plan.project, "ledger"), _project_lock(plan.project, "in-use")
+    ledger, in_use = _project_lock(anchor, "ledger"), _project_lock(anchor, "in-use")
     try:
         fcntl.flock(ledger, fcntl.LOCK_EX)  # set-up and clean-up of one project's placeholders: one at a time
         try:
-            created = make_placeholders(plan.placeholders, plan.project)
+            created = make_placeholders(placeholders, anchor)
             _ledger_write(ledger, [*_ledger_read(ledger), *created])
             fcntl.flock(in_use, fcntl.LOCK_SH)  # held while the sandbox runs
         finally:
@@ -214,7 +233,7 @@ def project_placeholders(plan: Plan) -> Any:
         try:
             yield
         finally:
-            _remove_placeholders_if_last(ledger, in_use, plan.project)
+            _remove_placeholders_if_last(ledger, in_use, anchor)
     finally:
         os.close(ledger)
         os.close(in_use)

@@ -351,3 +351,78 @@ def test_git_that_is_neither_dir_nor_file_is_kept_read_only() -> None:
     """A fifo or socket named .git could be deleted and replaced by a directory with hooks."""
     p = plan(f=facts({f"{PROJECT}/.git": PathInfo("other", f"{PROJECT}/.git")}))
     assert binds(p)[f"{PROJECT}/.git"].writable is False
+
+
+# ------------------------------------------------------------------------------------------------ linked worktrees
+
+MAIN = "/work/main"
+COMMON = f"{MAIN}/.git"
+WT_GIT = f"{COMMON}/worktrees/proj"
+
+
+def linked_facts(home: str = HOME, common: str = COMMON, git_dir: str = WT_GIT) -> HostFacts:
+    f = facts({f"{PROJECT}/.git": PathInfo("file", f"{PROJECT}/.git")}, home=home)
+    paths = dict(f.paths)
+    for p in (common, f"{common}/hooks", f"{common}/info", f"{common}/worktrees", git_dir):
+        paths[p] = PathInfo("dir", p)
+    for p in (f"{common}/config", f"{common}/HEAD", f"{common}/index", f"{git_dir}/commondir", f"{git_dir}/gitdir"):
+        paths[p] = PathInfo("file", p)
+    anchor = os.path.dirname(common) if common.endswith("/.git") else common
+    return replace(f, paths=paths, linked_git_dir=git_dir, git_common_dir=common, git_anchor=anchor)
+
+
+def test_linked_worktree_binds_common_dir_then_protects_it_then_its_own_git_dir() -> None:
+    p = plan(f=linked_facts())
+    b = binds(p)
+    assert b[COMMON].writable is True  # objects, refs, packed-refs: commit, branch -d, tag -d
+    assert MAIN not in b  # nothing of the main working tree
+    for rel in ("hooks", "config", "info", "worktrees", "HEAD", "index"):
+        assert b[f"{COMMON}/{rel}"].writable is False, rel
+        assert index(p.mounts, Bind, COMMON) < index(p.mounts, Bind, f"{COMMON}/{rel}")
+    # the worktree's git dir is writable over the read-only worktrees/, its pointers read-only over it
+    assert b[WT_GIT].writable is True
+    assert index(p.mounts, Bind, f"{COMMON}/worktrees") < index(p.mounts, Bind, WT_GIT)
+    for rel in ("commondir", "gitdir", "config.worktree", "modules"):
+        assert b[f"{WT_GIT}/{rel}"].writable is False, rel
+        assert index(p.mounts, Bind, WT_GIT) < index(p.mounts, Bind, f"{WT_GIT}/{rel}")
+    ph = {x.path: x for x in p.placeholders}
+    assert ph[f"{COMMON}/commondir"].content == ".\n" and not ph[f"{WT_GIT}/config.worktree"].is_dir
+    assert f"{COMMON}/HEAD" not in ph and f"{WT_GIT}/gitdir" not in ph
+    assert p.placeholder_anchors == (MAIN,)  # shared with the main repository's own sessions
+    assert p.git_dirs == (COMMON,)  # swept (the worktree's git dir is inside it)
+
+
+def test_linked_worktree_placeholders_in_the_project_are_excluded_from_git_add() -> None:
+    p = plan(f=linked_facts())
+    env = dict(p.env)
+    assert env["GIT_CONFIG_KEY_0"] == "core.excludesFile"
+    (data,) = (m for m in p.mounts if m.dest == "/run/rcc/git-excludes")
+    assert "/.envrc\n" in data.content and "/.git/" not in data.content and ".." not in data.content  # type: ignore[attr-defined]
+
+
+def test_project_without_linked_git_dir_binds_nothing_outside() -> None:
+    p = plan()
+    assert p.placeholder_anchors == () and p.git_dirs == ()
+    assert all(b.dest.startswith((PROJECT, "/usr", "/etc", "/proc")) for b in binds(p).values() if b.writable)
+
+
+@pytest.mark.parametrize("common", ["/home", "/", f"{HOME}/.ssh/x/.git"])
+def test_linked_git_dir_over_home_or_in_a_secret_is_refused(common: str) -> None:
+    with pytest.raises(RccError) as e:
+        plan(f=linked_facts(common=common, git_dir=f"{common.rstrip('/')}/worktrees/proj"))
+    assert e.value.code == ExitCode.PROJECT
+
+
+def test_linked_git_dir_containing_the_project_is_refused() -> None:
+    with pytest.raises(RccError) as e:
+        plan(f=linked_facts(common="/work", git_dir="/work/wt-git"))
+    assert e.value.code == ExitCode.PROJECT and "contain one another" in e.value.message
+
+
+def test_submodule_git_dir_is_its_own_common_dir_with_head_and_index_writable() -> None:
+    modules = f"{MAIN}/.git/modules/proj"
+    p = plan(f=linked_facts(common=modules, git_dir=modules))
+    b = binds(p)
+    assert b[modules].writable is True and b[f"{modules}/hooks"].writable is False
+    assert f"{modules}/HEAD" not in b and f"{modules}/index" not in b  # its own state: git commit writes them
+    assert p.placeholder_anchors == (modules,)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from rcc import probe
 from rcc.probe import hooks_path, path_info, submodule_paths
 
 
@@ -68,3 +69,51 @@ def test_path_info_resolves_every_component(tmp_path: Path) -> None:
     link = path_info(str(tmp_path / "link"))
     assert link.kind == "symlink" and link.real == str(tmp_path / "home") and link.target_is_dir
     assert path_info(str(tmp_path / "missing")).kind == "missing"
+
+
+def _git(*args: str, cwd: Path) -> None:
+    import subprocess
+
+    env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "PATH": os.environ["PATH"], "HOME": "/"}
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env=env)
+
+
+def _main_and_worktree(tmp_path: Path) -> tuple[Path, Path]:
+    main = tmp_path / "main"
+    main.mkdir()
+    _git("init", "-q", "-b", "main", cwd=main)
+    _git("-c", "user.name=T", "-c", "user.email=t@e.invalid", "commit", "-q", "--allow-empty", "-m", "i", cwd=main)
+    _git("worktree", "add", "-q", "-b", "wt", str(tmp_path / "wt"), cwd=main)
+    return main, tmp_path / "wt"
+
+
+def test_linked_git_dirs_of_a_worktree(tmp_path: Path) -> None:
+    main, wt = _main_and_worktree(tmp_path)
+    common = os.path.realpath(main / ".git")
+    assert probe.linked_git_dirs(os.path.realpath(wt)) == (f"{common}/worktrees/wt", common)
+    assert probe.git_anchor(common) == os.path.realpath(main)
+    assert probe.linked_git_dirs(os.path.realpath(main)) == ("", "")  # .git is a directory
+
+
+def test_linked_git_dirs_ignores_a_pointer_the_main_repository_does_not_point_back_to(tmp_path: Path) -> None:
+    """A `.git` file naming some git dir (or the home) must not make rcc bind that directory writable: git's own
+    worktree layout has the git dir's `gitdir` file naming this `.git`."""
+    main, _wt = _main_and_worktree(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".git").write_text(f"gitdir: {main}/.git/worktrees/wt\n")
+    assert probe.linked_git_dirs(str(other)) == ("", "")
+    (other / ".git").write_text(f"gitdir: {tmp_path}\n")
+    assert probe.linked_git_dirs(str(other)) == ("", "")
+    (other / ".git").write_text(f"gitdir: {main}/.git\n")  # another repository's git dir
+    assert probe.linked_git_dirs(str(other)) == ("", "")
+    _git("config", "core.worktree", str(other), cwd=main)  # a separate git dir names its tree: accepted
+    assert probe.linked_git_dirs(str(other)) == (os.path.realpath(main / ".git"),) * 2
+
+
+def test_linked_git_dirs_of_a_submodule(tmp_path: Path) -> None:
+    main, _ = _main_and_worktree(tmp_path)
+    _git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(main), "sub", cwd=main)
+    modules = os.path.realpath(main / ".git/modules/sub")
+    assert probe.linked_git_dirs(os.path.realpath(main / "sub")) == (modules, modules)
+    assert probe.git_anchor(modules) == modules

@@ -1,0 +1,261 @@
+"""A project that is a linked git worktree: its `.git` is a pointer file to MAIN/.git/worktrees/NAME, whose
+`commondir` names MAIN/.git (objects, refs, config, hooks). rcc binds the common dir (writable, with today's `.git`
+protections: hooks, config, info, worktrees, ... read-only) and the worktree's git dir (writable but for its
+`commondir`, `gitdir` and `config.worktree`), nothing of the main working tree. Attacks are judged by what the
+host's git does afterwards, in the main repository and in the worktree."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from escape_world import World
+
+pytestmark = [pytest.mark.sandbox]  # every backend (attacks.BACKENDS)
+
+HOOK = "#!/bin/sh\necho PWNED-BY-HOOK >&2\ntouch {flag}\n"
+
+
+def _flag(world: World) -> Path:
+    return world.outside / f"pwned-{uuid.uuid4().hex[:8]}"
+
+
+def _worktree(world: World, name: str = "wt") -> Path:
+    """`git worktree add` on the host, as the user does it: WORLD/wt on a new branch NAME."""
+    wt = world.base / name
+    world.git("worktree", "add", "-q", "-b", name, str(wt))
+    return wt
+
+
+def _run(world: World, wt: Path, script: str) -> subprocess.CompletedProcess[str]:
+    return world.rcc("run", "--no-network", "--", "sh", "-c", script, cwd=wt)
+
+
+def _host_git(world: World, where: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    argv = world.as_user(["git", *args], world.host_env())
+    try:
+        return subprocess.run(argv, cwd=where, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the host's git {args} in {where} hangs") from None
+
+
+def _host_git_runs_nothing(world: World, wt: Path, flag: Path) -> None:
+    """The user's next status and commit, in the main repository and in the worktree, run nothing planted."""
+    out = ""
+    for where in (world.project, wt):
+        change = where / f"host-change-{uuid.uuid4().hex[:6]}.txt"
+        world.write(change, "by the host user\n")
+        for args in (("add", change.name), ("commit", "-q", "-m", "host commit"), ("status", "--short")):
+            res = _host_git(world, where, *args)
+            out += res.stdout + res.stderr
+            assert res.returncode == 0, (where, args, res.stderr)
+    assert "PWNED" not in out, out
+    assert not flag.exists(), "the host ran code planted by the sandbox"
+
+
+# ------------------------------------------------------------------------------------------------ controls
+
+
+def test_control_git_works_in_a_worktree_and_the_commit_lands_on_its_branch(world: World) -> None:
+    wt = _worktree(world)
+    res = _run(
+        world,
+        wt,
+        "set -e; git status --short; echo new > new.txt; git add new.txt; git commit -q -m 'from sandbox'; "
+        "git branch side; git branch -q -d side; git tag v1; git tag -d v1 >/dev/null; git stash list; "
+        "git rev-parse --abbrev-ref HEAD; git log --format=%s | head -1",
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split("\n")[:2] == ["wt", "from sandbox"], res.stdout
+    assert world.git("log", "-1", "--format=%s", "wt").stdout.strip() == "from sandbox"
+    assert world.git("rev-parse", "--abbrev-ref", "HEAD").stdout.strip() == "main"  # the main tree's HEAD stays
+    assert _host_git(world, wt, "status", "--short").stdout == ""
+    assert not list((world.project / ".git").glob("commondir")), "a placeholder was left in the common dir"
+    assert not (world.project / ".git/worktrees/wt/config.worktree").exists()
+
+
+def test_main_working_tree_is_not_visible_in_a_worktree_session(world: World) -> None:
+    """Only the main repository's git dir is bound: its working tree (README.md, any file) stays invisible."""
+    world.write(world.project / "main-only.txt", "main tree secret\n")
+    wt = _worktree(world)
+    res = _run(world, wt, f"ls -A {world.project}; cat {world.project}/main-only.txt; ls {world.project}/.git")
+    assert res.stdout.split("\n")[0] == ".git", res.stdout
+    assert "main tree secret" not in res.stdout
+    assert "objects" in res.stdout and "refs" in res.stdout, res.stdout  # control: the git dir is there
+
+
+# ------------------------------------------------------------------------------------------------ attacks
+
+
+def test_plant_hook_in_the_common_dir_from_a_worktree_runs_nothing(world: World) -> None:
+    wt = _worktree(world)
+    flag = _flag(world)
+    hook = HOOK.format(flag=flag)
+    common = world.project / ".git"
+    res = _run(
+        world,
+        wt,
+        f"for h in pre-commit post-commit post-checkout; do printf '{hook}' > {common}/hooks/$h; "
+        f"chmod +x {common}/hooks/$h; done; mv {common}/hooks {common}/hooks-old; "
+        f"rm -rf {common}/hooks; mkdir -p {common}/hooks; ls {common}/hooks; true",
+    )
+    assert res.returncode == 0, res.stderr
+    assert not (common / "hooks-old").exists()
+    assert not any(p.name in ("pre-commit", "post-commit", "post-checkout") for p in (common / "hooks").iterdir())
+    _host_git_runs_nothing(world, wt, flag)
+
+
+def test_rewrite_common_config_from_a_worktree_runs_nothing(world: World) -> None:
+    """core.hooksPath, core.fsmonitor, an alias, extensions.worktreeConfig + config.worktree in the common dir
+    (read by the host's git in the main repository and in every worktree)."""
+    wt = _worktree(world)
+    flag = _flag(world)
+    common = world.project / ".git"
+    before = (common / "config").read_text()
+    res = _run(
+        world,
+        wt,
+        f"git config core.fsmonitor 'touch {flag}'; git config core.hooksPath /tmp; "
+        f"git config alias.st '!touch {flag}'; echo '[core]' >> {common}/config; "
+        f"git config extensions.worktreeConfig true; git config --worktree core.fsmonitor 'touch {flag}'; "
+        f"printf '[core]\\n\\tfsmonitor = touch {flag}\\n' > {common}/config.worktree; "
+        f"printf '[core]\\n\\tfsmonitor = touch {flag}\\n' > {common}/worktrees/wt/config.worktree; "
+        f"mkdir -p {common}/info && echo '* filter=x' > {common}/info/attributes; true",
+    )
+    assert res.returncode == 0, res.stderr
+    assert (common / "config").read_text() == before
+    assert not (common / "config.worktree").exists() and not (common / "worktrees/wt/config.worktree").exists()
+    _host_git_runs_nothing(world, wt, flag)
+    st = _host_git(world, world.project, "st")
+    assert not flag.exists() and "is not a git command" in st.stderr, st.stderr
+
+
+def test_rewrite_commondir_or_gitdir_pointers_from_a_worktree_runs_nothing(world: World) -> None:
+    """The worktree's `commondir` (redirects its config and hooks), its `gitdir` (where the main repository's
+    `git worktree` commands think it lives) and the worktree's `.git` pointer file, each rewritten to an
+    agent-made git dir full of hooks and fsmonitor config."""
+    wt = _worktree(world)
+    flag = _flag(world)
+    common = world.project / ".git"
+    gdir = common / "worktrees/wt"
+    before = {n: (gdir / n).read_text() for n in ("commondir", "gitdir")}
+    evil_cfg = f"[core]\\n\\trepositoryformatversion = 0\\n\\tfsmonitor = touch {flag}\\n"
+    res = _run(
+        world,
+        wt,
+        f"cp -r {common} evil 2>/dev/null; printf '{evil_cfg}' > evil/config; "
+        f"printf '{HOOK.format(flag=flag)}' > evil/hooks/pre-commit; chmod +x evil/hooks/pre-commit; "
+        f"echo {wt}/evil > {gdir}/commondir; echo {wt}/evil/.git > {gdir}/gitdir; "
+        f"mv {gdir} {common}/worktrees/old; rm -f {gdir}/commondir; "
+        "echo 'gitdir: evil' > .git; rm -f .git; "
+        f"echo {wt}/evil > {common}/commondir; true",
+    )
+    assert res.returncode == 0, res.stderr
+    assert {n: (gdir / n).read_text() for n in ("commondir", "gitdir")} == before
+    assert (wt / ".git").read_text().strip() == f"gitdir: {gdir}"
+    assert not (common / "commondir").exists()
+    _host_git_runs_nothing(world, wt, flag)
+    listed = _host_git(world, world.project, "worktree", "list", "--porcelain").stdout
+    assert f"worktree {wt}\n" in listed, listed
+
+
+def test_main_tree_head_and_index_cannot_be_changed_from_a_worktree(world: World) -> None:
+    """The main working tree's HEAD and index live in the common dir: a worktree session's git never writes
+    them, so they are read-only (an agent could otherwise move the user's checked-out branch under them)."""
+    wt = _worktree(world)
+    common = world.project / ".git"
+    head, index = (common / "HEAD").read_text(), (common / "index").read_bytes()
+    res = _run(world, wt, f"echo 'ref: refs/heads/wt' > {common}/HEAD; (true > {common}/index); true")
+    assert res.returncode == 0, res.stderr
+    assert (common / "HEAD").read_text() == head and (common / "index").read_bytes() == index
+
+
+def test_git_worktree_add_from_inside_is_refused(world: World) -> None:
+    """`git worktree add` would write a new MAIN/.git/worktrees/NAME (with its own commondir/gitdir) and a
+    directory outside the project: `worktrees/` is read-only, so git stops before either exists."""
+    wt = _worktree(world)
+    res = _run(world, wt, f"git worktree add {world.base}/inside-wt; echo rc=$?")
+    assert "rc=0" not in res.stdout, (res.stdout, res.stderr)
+    assert "Read-only file system" in res.stderr, res.stderr
+    assert not (world.base / "inside-wt").exists()
+    assert sorted(p.name for p in (world.project / ".git/worktrees").iterdir()) == ["wt"]
+    listed = _host_git(world, world.project, "worktree", "list", "--porcelain").stdout
+    assert listed.count("worktree ") == 2, listed
+
+
+def test_links_into_kernel_files_in_common_and_worktree_git_dirs_are_removed(world: World) -> None:
+    """`ORIG_HEAD -> /proc/kmsg` in the common dir and `-> /proc/self/fd/0` in the worktree's git dir (the
+    host's git would block on them) are swept at the end of the session. Control: a link to a file stays."""
+    wt = _worktree(world)
+    common = world.project / ".git"
+    gdir = common / "worktrees/wt"
+    fifo = world.outside / "host-fifo"
+    os.mkfifo(fifo)
+    world.own(fifo)
+    res = _run(
+        world,
+        wt,
+        f"ln -s /proc/kmsg {common}/ORIG_HEAD && rm -f {gdir}/ORIG_HEAD && ln -s /proc/self/fd/0 {gdir}/ORIG_HEAD && "
+        f"ln -s {fifo} {common}/refs/heads/stuck && ln -s {fifo} {gdir}/FETCH_HEAD && "
+        f"ln -s HEAD {common}/my-link && echo PLANTED",
+    )
+    assert "PLANTED" in res.stdout, res.stderr
+    for path in (common / "ORIG_HEAD", gdir / "ORIG_HEAD", common / "refs/heads/stuck", gdir / "FETCH_HEAD"):
+        assert not os.path.lexists(path), path
+        assert f"removed {path}" in res.stderr, res.stderr
+    assert os.readlink(common / "my-link") == "HEAD"
+    for where in (world.project, wt):
+        assert _host_git(world, where, "status", "--short", timeout=20).returncode == 0
+        assert _host_git(world, where, "for-each-ref", timeout=20).returncode == 0
+
+
+# ------------------------------------------------------------------------------------------------ submodules
+
+
+def _submodule(world: World) -> Path:
+    """A submodule of the project, its git dir in the project's .git/modules/sub (git's own layout)."""
+    src = world.base / "subsrc"
+    src.mkdir()
+    world.own(src)
+    ident = ["-c", "user.name=T", "-c", "user.email=t@e.invalid"]
+    _host_git(world, src, "init", "-q", "-b", "main")
+    _host_git(world, src, *ident, "commit", "-q", "--allow-empty", "-m", "s")
+    res = world.git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(src), "sub", check=False)
+    assert res.returncode == 0, res.stderr
+    world.git("commit", "-q", "-m", "add sub")
+    world.git("-C", "sub", "config", "user.name", "Test")
+    world.git("-C", "sub", "config", "user.email", "test@example.invalid")
+    return world.project / "sub"
+
+
+def test_control_git_works_in_a_submodule_whose_git_dir_is_in_the_main_repository(world: World) -> None:
+    sub = _submodule(world)
+    res = _run(world, sub, "set -e; echo x > x.txt; git add x.txt; git commit -q -m 'in sub'; git log -1 --format=%s")
+    assert res.returncode == 0 and res.stdout.strip() == "in sub", (res.stdout, res.stderr)
+    assert _host_git(world, sub, "log", "-1", "--format=%s").stdout.strip() == "in sub"
+
+
+def test_plant_hook_or_config_in_a_submodules_git_dir_runs_nothing(world: World) -> None:
+    sub = _submodule(world)
+    flag = _flag(world)
+    modules = world.project / ".git/modules/sub"
+    before = (modules / "config").read_text()
+    res = _run(
+        world,
+        sub,
+        f"printf '{HOOK.format(flag=flag)}' > {modules}/hooks/pre-commit; chmod +x {modules}/hooks/pre-commit; "
+        f"git config core.fsmonitor 'touch {flag}'; echo x > {modules}/commondir; true",
+    )
+    assert res.returncode == 0, res.stderr
+    assert (modules / "config").read_text() == before and not (modules / "commondir").exists()
+    assert not (modules / "hooks/pre-commit").exists()
+    world.write(sub / "h.txt", "host\n")
+    for args in (("add", "h.txt"), ("commit", "-q", "-m", "host"), ("status", "--short")):
+        r = _host_git(world, sub, *args)
+        assert r.returncode == 0 and "PWNED" not in r.stderr, r.stderr
+    assert world.git("status", "--short").returncode == 0  # the main repository recurses into the submodule
+    assert not flag.exists()
