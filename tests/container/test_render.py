@@ -74,6 +74,7 @@ def test_rootless_podman_argv_golden() -> None:
         "--mount", f"type=bind,src={P}/.git/hooks,dst={P}/.git/hooks,ro=true",
         "--mount", "type=bind,src=/run/rcc-staging/" + _staging_name("/run/rcc/git-excludes")
         + ",dst=/run/rcc/git-excludes,ro=true",
+        "--mount", "type=bind,src=/run/rcc-staging/hosts,dst=/etc/hosts,ro=true",
         "--workdir", P, "localhost/img:1", "/usr/bin/env", "--", "claude", "--help",
     ]  # fmt: skip
 
@@ -97,10 +98,22 @@ def test_host_ca_bundle_is_the_only_file_of_host_etc() -> None:
     host = HostInfo(rootless=True, tty=False, cgroup_limits=False, ca_bundle="/etc/ssl/certs/ca-certificates.crt")
     argv = ContainerBackend("podman", "img", host=host).render(plan())
     etc = [a for a in argv if "dst=/etc" in a]
-    assert etc == ["type=bind,src=/etc/ssl/certs/ca-certificates.crt,dst=/etc/ssl/certs/ca-certificates.crt,ro=true"]
-    # a plan that does not show the host's /etc (none does today, but the rule is the plan's) gets nothing
+    assert etc == [
+        "type=bind,src=/etc/ssl/certs/ca-certificates.crt,dst=/etc/ssl/certs/ca-certificates.crt,ro=true",
+        "type=bind,src=/run/rcc-staging/hosts,dst=/etc/hosts,ro=true",  # rcc's own (hosts_text), not the host's
+    ]
+    # a plan that does not show the host's /etc (none does today, but the rule is the plan's) gets nothing of it
     no_etc = plan(mounts=tuple(m for m in plan().mounts if m.dest != "/etc"))
-    assert not [a for a in ContainerBackend("podman", "img", host=host).render(no_etc) if "/etc/" in a]
+    assert not [a for a in ContainerBackend("podman", "img", host=host).render(no_etc) if "src=/etc/" in a]
+
+
+def test_podman_hosts_file_names_only_localhost_and_the_sandbox() -> None:
+    """`localhost` resolves in a podman container (rcc's images have no /etc/hosts, --no-hosts drops podman's):
+    a host service reached as localhost:PORT needs it; the host's address (host.containers.internal) is not in it."""
+    from rcc.backends.container import hosts_text
+
+    text = hosts_text("rcc")
+    assert text.splitlines() == ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "127.0.1.1\trcc"]
 
 
 def test_rootless_on_cgroup_v1_leaves_limits_out() -> None:

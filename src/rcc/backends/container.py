@@ -79,6 +79,14 @@ HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # backend's own filter blocks. Without it rcc refuses to start: never a container with a wider syscall surface.
 ENGINE_SECCOMP_PROFILE = "/usr/share/containers/seccomp.json"
 SECCOMP_FILE = "seccomp.json"  # in the run's staging directory
+HOSTS_FILE = "hosts"  # podman: the container's /etc/hosts, in the run's staging directory
+
+
+def hosts_text(hostname: str) -> str:
+    """podman's /etc/hosts: `localhost` and the sandbox's own name only. (--no-hosts drops podman's generated
+    one, which names the host's address as host.containers.internal; rcc's images have none of their own, and
+    without it `psql -h localhost` to a host service finds no address at all.)"""
+    return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
 _CLONE_NEWUSER = 0x10000000
 _S_IFMT, _S_IFREG, _S_IFIFO, _S_IFCHR, _S_IFBLK, _S_IFSOCK = 0o170000, 0o100000, 0o010000, 0o020000, 0o060000, 0o140000
 _EPERM = 1
@@ -409,6 +417,8 @@ class ContainerBackend:
         shows_etc = any(isinstance(op, Bind) and op.dest == "/etc" for op, _ in t.skipped)
         if host.ca_bundle and shows_etc and not any(_under(host.ca_bundle, m.dest) for m in t.mounts):
             a += self._mount_args(Bind(host.ca_bundle, host.ca_bundle, False), plan, staging)
+        if podman and not any(_under("/etc/hosts", m.dest) for m in t.mounts):
+            a += self._mount_args(Bind(os.path.join(staging, HOSTS_FILE), "/etc/hosts", False), plan, staging)
         if gate:
             a += self._mount_args(Bind(gate, DOCKER_GATE, False), plan, staging)
         a += ["--workdir", _check_value("working directory", plan.cwd, "")]
@@ -481,6 +491,8 @@ class ContainerBackend:
             name = f"rcc-{plan.session_id or os.urandom(4).hex()}-{os.getpid()}"
             with open(os.path.join(staging, SECCOMP_FILE), "x") as f:
                 f.write(seccomp_profile_text())
+            with open(os.path.join(staging, HOSTS_FILE), "x") as f:
+                f.write(hosts_text(plan.hostname))
             for op in translate(plan, self.engine).mounts:
                 if isinstance(op, FileData):
                     with open(_staging_path(staging, op), "x") as f:
