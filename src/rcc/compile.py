@@ -468,13 +468,19 @@ def _credentials(
     from rcc.net.credentials import new_placeholder
 
     creds = []
-    for name, (var, hosts) in policy.network.credentials:
+    for name, (var, hosts, requests) in policy.network.credentials:
         if not facts.env.get(var):
             continue
-        creds.append(CredentialPlan(name, var, hosts, new_placeholder(name)))
+        creds.append(CredentialPlan(name, var, hosts, new_placeholder(name), requests))
         env[var] = creds[-1].placeholder
     if not creds:
         return net, None
+    if policy.backend == "seatbelt":  # no bind to put the bundle at CA_BUNDLE: refuse rather than half-work
+        raise RccError(
+            f"credentials ({', '.join(c.name for c in creds)}) are not supported on the seatbelt backend yet",
+            hint="remove the [credentials] tables (rcc claude: --pass-api-key) or use another backend",
+            code=ExitCode.CONFIG,
+        )
     ca_dir = os.path.join(paths.state_dir(facts.env), "credentials", session_id or "session")
     for v in CA_BUNDLE_VARS:
         env[v] = CA_BUNDLE

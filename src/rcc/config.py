@@ -288,9 +288,12 @@ def validate(key: str, value: Any, where: str, home: str | None = None) -> Any:
     raise AssertionError(kind)
 
 
-def _credentials(value: Any, where: str, key: str) -> tuple[tuple[str, tuple[str, tuple[str, ...]]], ...]:
-    """[credentials.NAME] tables -> ((name, (env, hosts)), ...). Host names only (TLS is terminated for them:
-    a certificate names a host), normalised."""
+def _credentials(
+    value: Any, where: str, key: str
+) -> tuple[tuple[str, tuple[str, tuple[str, ...], tuple[str, ...]]], ...]:
+    """[credentials.NAME] tables -> ((name, (env, hosts, requests)), ...). Host names only (TLS is terminated for
+    them: a certificate names a host), normalised. `requests` (optional): "HOST METHODS PATH" rules; with any
+    for a host, only matching requests go through its terminated connections (rcc.net.credentials)."""
     import re
 
     from rcc.net.hosts import HostError, normalize_host
@@ -302,8 +305,10 @@ def _credentials(value: Any, where: str, key: str) -> tuple[tuple[str, tuple[str
         what = f"{key}.{name}"
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name):
             raise ConfigError(where, what, "a credential's name is 1-32 of a-z, 0-9, _ and -")
-        if not isinstance(spec, dict) or set(spec) - {"env", "hosts"} or not {"env", "hosts"} <= set(spec):
-            raise ConfigError(where, what, 'must have exactly env = "VAR" and hosts = ["host", ...]')
+        if not isinstance(spec, dict) or set(spec) - {"env", "hosts", "requests"} or not {"env", "hosts"} <= set(spec):
+            raise ConfigError(
+                where, what, 'must have env = "VAR" and hosts = ["host", ...] (and optionally requests = [...])'
+            )
         env, hosts = spec["env"], spec["hosts"]
         if not isinstance(env, str) or not _is_env_name(env):
             raise ConfigError(where, f"{what}.env", f"{env!r} is not a variable name")
@@ -318,7 +323,18 @@ def _credentials(value: Any, where: str, key: str) -> tuple[tuple[str, tuple[str
             if not isinstance(n, str) or "*" in h:
                 raise ConfigError(where, f"{what}.hosts", f"{h!r}: a credential needs host names (no addresses, no *)")
             normal.append(n)
-        out.append((name, (env, tuple(dict.fromkeys(normal)))))
+        requests = spec.get("requests", [])
+        if not isinstance(requests, list) or not all(isinstance(r, str) for r in requests):
+            raise ConfigError(where, f"{what}.requests", 'must be a list of "HOST METHODS /PATH" strings')
+        from rcc.net.credentials import RequestRuleError, parse_request_rule
+
+        for r in requests:
+            try:
+                if parse_request_rule(r).host not in normal:
+                    raise RequestRuleError(f"{r!r}: the host is not one of this credential's hosts")
+            except RequestRuleError as e:
+                raise ConfigError(where, f"{what}.requests", str(e)) from e
+        out.append((name, (env, tuple(dict.fromkeys(normal)), tuple(requests))))
     return tuple(sorted(out))
 
 

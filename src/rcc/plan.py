@@ -139,6 +139,7 @@ class CredentialPlan:
     env: str
     hosts: tuple[str, ...]
     placeholder: str
+    requests: tuple[str, ...] = ()  # "HOST METHODS PATH" rules (rcc.net.credentials.parse_request_rule)
 
 
 @record

@@ -249,8 +249,8 @@ class NetworkPolicy:
     host_services: tuple[int, ...] = ()  # host loopback ports the sandbox may reach at its own loopback
     on_unknown: str = "deny"  # "ask": hold hosts no rule covers for `rcc watch` (rcc.live.ask)
     ask_timeout: int = 60  # seconds a held connection waits for an answer
-    # [credentials.NAME]: (name, (env var, hosts)), sorted by name (rcc.net.credentials)
-    credentials: tuple[tuple[str, tuple[str, tuple[str, ...]]], ...] = ()
+    # [credentials.NAME]: (name, (env var, hosts, request rules)), sorted by name (rcc.net.credentials)
+    credentials: tuple[tuple[str, tuple[str, tuple[str, ...], tuple[str, ...]]], ...] = ()
 
 
 @record

@@ -43,7 +43,7 @@ def user_file(env: dict[str, str], text: str) -> None:
 def test_credentials_parse_to_name_env_and_normalised_hosts(env: dict[str, str], project: Path) -> None:
     user_file(env, USER)
     eff = load(str(project), (), env=env, home=env["HOME"])
-    assert eff.policy.network.credentials == (("github", ("GITHUB_TOKEN", ("api.github.com", "github.com"))),)
+    assert eff.policy.network.credentials == (("github", ("GITHUB_TOKEN", ("api.github.com", "github.com"), ())),)
 
 
 @pytest.mark.parametrize(
@@ -53,8 +53,12 @@ def test_credentials_parse_to_name_env_and_normalised_hosts(env: dict[str, str],
         ('[credentials.x]\nenv = "A"\nhosts = []\n', "non-empty list"),
         ('[credentials.x]\nenv = "A"\nhosts = ["10.0.0.1"]\n', "host names"),
         ('[credentials.x]\nenv = "A"\nhosts = ["*.example.com"]\n', ""),
-        ('[credentials.x]\nenv = "A"\n', "exactly env"),
-        ('[credentials.x]\nenv = "A"\nhosts = ["a.example"]\nextra = 1\n', "exactly env"),
+        ('[credentials.x]\nenv = "A"\n', "must have env"),
+        ('[credentials.x]\nenv = "A"\nhosts = ["a.example"]\nextra = 1\n', "must have env"),
+        ('[credentials.x]\nenv = "A"\nhosts = ["a.example"]\nrequests = ["b.example GET /x"]\n', "not one of"),
+        ('[credentials.x]\nenv = "A"\nhosts = ["a.example"]\nrequests = ["a.example get /x"]\n', "upper-case"),
+        ('[credentials.x]\nenv = "A"\nhosts = ["a.example"]\nrequests = ["a.example GET x"]\n', "starts with /"),
+        ('[credentials.x]\nenv = "A"\nhosts = ["a.example"]\nrequests = ["a.example GET"]\n', "HOST METHODS PATH"),
         ('[credentials."Bad Name"]\nenv = "A"\nhosts = ["a.example"]\n', "name"),
         ("credentials = 3\n", "must be tables"),
     ],
@@ -82,14 +86,14 @@ def test_project_file_adding_a_credential_without_trust_is_dropped(
         monkeypatch.setenv(k, v)
     assert trust_cmd.command(["--project", str(project)]) == 0
     eff = load(str(project), (), env=env, home=env["HOME"])
-    assert eff.policy.network.credentials == (("gh", ("GITHUB_TOKEN", ("evil.example",))),)
+    assert eff.policy.network.credentials == (("gh", ("GITHUB_TOKEN", ("evil.example",), ())),)
 
 
 def test_project_file_widening_a_credentials_hosts_without_trust_is_dropped(env: dict[str, str], project: Path) -> None:
     user_file(env, USER)
     (project / ".rcc.toml").write_text('[credentials.github]\nenv = "GITHUB_TOKEN"\nhosts = ["gist.evil.example"]\n')
     eff = load(str(project), (), env=env, home=env["HOME"])
-    assert eff.policy.network.credentials == (("github", ("GITHUB_TOKEN", ("api.github.com", "github.com"))),)
+    assert eff.policy.network.credentials == (("github", ("GITHUB_TOKEN", ("api.github.com", "github.com"), ())),)
 
 
 def _plan(env: dict[str, str], project: Path, host_env: dict[str, str]):  # type: ignore[no-untyped-def]
@@ -167,7 +171,7 @@ def test_policy_show_lists_credentials_by_name_env_and_hosts_never_values(env: d
     import subprocess
     import sys
 
-    user_file(env, USER)
+    user_file(env, USER.replace("hosts =", 'requests = ["github.com GET /me/*"]\nhosts ='))
     run_env = {
         "PATH": os.environ["PATH"],
         **env,
@@ -178,4 +182,15 @@ def test_policy_show_lists_credentials_by_name_env_and_hosts_never_values(env: d
                        env=run_env, capture_output=True, text=True, check=False)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "  github: env GITHUB_TOKEN, hosts api.github.com, github.com" in r.stdout
+    assert "    only: github.com GET /me/*" in r.stdout
     assert "ghp_secretvalue" not in r.stdout
+
+
+def test_seatbelt_refuses_credentials_rather_than_half_work(env: dict[str, str], project: Path) -> None:
+    from rcc.errors import RccError
+
+    user_file(env, 'backend = "seatbelt"\n' + USER)
+    with pytest.raises(RccError) as e:
+        _plan(env, project, {"GITHUB_TOKEN": "x"})
+    assert e.value.code == ExitCode.CONFIG and "seatbelt" in e.value.message
+    assert _plan(env, project, {}).net.credentials == ()  # control: no variable set, nothing to refuse

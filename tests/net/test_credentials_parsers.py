@@ -313,3 +313,30 @@ def test_redactor_holds_nothing_back_for_ordinary_stream_data() -> None:
     r = Redactor(creds().redactions())
     ev = b'event: message\ndata: {"x": 1}\n\n'
     assert r.feed(ev) == ev
+
+
+# ------------------------------------------------------------------------------------------------ request rules
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "ok"),
+    [
+        ("GET", "/repos/me/x", True),
+        ("POST", "/repos/me/x/issues?x=1", True),
+        ("DELETE", "/repos/me/x", False),
+        ("GET", "/repos/other/x", False),
+        ("GET", "/repos/me", False),
+        ("GET", "/user", True),
+    ],
+)
+def test_request_rules_name_methods_and_paths(method: str, target: str, ok: bool) -> None:
+    c = CredentialSet([Credential("gh", "T", (HOST,), PH, REAL, (f"{HOST} GET,POST /repos/me/*", f"{HOST} * /user"))])
+    h = Head(method, target, "1.1", ((b"Host", HOST.encode()),))
+    assert (c.judge_rules(h, HOST) == "") == ok
+    assert c.judge_rules(h, "example.com") == ""  # no rules for that host: any request
+
+
+def test_request_rule_brackets_are_literal() -> None:
+    c = CredentialSet([Credential("gh", "T", (HOST,), PH, REAL, (f"{HOST} GET /a[b]/*",))])
+    assert c.judge_rules(Head("GET", "/a[b]/x", "1.1", ()), HOST) == ""
+    assert c.judge_rules(Head("GET", "/ab/x", "1.1", ()), HOST) != ""

@@ -260,12 +260,42 @@ def test_host_header_of_another_host_refused(cred_proxy: CredProxy, origin: Orig
     rp, ph, cafile = cred_proxy
     with tunnel(rp, HOST, origin.port, cafile) as s:
         s.sendall(req(OTHER, origin.port, f"x-api-key: {ph}"))
-        try:
-            got = s.recv(65536)
-        except (ssl.SSLError, OSError):
-            got = b""
-    assert got == b""
+        got = b""
+        with contextlib.suppress(ssl.SSLError, OSError):
+            while d := s.recv(65536):
+                got += d
+    assert got.startswith(b"HTTP/1.1 403") and b"X-Rcc-Denied:" in got, got  # rcc's refusal, readable
     assert not origin.heads
+
+
+def test_request_rules_judge_every_request_of_a_keepalive_connection(
+    start_proxy: Callable[..., RunningProxy], origin: Origin, test_ca: TestCA
+) -> None:
+    """`requests = ["HOST GET,POST /repos/me/*"]`: a matching request gets the value (control); the next request
+    on the same connection, to another path, is refused with rcc's 403 and never reaches the origin."""
+    ph = new_placeholder("github")
+    rule = f"{HOST} GET,POST /repos/me/*"
+    creds = CredentialSet([Credential("github", "GITHUB_TOKEN", (HOST,), ph, REAL, (rule,))])
+    term = Terminator(SessionCA.create("t"), creds, upstream=upstream_context(test_ca.cert))
+    rp = start_proxy(
+        allow=[f"{HOST}:{origin.port}", f"127.0.0.1:{origin.port}"], resolve={HOST: "127.0.0.1"}, terminator=term
+    )
+    cafile = Path(test_ca.dir) / "session-ca.pem"
+    cafile.write_bytes(term.ca.cert_pem())
+    with tunnel(rp, HOST, origin.port, str(cafile)) as s:
+        s.sendall(req(HOST, origin.port, f"Authorization: Bearer {ph}", path="/repos/me/x?page=2"))
+        ok = read_response(s)
+        s.sendall(req(HOST, origin.port, f"Authorization: Bearer {ph}", method="DELETE", path="/repos/me/x"))
+        refused = b""
+        with contextlib.suppress(ssl.SSLError, OSError):
+            while d := s.recv(65536):
+                refused += d
+    assert ok.startswith(b"HTTP/1.1 200") and f"Bearer {REAL}".encode() in origin.heads[0]
+    assert refused.startswith(b"HTTP/1.1 403") and b"matches no request rule" in refused
+    assert len(origin.heads) == 1
+    recs = rp.records(2)
+    why = "DELETE /repos/me/x matches no request rule"
+    assert any(r["decision"] == "deny" and why in str(r["reason"]) for r in recs)
 
 
 def test_connect_to_credential_host_with_sni_of_another_refused(cred_proxy: CredProxy, origin: Origin) -> None:

@@ -241,7 +241,9 @@ def _terminator(plan: Plan) -> Any:
     with open(os.path.join(d, CA_KEY), "rb") as f:
         key = f.read()
     ca = SessionCA.from_pem(cert, key)
-    creds = [Credential(c.name, c.env, c.hosts, c.placeholder, values[c.name]) for c in plan.net.credentials]
+    creds = [
+        Credential(c.name, c.env, c.hosts, c.placeholder, values[c.name], c.requests) for c in plan.net.credentials
+    ]
     return Terminator(ca, CredentialSet(creds))
 
 

@@ -72,8 +72,9 @@ def command(argv: list[str]) -> int:
             for s in sources.get(f"{table}.{k}", []):
                 out.append(f"      + {show_value(_tup(s['value']))}  ({s['source']})")
     out.append("[credentials]  (inside, the variable holds a placeholder; the proxy adds the value for these hosts)")
-    for name, (var, hosts) in eff.policy.network.credentials:
+    for name, (var, hosts, requests) in eff.policy.network.credentials:
         out.append(f"  {name}: env {var}, hosts {', '.join(hosts)}")
+        out.extend(f"    only: {r}" for r in requests)
     for s in sources.get("credentials", []):
         out.append(f"      + {', '.join(n for n, _ in s['value'])}  ({s['source']})")
     out.append(f"backend = {eff.policy.backend!r}")

@@ -17,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+import fnmatch
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,47 @@ def value_problem(value: str) -> str:
     return ""
 
 
+class RequestRuleError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class RequestRule:
+    """`HOST METHODS PATH`: e.g. "api.github.com GET,POST /repos/me/*". METHODS is a comma list or `*`; PATH
+    starts with / and may hold `*` (any characters, `/` included); the query string is not part of the match."""
+
+    host: str
+    methods: frozenset[str] | None  # None: any method
+    path: str
+    text: str
+
+    def matches(self, method: str, target: str) -> bool:
+        if self.methods is not None and method not in self.methods:
+            return False
+        path = target.split("?", 1)[0]
+        return fnmatch.fnmatchcase(path, self.path.replace("[", "[[]"))  # only * is special, never [...] sets
+
+
+def parse_request_rule(text: str) -> RequestRule:
+    parts = text.split()
+    if len(parts) != 3:
+        raise RequestRuleError(f"{text!r}: a request rule is HOST METHODS PATH, e.g. api.github.com GET,POST /repos/*")
+    host_s, methods_s, path = parts
+    try:
+        host = normalize_host(host_s)
+    except HostError as e:
+        raise RequestRuleError(f"{text!r}: {e}") from e
+    methods = None
+    if methods_s != "*":
+        ms = methods_s.split(",")
+        if not all(m and m.isascii() and m.isalpha() and m.isupper() for m in ms):
+            raise RequestRuleError(f"{text!r}: methods are upper-case names separated by commas (GET,POST) or *")
+        methods = frozenset(ms)
+    if not path.startswith("/") or "?" in path or "#" in path:
+        raise RequestRuleError(f"{text!r}: the path starts with / (no query string)")
+    return RequestRule(str(host), methods, path, text)
+
+
 @dataclass(frozen=True)
 class Credential:
     """One credential of a running session. `value` is the real secret: never printed (repr=False)."""
@@ -50,6 +92,7 @@ class Credential:
     hosts: tuple[str, ...]  # normalised host names
     placeholder: str
     value: str = field(repr=False)
+    requests: tuple[str, ...] = ()  # request rules (parse_request_rule)
 
 
 class CredentialSet:
@@ -58,9 +101,13 @@ class CredentialSet:
     def __init__(self, creds: Sequence[Credential]) -> None:
         self.creds = tuple(creds)
         self._by_host: dict[str, list[Credential]] = {}
+        self._rules: dict[str, list[RequestRule]] = {}
         for c in self.creds:
             for h in c.hosts:
                 self._by_host.setdefault(str(normalize_host(h)), []).append(c)
+            for r in c.requests:
+                rule = parse_request_rule(r)
+                self._rules.setdefault(rule.host, []).append(rule)
 
     def __repr__(self) -> str:
         return f"CredentialSet({[c.name for c in self.creds]})"
@@ -75,6 +122,14 @@ class CredentialSet:
     def swaps_for(self, host: str) -> dict[bytes, tuple[str, bytes]]:
         """placeholder -> (name, real value) for the credentials of `host` only."""
         return {c.placeholder.encode(): (c.name, c.value.encode()) for c in self._by_host.get(host, ())}
+
+    def judge_rules(self, head: http_rewrite.Head, host: str) -> str:
+        """Why the request rules of `host` refuse this request ("" = no rules for the host, or one matches).
+        Judged on every request of a keep-alive connection."""
+        rules = self._rules.get(host)
+        if not rules or any(r.matches(head.method, head.target) for r in rules):
+            return ""
+        return f"{head.method} {head.target.split('?', 1)[0][:200]} matches no request rule for {host}"
 
     def redactions(self) -> dict[bytes, bytes]:
         """real value -> a mask of the same length, every credential: what a server echoes back never reaches

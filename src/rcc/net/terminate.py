@@ -10,7 +10,8 @@ checked, TCP upstream connected). Imported only when the session has credentials
 
 Invariants:
 1. No request byte goes upstream before its head was judged; a refused request ends the connection: nothing of
-   it is sent, earlier responses still in flight get GRACE seconds, then both sides are closed.
+   it is sent, earlier responses still in flight get GRACE seconds, then the client gets rcc's 403 (X-Rcc-Denied)
+   and both sides are closed.
 2. A client that refuses rcc's certificate (pinning, or not trusting the session CA) is reported naming the
    credential and the host (`notify` and the result), never silently retried as a tunnel.
 3. Messages and audit records carry names, hosts, methods and paths, never a real value.
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 from rcc.net import http_rewrite
 from rcc.net.credentials import CredentialSet, judge_request, request_line_for_audit
+from rcc.net.http1 import bad_gateway, denied
 from rcc.net.sessionca import SessionCA, upstream_context
 
 READ = 64 * 1024
@@ -109,9 +111,7 @@ class Terminator:
                 why = _tls_reason(e)
                 out.error = f"TLS to {host} failed: {why}"
                 notify(f"rcc: credential {names}: TLS to {host}:{port} failed ({why}); nothing was sent")
-                cwriter.write(
-                    http_rewrite_bad_gateway(f"rcc: TLS to {host}:{port} failed ({why}); the credential was not sent")
-                )
+                cwriter.write(bad_gateway(f"TLS to {host}:{port} failed ({why}); the credential was not sent"))
                 with contextlib.suppress(OSError, ssl.SSLError):
                     await cwriter.drain()
                 return out
@@ -165,7 +165,7 @@ class Terminator:
                         out.refused = ev.reason
                         return
                     if isinstance(ev, http_rewrite.Head):
-                        why = judge_request(ev, host, port)
+                        why = judge_request(ev, host, port) or self.creds.judge_rules(ev, host)
                         if why:
                             out.refused = why
                             return
@@ -207,6 +207,12 @@ class Terminator:
                 # the requests already sent may still be on their way; give them a bounded grace, then close.
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(down), GRACE)
+            if out.refused:  # after the answers already on their way: rcc's 403 for the refused request
+                down.cancel()
+                await asyncio.gather(down, return_exceptions=True)
+                cwriter.write(denied(out.refused, host, port))
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(cwriter.drain(), GRACE)
         finally:
             for t in (up, down):
                 t.cancel()
@@ -221,9 +227,3 @@ def _tls_reason(e: BaseException) -> str:
     if isinstance(e, TimeoutError):
         return "TLS handshake timed out"
     return str(e) or type(e).__name__
-
-
-def http_rewrite_bad_gateway(text: str) -> bytes:
-    from rcc.net.http1 import bad_gateway
-
-    return bad_gateway(text)
