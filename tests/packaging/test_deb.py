@@ -115,7 +115,7 @@ def test_deb_control_fields(deb: Path) -> None:
     assert _field(deb, "Version") == builder().debian_version(project_version())
     assert _field(deb, "Architecture") == "all"
     assert _field(deb, "Depends") == "python3 (>= 3.11), bubblewrap"
-    assert _field(deb, "Recommends") == "nftables, iproute2, uidmap"
+    assert _field(deb, "Recommends") == "nftables, iproute2, uidmap, python3-cryptography"
     assert _field(deb, "Suggests") == "podman"
     info = ok(run(["dpkg-deb", "--info", str(deb)])).stdout
     for member in ("control", "md5sums", "postinst", "prerm"):
