@@ -127,6 +127,7 @@ def tunnel(rp: RunningProxy, host: str, port: int, cafile: str, sni: str | None 
         head += d
     assert head.startswith(b"HTTP/1.1 200"), head
     ctx = ssl.create_default_context(cafile=cafile)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])  # rcc must pick http/1.1: the one protocol it reads
     ctx.check_hostname = sni is None
     return ctx.wrap_socket(s, server_hostname=sni or host)
 
@@ -167,7 +168,7 @@ def req(host: str, port: int, *headers: str, method: str = "GET", path: str = "/
 def test_placeholder_swapped_for_the_real_value_in_headers(cred_proxy: CredProxy, origin: Origin) -> None:
     rp, ph, cafile = cred_proxy
     with tunnel(rp, HOST, origin.port, cafile) as s:
-        assert s.selected_alpn_protocol() in (None, "http/1.1")
+        assert s.selected_alpn_protocol() == "http/1.1"
         s.sendall(req(HOST, origin.port, f"x-api-key: {ph}", f"Authorization: Bearer {ph}"))
         out = read_response(s)
     assert out.startswith(b"HTTP/1.1 200")
@@ -365,3 +366,88 @@ def test_client_refusing_rccs_certificate_names_credential_and_host(
     assert recs[0]["decision"] == "error" and "anthropic" in str(recs[0]["reason"])
     assert any("credential anthropic" in n and HOST in n for n in rp.notes), rp.notes
     assert not origin.heads
+
+
+def test_server_sent_events_pass_through_as_they_arrive(
+    start_proxy: Callable[..., RunningProxy], test_ca: TestCA, tmp_path: Path
+) -> None:
+    """The origin sends the first event and waits until the client has it before sending the second: a proxy that
+    buffered the response (to its end, or to a size) would deadlock here."""
+    ctx = test_ca.server_context([HOST])
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+    port = ls.getsockname()[1]
+    got_first = threading.Event()
+
+    def serve() -> None:
+        raw, _ = ls.accept()
+        with ctx.wrap_socket(raw, server_side=True) as c:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += c.recv(65536)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+            ev = b"event: a\ndata: 1\n\n"
+            c.sendall(b"%x\r\n%s\r\n" % (len(ev), ev))
+            if got_first.wait(10):
+                ev = b"event: b\ndata: 2\n\n"
+                c.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(ev), ev))
+
+    threading.Thread(target=serve, daemon=True).start()
+    ph = new_placeholder("anthropic")
+    term = Terminator(
+        SessionCA.create("t"),
+        CredentialSet([Credential("anthropic", "ANTHROPIC_API_KEY", (HOST,), ph, REAL)]),
+        upstream=upstream_context(test_ca.cert),
+    )
+    rp = start_proxy(allow=[f"{HOST}:{port}", f"127.0.0.1:{port}"], resolve={HOST: "127.0.0.1"}, terminator=term)
+    cafile = tmp_path / "sse-ca.pem"
+    cafile.write_bytes(term.ca.cert_pem())
+    with tunnel(rp, HOST, port, str(cafile)) as s:
+        s.sendall(
+            req(HOST, port, f"x-api-key: {ph}", method="POST", path="/v1/messages").replace(
+                b"\r\n\r\n", b"\r\nContent-Length: 0\r\n\r\n"
+            )
+        )
+        buf = b""
+        while b"data: 1" not in buf:
+            d = s.recv(65536)
+            assert d, buf
+            buf += d
+        got_first.set()
+        while b"data: 2" not in buf:
+            d = s.recv(65536)
+            assert d, buf
+            buf += d
+    ls.close()
+
+
+def test_upstream_certificate_that_does_not_verify_gets_nothing(
+    start_proxy: Callable[..., RunningProxy], test_ca: TestCA, tmp_path: Path
+) -> None:
+    """The real server's certificate is checked against rcc's trust store: a server it does not trust (here: rcc
+    trusts only another CA) never receives the request; the client gets 502 naming the host."""
+    origin = Origin(test_ca, [HOST])
+    other_ca = TestCA(tmp_path / "other-ca")
+    ph = new_placeholder("anthropic")
+    term = Terminator(
+        SessionCA.create("t"),
+        CredentialSet([Credential("anthropic", "ANTHROPIC_API_KEY", (HOST,), ph, REAL)]),
+        upstream=upstream_context(other_ca.cert),
+    )
+    rp = start_proxy(
+        allow=[f"{HOST}:{origin.port}", f"127.0.0.1:{origin.port}"], resolve={HOST: "127.0.0.1"}, terminator=term
+    )
+    cafile = tmp_path / "s-ca.pem"
+    cafile.write_bytes(term.ca.cert_pem())
+    with tunnel(rp, HOST, origin.port, str(cafile)) as s:
+        s.sendall(req(HOST, origin.port, f"x-api-key: {ph}"))
+        got = b""
+        with contextlib.suppress(ssl.SSLError, OSError):
+            while d := s.recv(65536):
+                got += d
+    origin.close()
+    assert got.startswith(b"HTTP/1.1 502") and HOST.encode() in got and b"certificate verify failed" in got
+    assert not origin.heads
+    rec = rp.records(1)[0]
+    assert rec["decision"] == "error" and "certificate verify failed" in str(rec["reason"])
