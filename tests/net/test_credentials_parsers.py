@@ -77,8 +77,7 @@ def test_flow_socks5_to_a_credential_host_is_terminated_too() -> None:
     [
         (tls.ClientHello("other.example.com"), "is not the credential host"),
         (tls.ClientHello(None), "TLS server name none"),
-        (tls.NotTls(), "must be TLS"),
-        (tls.Malformed("bad"), "must be TLS"),
+        (tls.Malformed("bad"), "unparseable TLS ClientHello"),
     ],
 )
 def test_flow_sni_of_another_host_or_none_or_not_tls_refused(verdict: tls.Verdict, why: str) -> None:
@@ -88,6 +87,15 @@ def test_flow_sni_of_another_host_or_none_or_not_tls_refused(verdict: tls.Verdic
     assert isinstance(out[0], Notify) and out[-1] == Close() and not any(isinstance(c, Terminate) for c in out)
     (audit,) = f.feed(Ended(0, 0, 0))
     assert isinstance(audit, Audit) and audit.record.decision == "deny" and why in audit.record.reason
+
+
+def test_flow_not_tls_to_a_credential_host_is_a_plain_tunnel() -> None:
+    """ssh to github.com:22: not terminated, relayed as any tunnel (nothing can be injected into it)."""
+    f = flow_to_connected()
+    f.feed(Connected(A("203.0.113.7")))
+    assert f.feed(FirstFlight(tls.NotTls())) == [Relay(inspect=False)]
+    (audit,) = f.feed(Ended(0, 0, 0))
+    assert isinstance(audit, Audit) and audit.record.decision == "allow" and "TLS terminated" not in audit.record.reason
 
 
 def test_flow_bytes_sent_with_the_connect_to_a_credential_host_refused() -> None:

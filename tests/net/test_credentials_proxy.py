@@ -451,3 +451,34 @@ def test_upstream_certificate_that_does_not_verify_gets_nothing(
     assert not origin.heads
     rec = rp.records(1)[0]
     assert rec["decision"] == "error" and "certificate verify failed" in str(rec["reason"])
+
+
+def test_not_tls_to_a_credential_host_is_an_ordinary_tunnel(
+    start_proxy: Callable[..., RunningProxy], echo_server: int, test_ca: TestCA
+) -> None:
+    """ssh-like traffic to a credential host (github.com:22): relayed untouched, the placeholder in it stays the
+    placeholder (nothing is injected outside terminated TLS)."""
+    ph = new_placeholder("github")
+    term = Terminator(
+        SessionCA.create("t"),
+        CredentialSet([Credential("github", "GITHUB_TOKEN", (HOST,), ph, REAL)]),
+        upstream=upstream_context(test_ca.cert),
+    )
+    rp = start_proxy(
+        allow=[f"{HOST}:{echo_server}", f"127.0.0.1:{echo_server}"], resolve={HOST: "127.0.0.1"}, terminator=term
+    )
+    s = socket.create_connection(("127.0.0.1", rp.port), timeout=10)
+    with s:
+        s.sendall(f"CONNECT {HOST}:{echo_server} HTTP/1.1\r\nHost: {HOST}:{echo_server}\r\n\r\n".encode())
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += s.recv(1)
+        assert head.startswith(b"HTTP/1.1 200")
+        line = f"SSH-2.0-test {ph}\r\n".encode()
+        s.sendall(line)
+        got = b""
+        while len(got) < len(line):
+            d = s.recv(65536)
+            assert d
+            got += d
+    assert got == line  # echoed as sent: the placeholder, never the value

@@ -22,6 +22,7 @@ sockets, no clock and no event loop, so every decision path is a transcript test
                         └ fine ─────────────────────────────────► StartUpstream(first bytes)
             Connected, a credential host (CONNECT/SOCKS5) ──────► SendClient(200 / success) + Inspect
             FirstFlight ─ SNI is not exactly the host ──────────► Notify, Close
+                        ├ not TLS ──────────────────────────────► Relay (a plain tunnel: nothing injected)
                         └ SNI == host ──────────────────────────► Terminate ─ Terminated ─► (audit), Close
             ResolveFailed / HostAddressesFailed / ConnectFailed ► SendClient(502 / SOCKS5 code), Close
 
@@ -396,9 +397,15 @@ class ConnectionFlow:
         past rcc's request checks, or get this host's certificate shown for another name)."""
         if self.first_up:
             return self._deny_in_tunnel(Decision.invalid("bytes sent with the CONNECT request to a credential host"))
+        if isinstance(verdict, tls.NotTls):
+            # Not TLS (ssh to github.com:22, say): an ordinary tunnel. Nothing is injected into it, and a
+            # placeholder sent through it is only the placeholder.
+            self.terminating = False
+            return [Relay(inspect=False)]
         if not isinstance(verdict, tls.ClientHello):
-            what = verdict.reason if isinstance(verdict, tls.Malformed) else "not TLS"
-            return self._deny_in_tunnel(Decision.invalid(f"a connection to a credential host must be TLS ({what})"))
+            what = verdict.reason if isinstance(verdict, tls.Malformed) else "incomplete"
+            why = f"unparseable TLS ClientHello to a credential host ({what})"
+            return self._deny_in_tunnel(Decision.invalid(why))
         try:
             sni = str(normalize_host(verdict.server_name or ""))
         except HostError:
