@@ -194,3 +194,25 @@ def test_seatbelt_refuses_credentials_rather_than_half_work(env: dict[str, str],
         _plan(env, project, {"GITHUB_TOKEN": "x"})
     assert e.value.code == ExitCode.CONFIG and "seatbelt" in e.value.message
     assert _plan(env, project, {}).net.credentials == ()  # control: no variable set, nothing to refuse
+
+
+def test_value_that_cannot_go_into_a_header_stops_rcc_without_showing_it(env: dict[str, str], tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from rcctest import require
+
+    require(shutil.which("bwrap") is not None, "bubblewrap (bwrap) is not installed")
+    user_file(env, USER)
+    proj = tmp_path / "run"
+    proj.mkdir()
+    bad = "ghp_line1\r\nX-Injected: yes"
+    r = subprocess.run(
+        [sys.executable, "-m", "rcc", "run", "--", "true"], cwd=proj, capture_output=True, text=True, check=False,
+        env={"PATH": os.environ["PATH"], **env, "GITHUB_TOKEN": bad, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert r.returncode == ExitCode.CONFIG == 78
+    assert "credential github: $GITHUB_TOKEN cannot be injected" in r.stderr and "ghp_line1" not in r.stderr
+    assert not list((Path(env["XDG_STATE_HOME"]) / "rcc" / "credentials").glob("*"))  # no session CA left
