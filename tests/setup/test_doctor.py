@@ -363,3 +363,13 @@ def test_userns_checks_have_one_source_for_rcc_run_and_doctor() -> None:
     assert userns_problems({}.get, unprivileged=True) == []
     f = dataclasses.replace(GOOD, sysctls=tuple(off.items()))
     assert by_id(f)["user namespaces"].summary.count("= 0") == 2
+
+
+def test_credentials_check_says_whether_cryptography_is_there() -> None:
+    """Informational either way (rcc runs without it): present -> ok with its version; missing -> what happens
+    and how to install it; doctor's verdict does not change."""
+    ok = by_id(dataclasses.replace(GOOD, cryptography="48.0.0"))["credentials"]
+    assert ok.status == "ok" and "48.0.0" in ok.summary and not ok.required
+    missing = by_id(dataclasses.replace(GOOD, cryptography=""))["credentials"]
+    assert missing.status == "info" and "python3-cryptography" in missing.fix and "exit 69" in missing.summary
+    assert doctor.passed(checks(dataclasses.replace(GOOD, cryptography="")))

@@ -72,6 +72,7 @@ class Facts:
     # way to get the rest
     limits: tuple[tuple[str, str], ...] = ()
     limits_fix: str = ""
+    cryptography: str | None = None  # its version; "" not installed; None not checked ([credentials]' session CA)
 
     def which(self, name: str) -> str:
         return dict(self.binaries).get(name, "")
@@ -192,8 +193,27 @@ def checks(f: Facts) -> list[Check]:
         _agents_check(f),
         _config_check(f),
         _limits_check(f),
+        _credentials_check(f),
         *_firewall_checks(f),
     ]
+
+
+def _credentials_check(f: Facts) -> Check:
+    why = "[credentials] (and rcc claude's ANTHROPIC_API_KEY) keep keys out of the sandbox with a per-session CA"
+    if f.cryptography is None:
+        return Check("credentials", "info", "not checked", why)
+    if f.cryptography:
+        return Check("credentials", "ok", f"Python package cryptography {f.cryptography}", why, required=False)
+    fix = "apt install python3-cryptography, or pip install 'rcc[credentials]'"
+    return Check(
+        "credentials",
+        "info",
+        "Python package cryptography not installed: sessions with [credentials] stop (exit 69), "
+        "rcc claude passes ANTHROPIC_API_KEY in as it is",
+        why,
+        fix,
+        required=False,
+    )
 
 
 def _limits_check(f: Facts) -> Check:
@@ -875,7 +895,17 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, ro
         firewall_counters=counters,
         limits=limits,
         limits_fix=limits_fix,
+        cryptography=_cryptography_version(),
     )
+
+
+def _cryptography_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("cryptography")
+    except metadata.PackageNotFoundError:
+        return ""
 
 
 def _limits_facts(system: str) -> tuple[tuple[tuple[str, str], ...], str]:
