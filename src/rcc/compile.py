@@ -376,6 +376,10 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
     mounts += linked_mounts
     placeholders += linked_placeholders
     git_config = list(facts.git_identity)
+    if facts.linked_git_dir and facts.linked_git_dir != facts.git_common_dir:
+        # `git gc` expires every worktree's reflogs, and the others' are read-only: an automatic gc after a
+        # commit would only print errors. The user's own gc on the host does it.
+        git_config += [("gc.auto", "0"), ("maintenance.auto", "false")]
     excludes = [
         "/" + os.path.relpath(p.path, project)
         for p in placeholders
@@ -454,6 +458,7 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
         limits=limits,
         placeholder_anchors=_placeholder_anchors(facts),
         git_dirs=_swept_git_dirs(facts),
+        branch=facts.git_branch,
     )
 
 

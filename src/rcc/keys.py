@@ -148,6 +148,12 @@ BACKENDS = "bwrap seatbelt podman docker"
 RUN_OPTIONS: tuple[Option, ...] = (
     Option("--project", "DIR", "the project directory (default: the current directory)", complete="dir"),
     Option(
+        "--worktree",
+        "NAME",
+        "run in the git worktree NAME of the project, made on the host if missing (branch NAME, at\n"
+        "<project>/../<project>-worktrees/NAME); several sessions run side by side, one per worktree",
+    ),
+    Option(
         "--allow",
         "RULE",
         "allow a host through the proxy: example.com, *.example.com, host:port, 10.0.0.1,\n"

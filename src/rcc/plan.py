@@ -208,6 +208,7 @@ class Plan:
     placeholder_anchors: tuple[str, ...] = ()
     # A linked worktree's git dirs (outside the project), swept like `.git` at the start and end of a session.
     git_dirs: tuple[str, ...] = ()
+    branch: str = ""  # a linked worktree's branch, for `rcc sessions`
 
     def to_json(self) -> str:
         import json  # only --dry-run prints a plan: `rcc run` does not pay for the import
@@ -243,5 +244,6 @@ class Plan:
             "limits": asdict(self.limits),
             "placeholder_anchors": list(self.placeholder_anchors),
             "git_dirs": list(self.git_dirs),
+            "branch": self.branch,
         }
         return json.dumps(doc, indent=2)

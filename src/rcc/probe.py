@@ -69,6 +69,7 @@ class HostFacts:
     linked_git_dir: str = ""
     git_common_dir: str = ""
     git_anchor: str = ""
+    git_branch: str = ""  # a linked worktree's checked-out branch (`rcc sessions` shows it), "" when detached
     owned_devices: tuple[tuple[str, int, int], ...] = ()  # (path, st_rdev, mode) of DEVICE_NODES root owns
     memory_total: int = 0  # physical memory in bytes (0: unknown), for limits given as a percentage
 
@@ -181,6 +182,7 @@ def probe(
         linked_git_dir=linked,
         git_common_dir=common,
         git_anchor=git_anchor(common),
+        git_branch=head_branch(linked) if linked != common else "",
         owned_devices=owned_device_nodes(uid),
         memory_total=_physical_memory(),
     )
@@ -285,6 +287,14 @@ def linked_git_dirs(project: str) -> tuple[str, str]:
     if not all(_is_kind(os.path.join(common, d), stat.S_ISDIR) for d in ("objects", "refs")):
         return "", ""
     return git_dir, common
+
+
+def head_branch(git_dir: str) -> str:
+    """The branch a git dir's HEAD names (`ref: refs/heads/NAME`), "" when detached or unreadable."""
+    head = _read_small(os.path.join(git_dir, "HEAD")) if git_dir else None
+    if not head or not head.startswith("ref: refs/heads/"):
+        return ""
+    return head[len("ref: refs/heads/") :].strip()
 
 
 def git_anchor(common: str) -> str:

@@ -34,6 +34,7 @@ class RunOptions:
     """rcc's own options for one invocation."""
 
     project: str = ""
+    worktree: str = ""  # --worktree NAME: the session runs in that git worktree of the project (rcc.worktree)
     dry_run: bool = False
     flags: Flags = field(default_factory=Flags)
     extra: dict[str, str] = field(default_factory=dict)  # agent-specific options (e.g. --import-settings)
@@ -89,6 +90,10 @@ def _apply(opts: RunOptions, opt: Option, name: str, value: str) -> None:
     f = opts.flags
     if name == "--project":
         opts.project = value
+    elif name == "--worktree":
+        from rcc.worktree import check_name
+
+        opts.worktree = check_name(value)
     elif opt.shape == "item":
         f.add(opt.key, [value], name)
     elif opt.shape == "value":
@@ -116,7 +121,32 @@ def command(argv: list[str]) -> int:
     opts, cmd = parse_run_args(argv)
     if not cmd:
         raise UsageError("no command given", hint="usage: rcc run [OPTIONS] [--] COMMAND [ARGS...]")
+    settle_worktree(opts)
     return run_session(opts, Session(argv=tuple(cmd), interactive=sys.stdin.isatty()))
+
+
+def settle_worktree(opts: RunOptions) -> None:
+    """--worktree NAME: make (or find) the worktree on the host and make it the project; the current directory
+    moves to the same place inside it, so a session started in a subdirectory starts there."""
+    if not opts.worktree:
+        return
+    from rcc import worktree
+
+    start = os.path.realpath(opts.project or os.getcwd())
+    if opts.dry_run:
+        path = os.path.join(worktree.worktrees_dir(worktree.main_tree(start)), opts.worktree)
+        if not os.path.isdir(path):
+            raise RccError(
+                f"--dry-run: the worktree {path} does not exist yet",
+                hint="run once without --dry-run to create it",
+                code=ExitCode.PROJECT,
+            )
+    main, path = worktree.ensure(start, opts.worktree)
+    sys.stderr.write(f"rcc: worktree {path} (branch {opts.worktree})\n")
+    here = os.path.realpath(os.getcwd())
+    rel = os.path.relpath(here, main) if here.startswith(main.rstrip("/") + "/") else ""
+    os.chdir(os.path.join(path, rel) if rel and os.path.isdir(os.path.join(path, rel)) else path)
+    opts.project = path
 
 
 def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = ()) -> int:

@@ -395,7 +395,9 @@ def test_linked_worktree_binds_common_dir_then_protects_it_then_its_own_git_dir(
 def test_linked_worktree_placeholders_in_the_project_are_excluded_from_git_add() -> None:
     p = plan(f=linked_facts())
     env = dict(p.env)
-    assert env["GIT_CONFIG_KEY_0"] == "core.excludesFile"
+    keys = {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"] for i in range(int(env["GIT_CONFIG_COUNT"]))}
+    assert keys["core.excludesFile"] == "/run/rcc/git-excludes"
+    assert keys["gc.auto"] == "0"  # gc would expire the other worktrees' (read-only) reflogs
     (data,) = (m for m in p.mounts if m.dest == "/run/rcc/git-excludes")
     assert "/.envrc\n" in data.content and "/.git/" not in data.content and ".." not in data.content  # type: ignore[attr-defined]
 

@@ -156,12 +156,13 @@ def _run_agent_session(opts: RunOptions, session: Session, run: AgentRun, layers
 
 
 def agent_command(name: str, argv: list[str]) -> int:
-    from rcc.runner import parse_run_args
+    from rcc.runner import parse_run_args, settle_worktree
 
     opts, cmd = parse_run_args(argv, agent=True, agent_flags=AGENT_FLAGS)
     if "--rcc-help" in opts.extra:
         sys.stdout.write(AGENT_HELP)
         return 0
+    settle_worktree(opts)
     session, run = build_session(name, opts, cmd, os.environ, interactive=sys.stdin.isatty())
     return _run_agent_session(opts, session, run, default_credentials(name, opts, os.environ))
 
@@ -202,10 +203,11 @@ def shell_command(argv: list[str]) -> int:
     """An interactive shell under the same policy; with --agent NAME, with that agent's profile added
     (its state, install tree on PATH, keys and endpoints), to see what the agent would see."""
     from rcc.compile import Session
-    from rcc.runner import parse_run_args, run_session
+    from rcc.runner import parse_run_args, run_session, settle_worktree
 
     agent, rest = _pop_agent(argv)
     opts, cmd = parse_run_args(rest)
+    settle_worktree(opts)
     shell = default_shell(os.environ)
     interactive = sys.stdin.isatty()
     if agent:

@@ -272,7 +272,9 @@ def start_proxy(plan: Plan, listener: socket.socket, backend: str = "") -> Sessi
     handle = SessionProxy(plan)
     audit = paths.audit_log_file()
     sid = plan.session_id or os.urandom(4).hex()
-    rec = SessionRecord(sid, os.getpid(), plan.project, shlex.join(plan.argv), backend, utc_now(), f"{sid}.sock")
+    rec = SessionRecord(
+        sid, os.getpid(), plan.project, shlex.join(plan.argv), backend, utc_now(), f"{sid}.sock", plan.branch
+    )
     control = ControlServer(
         rec,
         decider,

@@ -13,7 +13,8 @@ from rcc.live import protocol, sessions
 SESSIONS_HELP = """\
 usage: rcc sessions [--json]
 
-The running rcc sessions of this account: id, project, command, backend, started, connections allowed/denied.
+The running rcc sessions of this account: id, project, command, backend, started, connections allowed/denied,
+and for a project that is a git worktree (rcc claude --worktree NAME) its branch when the session started.
 """
 
 CHANGE_HELP = """\
@@ -80,7 +81,7 @@ def sessions_command(argv: list[str]) -> int:
         return 0
     from rcc.net.hosts import printable
 
-    head = ("ID", "STARTED", "BACKEND", "ALLOWED", "DENIED", "PROJECT", "COMMAND")
+    head = ("ID", "STARTED", "BACKEND", "ALLOWED", "DENIED", "BRANCH", "PROJECT", "COMMAND")
     table = [head] + [
         (
             r["id"],
@@ -88,6 +89,7 @@ def sessions_command(argv: list[str]) -> int:
             r["backend"] or "-",
             str(r["allowed"]),
             str(r["denied"]),
+            printable(r["branch"]) or "-",
             printable(r["project"]),
             printable(r["command"])[:60],
         )

@@ -32,6 +32,7 @@ class SessionRecord:
     backend: str
     started: str  # UTC, ISO 8601
     socket: str  # the control socket's file name in sessions/
+    branch: str = ""  # the project is a linked git worktree on this branch (rcc claude --worktree NAME)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=True).encode() + b"\n"
@@ -49,6 +50,7 @@ class SessionRecord:
             backend=str(doc["backend"]),
             started=str(doc["started"]),
             socket=str(doc["socket"]),
+            branch=str(doc.get("branch", "")),
         )
         if not _valid_id(rec.id) or rec.socket != f"{rec.id}.sock":
             raise ValueError("bad id")
