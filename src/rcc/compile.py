@@ -277,6 +277,19 @@ def _linked_git_protected(policy: Policy, facts: HostFacts) -> tuple[list[MountO
     return mounts, placeholders
 
 
+def _submodule_git_protected(policy: Policy, facts: HostFacts) -> tuple[list[MountOp], list[Placeholder]]:
+    """Each submodule's git dir under the read-only `modules/`: writable and pinned, over it, with the same
+    protections as `.git` (its hooks and config run when the host's git works in or recurses into the submodule),
+    so commits in a submodule work inside."""
+    mounts: list[MountOp] = []
+    placeholders: list[Placeholder] = []
+    for d in facts.submodule_git_dirs:
+        m, p = _linked_git_protected(policy, replace(facts, linked_git_dir=d, git_common_dir=d))
+        mounts += [Bind(d, d, True, "git: a submodule's git dir, pinned"), *m]
+        placeholders += p
+    return mounts, placeholders
+
+
 def _refuse_protected_symlink(path: str, link: str) -> NoReturn:
     """A mount covers a symlink's target, never the link: the agent could unlink it (its directory is the
     writable project) and create the real file (.envrc, .git/hooks, ...) for the host to run. So refuse."""
@@ -372,9 +385,12 @@ def compile_plan(policy: Policy, facts: HostFacts, session: Session, session_id:
 
     prot_mounts, placeholders = _protected(policy, facts)
     mounts += prot_mounts
-    linked_mounts, linked_placeholders = _linked_git_protected(policy, facts)
-    mounts += linked_mounts
-    placeholders += linked_placeholders
+    for more_mounts, more_placeholders in (
+        _linked_git_protected(policy, facts),
+        _submodule_git_protected(policy, facts),
+    ):
+        mounts += more_mounts
+        placeholders += more_placeholders
     git_config = list(facts.git_identity)
     if facts.linked_git_dir and facts.linked_git_dir != facts.git_common_dir:
         # `git gc` expires every worktree's reflogs, and the others' are read-only: an automatic gc after a

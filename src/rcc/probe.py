@@ -70,6 +70,9 @@ class HostFacts:
     git_common_dir: str = ""
     git_anchor: str = ""
     git_branch: str = ""  # a linked worktree's checked-out branch (`rcc sessions` shows it), "" when detached
+    # The git dirs of the project's submodules that git keeps under a read-only `modules/` (the project's
+    # `.git/modules/NAME`, or a linked worktree's), each pointing back at its submodule: bound writable, protected.
+    submodule_git_dirs: tuple[str, ...] = ()
     owned_devices: tuple[tuple[str, int, int], ...] = ()  # (path, st_rdev, mode) of DEVICE_NODES root owns
     memory_total: int = 0  # physical memory in bytes (0: unknown), for limits given as a percentage
 
@@ -163,6 +166,10 @@ def probe(
             os.path.join(real_project, pointed, r[5:]) for r in interesting_git_entries(interesting, real_project)
         )
     wanted.update(protected_candidates(real_project, [f"{s}/.git" for s in submodules] + ([hooks] if hooks else [])))
+    sub_dirs = submodule_git_dirs(real_project, submodules, linked)
+    git_entries = [r[len(".git/") :] for r in interesting_git_entries(interesting, real_project)]
+    for d in sub_dirs:
+        wanted.update([d, *(os.path.join(d, r) for r in git_entries)])
     facts_paths = {p: path_info(p) for p in wanted}
     return HostFacts(
         uid=uid,
@@ -183,6 +190,7 @@ def probe(
         git_common_dir=common,
         git_anchor=git_anchor(common),
         git_branch=head_branch(linked) if linked != common else "",
+        submodule_git_dirs=sub_dirs,
         owned_devices=owned_device_nodes(uid),
         memory_total=_physical_memory(),
     )
@@ -287,6 +295,20 @@ def linked_git_dirs(project: str) -> tuple[str, str]:
     if not all(_is_kind(os.path.join(common, d), stat.S_ISDIR) for d in ("objects", "refs")):
         return "", ""
     return git_dir, common
+
+
+def submodule_git_dirs(project: str, submodules: Iterable[str], linked: str) -> tuple[str, ...]:
+    """The git dirs of the submodules (from .gitmodules) that lie in the project's `.git/modules/` or the linked
+    worktree's `modules/` and are git's own layout pointing back at the submodule (linked_git_dirs)."""
+    homes = [os.path.join(project, ".git", "modules") + "/"]
+    if linked:
+        homes.append(os.path.join(linked, "modules") + "/")
+    out = []
+    for sub in submodules:
+        git_dir, common = linked_git_dirs(os.path.realpath(os.path.join(project, sub)))
+        if git_dir and git_dir == common and any(git_dir.startswith(h) for h in homes) and git_dir not in out:
+            out.append(git_dir)
+    return tuple(out)
 
 
 def head_branch(git_dir: str) -> str:

@@ -428,3 +428,17 @@ def test_submodule_git_dir_is_its_own_common_dir_with_head_and_index_writable() 
     assert b[modules].writable is True and b[f"{modules}/hooks"].writable is False
     assert f"{modules}/HEAD" not in b and f"{modules}/index" not in b  # its own state: git commit writes them
     assert p.placeholder_anchors == (modules,)
+
+
+def test_submodule_git_dirs_under_read_only_modules_are_bound_writable_after_it_and_protected() -> None:
+    sub = f"{PROJECT}/.git/modules/lib"
+    f = facts({sub: PathInfo("dir", sub), f"{sub}/hooks": PathInfo("dir", f"{sub}/hooks")})
+    p = plan(f=replace(f, submodule_git_dirs=(sub,)))
+    b = binds(p)
+    assert b[f"{PROJECT}/.git/modules"].writable is False
+    assert b[sub].writable is True
+    assert index(p.mounts, Bind, f"{PROJECT}/.git/modules") < index(p.mounts, Bind, sub)
+    for rel in ("hooks", "config", "info", "commondir", "modules", "worktrees"):
+        assert b[f"{sub}/{rel}"].writable is False, rel
+        assert index(p.mounts, Bind, sub) < index(p.mounts, Bind, f"{sub}/{rel}")
+    assert f"{sub}/index" not in b  # its own index: a commit in the submodule writes it

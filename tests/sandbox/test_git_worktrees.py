@@ -259,3 +259,34 @@ def test_plant_hook_or_config_in_a_submodules_git_dir_runs_nothing(world: World)
         assert r.returncode == 0 and "PWNED" not in r.stderr, r.stderr
     assert world.git("status", "--short").returncode == 0  # the main repository recurses into the submodule
     assert not flag.exists()
+
+
+def test_control_git_works_in_a_submodule_from_a_session_of_the_main_project(world: World) -> None:
+    """The submodule's git dir is the project's .git/modules/sub (read-only as a whole before): bound writable
+    over it, so a commit in the submodule works from a session of the main project."""
+    sub = _submodule(world)
+    res = world.sh("set -e; cd sub; echo y > y.txt; git add y.txt; git commit -q -m 'sub from main'; git status -s")
+    assert res.returncode == 0, res.stderr
+    assert _host_git(world, sub, "log", "-1", "--format=%s").stdout.strip() == "sub from main"
+
+
+def test_plant_hook_or_config_in_a_submodules_git_dir_from_the_main_project_runs_nothing(world: World) -> None:
+    sub = _submodule(world)
+    flag = _flag(world)
+    modules = world.project / ".git/modules/sub"
+    before = (modules / "config").read_text()
+    res = world.sh(
+        f"printf '{HOOK.format(flag=flag)}' > .git/modules/sub/hooks/pre-commit; "
+        "chmod +x .git/modules/sub/hooks/pre-commit; mv .git/modules/sub/hooks .git/modules/sub/h2; "
+        f"cd sub && git config core.fsmonitor 'touch {flag}'; echo x > ../.git/modules/sub/commondir; "
+        "mv ../.git/modules/sub ../.git/modules/sub2; true"
+    )
+    assert res.returncode == 0, res.stderr
+    assert (modules / "config").read_text() == before and not (modules / "commondir").exists()
+    assert not (modules / "hooks/pre-commit").exists() and not (modules.parent / "sub2").exists()
+    world.write(sub / "h.txt", "host\n")
+    for args in (("add", "h.txt"), ("commit", "-q", "-m", "host"), ("status", "--short")):
+        r = _host_git(world, sub, *args)
+        assert r.returncode == 0 and "PWNED" not in r.stderr, r.stderr
+    assert world.git("status", "--short").returncode == 0  # recurses into the submodule
+    assert not flag.exists()
