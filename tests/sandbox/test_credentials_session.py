@@ -54,11 +54,12 @@ SEARCH = r"""
 import os, sys
 real = bytes.fromhex(os.environ["REAL_HEX"])
 placeholder = os.environ["DEMO_TOKEN"].encode()  # the search's control: it must find this one in /proc
-fs, proc, keys, seen = [], [], [], 0
+fs, proc, keys, seen, phfiles = [], [], [], 0, []
+SKIP = ("proc", "sys", "dev", "usr", "nix", "lib", "lib32", "lib64", "bin", "sbin", "opt", "gnu")
 for top in ("/",):
     for d, dirs, files in os.walk(top):
-        if d == "/":
-            dirs[:] = [x for x in dirs if x not in ("proc", "sys", "dev")]
+        if d == "/":  # /proc below; the host's read-only system trees (GBs, never written by rcc) are skipped
+            dirs[:] = [x for x in dirs if x not in SKIP]
         for f in files:
             p = os.path.join(d, f)
             try:
@@ -70,6 +71,8 @@ for top in ("/",):
                 continue
             if real in data:
                 fs.append(p)
+            if placeholder in data:
+                phfiles.append(p)
             if b"PRIVATE KEY-----" in data and not p.startswith(("/usr/", "/etc/")):
                 keys.append(p)
 for pid in os.listdir("/proc"):
@@ -87,10 +90,12 @@ print("FSHITS=" + ",".join(fs))
 print("PROCHITS=" + ",".join(proc))
 print("KEYS=" + ",".join(keys))
 print(f"PLACEHOLDERSEEN={seen}")
+print("PHFILES=" + ",".join(phfiles))
 """
 SCRIPT = r"""
 echo "VAR=$DEMO_TOKEN"
 curl -sS --max-time 20 -H "Authorization: Bearer $DEMO_TOKEN" https://{host}/v1/x; echo
+printf '%s' "$DEMO_TOKEN" > /tmp/ph-marker   # the file search's control: it must find this file
 python3 -c "$SEARCH"
 echo "BUNDLE=$SSL_CERT_FILE $(grep -c 'BEGIN CERTIFICATE' "$SSL_CERT_FILE")"
 """
@@ -119,7 +124,8 @@ def test_credential_injected_through_a_real_session_and_nowhere_inside(
     # the host got the real value, the sandbox saw a mask where the host echoed it
     assert Echo.seen and Echo.seen[-1].get("Authorization") == f"Bearer {REAL}"
     assert '"Authorization": "Bearer rcc-redacted-' in r.stdout
-    assert int(lines["PLACEHOLDERSEEN"]) >= 1  # the search works: it finds the placeholder in /proc
+    # the searches work: they find the placeholder in /proc and in the marker file written before
+    assert int(lines["PLACEHOLDERSEEN"]) >= 1 and "/tmp/ph-marker" in lines["PHFILES"].split(","), r.stdout
     assert lines["FSHITS"] == "" and lines["PROCHITS"] == "" and lines["KEYS"] == "", r.stdout
     assert lines["BUNDLE"].startswith("/run/rcc/ca-bundle.pem ")
     # the session CA's directory is gone once the session has ended
