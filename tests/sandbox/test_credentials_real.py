@@ -125,6 +125,10 @@ git add new.txt
 git -c user.name=agent -c user.email=agent@example.invalid commit -qm 'from the sandbox'
 git push -q origin main
 printf 'head %s\n' "$(git rev-parse HEAD)"
+# as `gh auth setup-git` does: no token in the URL, a credential helper answers git's 401 with the variable
+git -c credential.helper='!f() { echo username=x-access-token; echo "password=$GITHUB_TOKEN"; }; f' \
+    clone -q https://github.test/repo.git /tmp/clone2
+printf 'helper %s\n' "$(git -C /tmp/clone2 rev-parse HEAD)"
 printf 'other %s\n' "$(curl -sS --max-time 10 -H "Authorization: token $GITHUB_TOKEN" -d hi https://other.test/gist)"
 printf 'curl %s\n' "$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -u "x-access-token:$GITHUB_TOKEN" \
     'https://github.test/repo.git/info/refs?service=git-upload-pack')"
@@ -150,7 +154,7 @@ def test_git_clone_and_push_with_a_token_the_sandbox_never_holds(world: World, s
     assert code == 0, err
     placeholder = field(out, "placeholder")
     assert placeholder and placeholder != cred.value
-    assert branch_head(bare) == field(out, "head")
+    assert branch_head(bare) == field(out, "head") == field(out, "helper")
     assert field(out, "curl") == "200"
     assert git_seen.all() and not git_seen.contains(placeholder)
     authed = [r for r in git_seen.all() if r.header("Authorization")]
