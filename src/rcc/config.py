@@ -88,6 +88,8 @@ def _line_of(text: str, table: str, key: str) -> int:
         m = re.match(r"^\[\s*([A-Za-z0-9_.\-\"]+)\s*\]", s)
         if m:
             current = m.group(1).strip('"')
+            if not table and current.split(".")[0] == key:  # a table of tables: [credentials.NAME]
+                return n
             continue
         if re.match(rf"^\"?{re.escape(key)}\"?\s*=", s) and current == table:
             return n

@@ -70,6 +70,8 @@ def test_invalid_credentials_are_config_errors(tmp_path: Path, text: str, proble
         parse_file(str(f), "user")
     assert e.value.code == ExitCode.CONFIG
     assert problem in e.value.message
+    if text.startswith("[credentials.x]"):
+        assert e.value.where == f"{f}:1"  # the file and the line of the [credentials.NAME] table
 
 
 def test_project_file_adding_a_credential_without_trust_is_dropped(
