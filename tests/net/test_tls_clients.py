@@ -326,3 +326,55 @@ def test_tls_servers_refuse_clients_without_the_test_ca(tls_sites: TlsSites) -> 
     with pytest.raises(urllib.request.URLError) as e:
         urllib.request.urlopen(f"https://{host.address}/", timeout=10, context=ssl.create_default_context())
     assert isinstance(e.value.reason, ssl.SSLCertVerificationError)
+
+
+# ------------------------------------------------------------------------------------------------ attacks, real curl
+
+
+@pytest.fixture
+def terminated(tls_sites: TlsSites, start_proxy, tmp_path: Path) -> Client:  # type: ignore[no-untyped-def]  # noqa: F811
+    return Client("terminated", tls_sites, start_proxy, tmp_path / "home")
+
+
+def test_curl_with_host_header_of_another_host_in_a_terminated_connection_is_refused(
+    terminated: Client, tmp_path: Path
+) -> None:
+    """Attack: open the terminated connection to the credential's host, then name another host in `Host` (hoping
+    the value goes where that host's name points). Refused before anything goes upstream; control: the same
+    request with the right Host gets the value injected."""
+    index_seen, other_seen = Seen(), Seen()
+    terminated.sites.serve("pypi.test", pypi_handler(build_wheel(tmp_path), TOKEN, index_seen))
+    terminated.sites.serve("other.test", recorder_handler(other_seen))
+    url = f"https://{terminated.host('pypi.test')}/simple/{PKG}/"
+    base = [tool("curl"), "-sS", "--max-time", "10", "--cacert", terminated.cafile, "-o", "/dev/null"]
+    base += ["-w", "%{http_code}", "-u", f"__token__:{terminated.secret(TOKEN)}"]
+    r = terminated.run([*base, "-H", "Host: other.test", url])
+    assert r.stdout != "200"
+    assert index_seen.all() == [] and other_seen.all() == []
+    recs = terminated.proxy.records() if terminated.proxy else []
+    assert any(x["decision"] == "deny" and "other.test" in str(x["reason"]) for x in recs), recs
+    r = terminated.run([*base, url])  # control
+    assert r.stdout == "200", r.stderr
+    assert [x.basic_password() for x in index_seen.all()] == [TOKEN]
+
+
+def test_curl_with_sni_of_another_host_through_a_credential_connect_is_refused(
+    terminated: Client, tmp_path: Path
+) -> None:
+    """Attack: CONNECT to the credential's host but speak TLS for another name (curl --connect-to): no leaf is
+    made for the other name and nothing reaches either server; control: the same URL without --connect-to."""
+    index_seen, other_seen = Seen(), Seen()
+    terminated.sites.serve("pypi.test", pypi_handler(build_wheel(tmp_path), TOKEN, index_seen))
+    terminated.sites.serve("other.test", recorder_handler(other_seen))
+    terminated.host("pypi.test")
+    base = [tool("curl"), "-sS", "--max-time", "10", "--cacert", terminated.cafile, "-o", "/dev/null"]
+    base += ["-w", "%{http_code}", "-u", f"__token__:{terminated.secret(TOKEN)}"]
+    r = terminated.run([*base, "--connect-to", "other.test:443:pypi.test:443", f"https://other.test/simple/{PKG}/"])
+    assert r.returncode != 0 and r.stdout != "200"
+    assert index_seen.all() == [] and other_seen.all() == []
+    recs = terminated.proxy.records() if terminated.proxy else []
+    assert any(x["host"] == "pypi.test" and x["decision"] == "deny" for x in recs), recs
+    r = terminated.run([*base, f"https://other.test/simple/{PKG}/"])  # control: other.test is tunnelled
+    assert r.returncode == 0 and r.stdout == "200", r.stderr
+    assert [x.path for x in other_seen.all()] == [f"/simple/{PKG}/"]
+    assert not other_seen.contains(TOKEN)
