@@ -121,6 +121,18 @@ def test_rootless_on_cgroup_v1_leaves_limits_out() -> None:
     assert "--pids-limit" not in argv and "--memory" not in argv
 
 
+def test_rootless_on_cgroup_v1_gets_rlimits_instead() -> None:
+    """podman ignores cgroup limits there: a fork bomb in such a container took the test machine to a load of 5000."""
+    from rcc.plan import ResourceLimits
+
+    limited = plan(limits=ResourceLimits(memory=200 << 20, processes=64))
+    argv = ContainerBackend("podman", "img", host=ROOTLESS).render(limited)
+    assert "--pids-limit" not in argv and "--memory" not in argv
+    ulimits = [argv[i + 1] for i, a in enumerate(argv) if a == "--ulimit"]
+    assert ulimits == ["nproc=64:64", f"data={200 << 20}:{200 << 20}"]
+    assert "--ulimit" not in ContainerBackend("podman", "img", host=ROOT).render(limited)  # cgroups there
+
+
 def test_docker_argv_uses_docker_syntax() -> None:
     argv = ContainerBackend("docker", "img", host=ROOT, engine_path="docker").render(plan())
     assert argv[:2] == ["docker", "run"]

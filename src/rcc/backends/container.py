@@ -406,6 +406,15 @@ class ContainerBackend:
                 a += ["--memory", lim.memory, "--memory-swap", lim.memory]
             if plan.limits.cpu:
                 a += ["--cpus", f"{plan.limits.cpu:g}"]
+        elif podman:
+            # Rootless podman on cgroup v1 has no cgroup limits: rlimits instead, as for a user's bwrap session
+            # (a fork bomb there took this test machine to a load of 5000). RLIMIT_NPROC counts the user's processes
+            # in podman's user namespace (all of this user's rootless containers), RLIMIT_DATA each process.
+            lim = self.limits or Limits(plan.limits.processes or None, str(plan.limits.memory or "") or None)
+            if lim.pids is not None:
+                a += ["--ulimit", f"nproc={lim.pids}:{lim.pids}"]
+            if plan.limits.memory and self.limits is None:
+                a += ["--ulimit", f"data={plan.limits.memory}:{plan.limits.memory}"]
         # Environment: exactly the plan's allowlist (podman: drop the image's defaults too).
         if podman:
             a.append("--unsetenv-all")
