@@ -45,11 +45,7 @@ from tlsservers import (
 
 pytestmark = [
     pytest.mark.netns,
-    pytest.mark.backends(
-        "bwrap",
-        "podman-root",
-        why="verified on these; podman-rootless could not be run while the machine was out of processes",
-    ),
+    pytest.mark.backends("all", why="every backend"),
 ]
 
 LEAKSCAN = Path(__file__).resolve().parent.parent / "leakscan.py"
