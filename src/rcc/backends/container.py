@@ -87,6 +87,8 @@ def hosts_text(hostname: str) -> str:
     one, which names the host's address as host.containers.internal; rcc's images have none of their own, and
     without it `psql -h localhost` to a host service finds no address at all.)"""
     return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+
+
 _CLONE_NEWUSER = 0x10000000
 _S_IFMT, _S_IFREG, _S_IFIFO, _S_IFCHR, _S_IFBLK, _S_IFSOCK = 0o170000, 0o100000, 0o010000, 0o020000, 0o060000, 0o140000
 _EPERM = 1
