@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from escape_world import World
+from escape_world import World, kill_tree
 
 pytestmark = [pytest.mark.sandbox]  # every backend (attacks.BACKENDS)
 
@@ -290,3 +291,45 @@ def test_plant_hook_or_config_in_a_submodules_git_dir_from_the_main_project_runs
         assert r.returncode == 0 and "PWNED" not in r.stderr, r.stderr
     assert world.git("status", "--short").returncode == 0  # recurses into the submodule
     assert not flag.exists()
+
+
+def test_main_session_ending_does_not_unprotect_a_worktree_session(world: World) -> None:
+    """A session in the main repository makes the placeholder .git/commondir; a worktree session starts and binds
+    it read-only; the main session ends. Were the placeholders recorded per project, the main session would
+    remove it, the worktree session's mount would go with it, and it could plant `commondir` (the host's git in
+    the main repository would then read config and hooks from a directory the agent fills)."""
+    wt = _worktree(world)
+    common = world.project / ".git"
+    wait_go = "while [ ! -e b-go ]; do sleep 0.05; done"
+    main = subprocess.Popen(world.rcc_argv(["run", "--no-network", "--", "sh", "-c", wait_go]), cwd=world.project,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    script = (
+        "touch b-started; while [ ! -e main-done ]; do sleep 0.05; done; "
+        f"(echo ../evil > {common}/commondir) 2>/dev/null && echo PLANTED; "
+        f"(rm -f {common}/commondir && echo ../evil > {common}/commondir) 2>/dev/null && echo PLANTED; true"
+    )
+    b = None
+    try:
+        deadline = time.monotonic() + 30
+        while not (common / "commondir").exists():
+            assert time.monotonic() < deadline and main.poll() is None, main.communicate()
+            time.sleep(0.02)
+        b = subprocess.Popen(world.rcc_argv(["run", "--no-network", "--", "sh", "-c", script]), cwd=wt,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # fmt: skip
+        while not (wt / "b-started").exists():
+            assert time.monotonic() < deadline and b.poll() is None, b.communicate()
+            time.sleep(0.02)
+        world.write(world.project / "b-go", "")
+        main_out = main.communicate(timeout=60)
+        assert main.returncode == 0, main_out
+        assert (common / "commondir").exists(), "the worktree session still relies on it"
+        world.write(wt / "main-done", "")
+        out, err = b.communicate(timeout=60)
+    finally:
+        kill_tree(main)
+        if b is not None:
+            kill_tree(b)
+    assert "PLANTED" not in out and b.returncode == 0, (out, err)
+    assert not (common / "commondir").exists()  # the last session removed it
