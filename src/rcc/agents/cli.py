@@ -37,6 +37,7 @@ agent options:
                        the sandbox gets a placeholder and rcc's proxy adds the key for the API host only
   --rcc-help           this help
   and every `rcc run` option: --allow, --deny, --resolve, --no-network, --ro, --rw, --hide, --env, --project,
+  --worktree NAME (a git worktree of the project on branch NAME, made if missing: agents side by side),
   --backend, --dry-run (see `rcc run --help`)
 
 exit status: the agent's own; 69 when the agent (or bubblewrap) is not installed, with the install command.
