@@ -28,17 +28,23 @@ from rcc.limits import enforcement
 
 pytestmark = [pytest.mark.sandbox]
 
+# The attacks hold at their limit until the test has seen the host answer (a file "go" in the project): the
+# session is provably still running, at its limit, while the host runs a command.
 HOG = """
-import sys
+import os, sys, time
 open("before.txt", "w").write("project work\\n")
 chunks = []
 for i in range(int(sys.argv[1])):
+    if len(sys.argv) > 2 and i == int(sys.argv[2]):  # hold here (just under the limit) until the test says go
+        print("holding", len(chunks) * 10, "MiB", flush=True)
+        while not os.path.exists("go"):
+            time.sleep(0.02)
     chunks.append(bytearray(10 * 1024 * 1024))  # zero-filled: every page is touched
 print("survived", len(chunks) * 10, "MiB", flush=True)
 """
 
 # A fork bomb that stops by itself at 300 processes (so a broken limit cannot take this shared machine down):
-# each child sleeps, the parent counts how many forks the kernel allowed.
+# each child waits (at most a minute), the parent counts how many forks the kernel allowed.
 BOMB = """
 import os, sys, time
 open("before.txt", "w").write("project work\\n")
@@ -49,11 +55,27 @@ for i in range(300):
     except OSError:
         break
     if pid == 0:
-        time.sleep(3)
+        end = time.monotonic() + 60
+        while not os.path.exists("go") and time.monotonic() < end:
+            time.sleep(0.1)
         os._exit(0)
     n += 1
 print("forked", n, flush=True)
+while not os.path.exists("go"):
+    time.sleep(0.02)
 """
+
+
+def host_answers_during(world: World, proc: subprocess.Popen[str], holding: str) -> None:
+    """The attack says it is at its limit (`holding`) and waits: the host must answer now, with the session still
+    running (so the answer came during the attack, not after it). Then the attack may go on and end."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith(holding), line + (proc.stderr.read() if proc.stderr and proc.poll() is not None else "")
+    took = host_responsive()
+    assert proc.poll() is None, "the session ended before the host answered: nothing proven"
+    assert took < 10, f"the host took {took:.1f}s to run a command"
+    world.write(world.project / "go", "")
 
 
 def cgroup_for(world: World, what: str) -> bool:
@@ -82,10 +104,10 @@ def host_responsive() -> float:
 def test_memory_hog_hits_the_memory_limit(world: World) -> None:
     world.write(world.project / "hog.py", HOG)
     proc = subprocess.Popen(
-        world.rcc_argv(["run", "--no-network", "--memory", "200M", "--", "python3", "hog.py", "60"]),
+        world.rcc_argv(["run", "--no-network", "--memory", "200M", "--", "python3", "hog.py", "60", "12"]),
         cwd=world.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert host_responsive() < 10
+    host_answers_during(world, proc, "holding 120 MiB")
     out, err = proc.communicate(timeout=120)
     assert "survived" not in out
     assert (world.project / "before.txt").read_text() == "project work\n"  # the session's work is kept
@@ -116,10 +138,15 @@ def test_fork_bomb_hits_the_process_limit(world: World) -> None:
         world.rcc_argv(["run", "--no-network", "--processes", "64", "--", "python3", "bomb.py"]),
         cwd=world.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert host_responsive() < 10
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "forked N": every fork the limit allowed is alive and waiting
+    assert line.startswith("forked"), line
+    took = host_responsive()
+    assert proc.poll() is None and took < 10, took
+    world.write(world.project / "go", "")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    forked = int(out.split()[-1])
+    forked = int(line.split()[-1])
     assert 0 < forked < 64, out
     assert (world.project / "before.txt").read_text() == "project work\n"
     # rlimit (a user's bwrap): the fork fails with EAGAIN in the sandbox, and rcc has no counter to read
@@ -128,6 +155,7 @@ def test_fork_bomb_hits_the_process_limit(world: World) -> None:
 
 def test_control_processes_under_the_limit_are_fine(world: World) -> None:
     world.write(world.project / "bomb.py", BOMB.replace("range(300)", "range(40)"))
+    world.write(world.project / "go", "")
     # 256, not 64: rootless podman's RLIMIT_NPROC also counts the user's other rootless containers' processes
     res = world.rcc("run", "--no-network", "--processes", "256", "--", "python3", "bomb.py")
     assert res.returncode == 0, res.stderr
@@ -141,12 +169,24 @@ def test_tmp_filler_hits_the_tmpfs_size(world: World, where: str) -> None:
     script = (
         "echo 'project work' > before.txt; "
         f"dd if=/dev/zero of={where}/fill bs=1M count=40 2>&1; echo dd=$?; "
-        f"dd if=/dev/zero of={where}/small bs=1K count=1 2>/dev/null; echo small=$?"
+        f"dd if=/dev/zero of={where}/small bs=1K count=1 2>/dev/null; echo small=$?; "
+        "echo holding full; while [ ! -e go ]; do sleep 0.05; done"
     )
-    res = world.rcc("run", "--no-network", "--tmp", "16M", "--", "sh", "-c", script)
-    assert "No space left on device" in res.stdout and "dd=1" in res.stdout, res.stdout + res.stderr
+    proc = subprocess.Popen(
+        world.rcc_argv(["run", "--no-network", "--tmp", "16M", "--", "sh", "-c", script]),
+        cwd=world.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = "".join(iter(lambda: proc.stdout.readline() if proc.stdout else "", "holding full\n"))
+    assert proc.poll() is None, seen
+    took = host_responsive()  # the tmpfs is full and the session still runs
+    assert proc.poll() is None and took < 10, took
+    world.write(world.project / "go", "")
+    out, err = proc.communicate(timeout=60)
+    out = seen + out
+    assert "No space left on device" in out and "dd=1" in out, out + err
     assert (world.project / "before.txt").read_text() == "project work\n"
-    # control: the same size in smaller writes fits
+    # control: the same writes fit under a larger size
     res = world.rcc("run", "--no-network", "--tmp", "64M", "--", "sh", "-c", script)
     assert "dd=0" in res.stdout and "small=0" in res.stdout, res.stdout
 
@@ -186,7 +226,7 @@ def test_real_fork_bomb_is_contained_and_ends_with_the_session(world: World) -> 
     assert "after-bomb" in out, err[-2000:]
     assert (world.project / "before.txt").read_text() == "work\n"
     assert ("rcc: process limit 128 reached" in err) == (cgroup_for(world, "processes") and says_which(world)), err
-    left = subprocess.run(["pgrep", "-f", "bomb | bomb"], capture_output=True, text=True, check=False)
+    left = subprocess.run(["pgrep", "-f", r"bomb \| bomb"], capture_output=True, text=True, check=False)
     assert left.stdout.strip() == "", "fork bomb processes outlived the session"
 
 
@@ -237,6 +277,7 @@ def test_delegated_cgroup_gives_a_user_session_whole_limits(world: World, delega
     (not per process), the kernel kills the hog, and rcc says which limit fired; rcc doctor says cgroup v1."""
     world.write(world.project / "hog.py", HOG)
     world.write(world.project / "bomb.py", BOMB)
+    world.write(world.project / "go", "")  # the attacks need not wait here (the host check is in the tests above)
     run = functools.partial(
         subprocess.run, cwd=world.project, capture_output=True, text=True, timeout=120, check=False,
         preexec_fn=_in_cgroups(delegated_v1),
