@@ -77,6 +77,17 @@ PROTECTED_IF_PRESENT = (
     ".config/mise.local.toml",
 )
 GIT_EXCLUDES = "/run/rcc/git-excludes"
+
+
+def never_writable(policy: Policy, has_git_dir: bool) -> tuple[str, ...]:
+    """The project-relative paths `rcc apply` never writes or deletes (review mode, rcc.workspace): the same
+    list the sandbox binds read-only, taken whether or not each exists (applying is stricter, not looser)."""
+    out = list(policy.filesystem.protect)
+    if not has_git_dir:
+        out.insert(0, ".git")  # a repository the session made would be the host's next `git` run's config
+    return (*out, *HG_PROTECTED, *PROTECTED_IF_PRESENT)
+
+
 # Credentials: the CA bundle the sandbox trusts (the system's roots + the session CA), bound read-only, and the
 # variables that point TLS clients at it (OpenSSL/Python ssl, Node, requests, curl, git, pip, npm).
 CA_BUNDLE = "/run/rcc/ca-bundle.pem"

@@ -182,6 +182,10 @@ def validate(key: str, value: Any, where: str, home: str | None = None) -> Any:
         if value not in ("bwrap", "podman", "docker", "seatbelt"):
             raise ConfigError(where, key, f"must be one of bwrap, podman, docker, seatbelt (got {value!r})")
         return value
+    if kind == "workspace":
+        if value not in ("direct", "review"):
+            raise ConfigError(where, key, f'must be "direct" or "review" (got {value!r})')
+        return value
     if kind == "image":
         bad = not isinstance(value, str) or value.startswith("-") or any(c.isspace() or c == "," for c in value)
         if bad:

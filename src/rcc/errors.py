@@ -17,6 +17,9 @@ class ExitCode:
     INTERNAL = 70  # a bug in rcc
     SETUP = 71  # the machine needs setup first (user namespaces blocked, AppArmor, ...)
     UNSAFE_PATH = 73  # a path rcc writes on the host has a symlink or non-directory in it (rcc.hostfs)
+    APPLY_REFUSED = 65  # rcc apply: some changes were refused or in conflict (the others were applied)
+    NO_REVIEW = 67  # rcc review/apply/discard: no pending review matches
+    REVIEW_UNAVAILABLE = 72  # review mode asked for, but the layer cannot be made here: nothing ran
     NO_SESSION = 75  # rcc allow/deny: no running session matches, or it cannot be reached (rcc.live)
     NOT_EXECUTABLE = 126
     NOT_FOUND = 127

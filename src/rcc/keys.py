@@ -37,6 +37,15 @@ class ConfigKey:
 
 CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("backend", "backend", True, "set", "backend", "the sandbox: bwrap, seatbelt, podman or docker"),
+    # "direct" from an untrusted project would undo the user's "review": dropped like any widening key
+    ConfigKey(
+        "workspace",
+        "workspace",
+        True,
+        "set",
+        "workspace",
+        'how the project is seen: "direct" (written in place) or "review" (a layer; rcc review/apply)',
+    ),
     ConfigKey(
         "filesystem.toolchains", "paths", True, "append", "filesystem.toolchains", "read-only toolchain directories"
     ),
@@ -152,6 +161,14 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "NAME",
         "run in the git worktree NAME of the project, made on the host if missing (branch NAME, at\n"
         "<project>/../<project>-worktrees/NAME); several sessions run side by side, one per worktree",
+    ),
+    Option(
+        "--review",
+        "",
+        "review mode: the project through a copy-on-write layer; the session's changes wait for\n"
+        '`rcc review`, `rcc apply` or `rcc discard` (workspace = "review")',
+        "workspace",
+        "const:review",
     ),
     Option(
         "--allow",

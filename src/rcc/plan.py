@@ -89,6 +89,18 @@ MountOp = Bind | Tmpfs | Mask | Symlink | Dir | FileData | Special
 
 
 @record
+class Overlay:
+    """Review mode (rcc.workspace): the project is seen through overlayfs, mounted by rcc in a private mount
+    namespace just before the backend starts. `upper` and `work` are in rcc's state dir (reviews/ID), hidden
+    from every sandbox; `userxattr`: mounted in a user namespace (a user other than root)."""
+
+    lower: str
+    upper: str
+    work: str
+    userxattr: bool = False
+
+
+@record
 class DevNode:
     """A character device the backend makes fresh for one session (in `Plan.devices_dir`) and binds over dest,
     on top of the host's node that bwrap's /dev binds there: root's sandbox owns the host's nodes and could
@@ -209,6 +221,7 @@ class Plan:
     # A linked worktree's git dirs (outside the project), swept like `.git` at the start and end of a session.
     git_dirs: tuple[str, ...] = ()
     branch: str = ""  # a linked worktree's branch, for `rcc sessions`
+    overlay: Overlay | None = None  # review mode: the project through a copy-on-write layer (rcc.workspace)
 
     def to_json(self) -> str:
         import json  # only --dry-run prints a plan: `rcc run` does not pay for the import
@@ -246,4 +259,6 @@ class Plan:
             "git_dirs": list(self.git_dirs),
             "branch": self.branch,
         }
+        if self.overlay is not None:  # only in review mode (plans without it print as before)
+            doc["overlay"] = asdict(self.overlay)
         return json.dumps(doc, indent=2)

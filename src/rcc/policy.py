@@ -273,6 +273,7 @@ class Policy:
     limits: LimitsPolicy = field(default_factory=LimitsPolicy)
     backend: BackendName = "bwrap"
     container_image: str = ""  # podman/docker backend: "" = rcc's own agent image
+    workspace: str = "direct"  # "review": the project through a copy-on-write layer (rcc.workspace)
 
 
 def parse_publish(spec: str) -> tuple[str, int, int]:

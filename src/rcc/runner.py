@@ -13,6 +13,7 @@ from rcc.compile import Session
 from rcc.config import Flags, Layer
 from rcc.errors import ExitCode, RccError, UsageError
 from rcc.keys import RUN_FLAGS, RUN_OPTIONS, Option, options_help
+from rcc.plan import Overlay, Plan
 from rcc.record import field, record
 
 RUN_HELP_TEMPLATE = """\
@@ -180,6 +181,9 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
     extra = [b.src for b in session.binds]
     facts = probe(project, interesting_paths(eff.policy, project, extra))
     plan = compile_plan(eff.policy, facts, session, session_id=os.urandom(4).hex())
+    review = eff.policy.workspace == "review"
+    if review:
+        plan = _review_plan(plan, backend.name, opts.dry_run, session)
     if opts.dry_run:
         import json
 
@@ -213,9 +217,51 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
     finally:
         if cleanup is not None:
             cleanup()
+        if review:
+            _review_ended(plan)
         for (anchor, rels), dir_links in zip(groups, kept, strict=True):
             removed = sweep_git_dirs(anchor, rels, dir_links)[0]
             _report_swept(_shown(project, anchor, removed))
+
+
+def _review_plan(plan: Plan, backend: str, dry_run: bool, session: Session) -> Plan:
+    """Review mode: the plan with its layer (a new review directory in rcc's state dir). Fails closed where the
+    layer cannot be made: never a session that writes the project directly when review was asked for."""
+    from rcc import paths
+    from rcc.record import replace
+    from rcc.workspace import layer
+
+    if backend != "bwrap":
+        raise layer.unavailable(f"the {backend} backend has no review mode yet (bwrap has)")
+    if plan.git_dirs:
+        raise layer.unavailable(
+            "the project's git directory is outside it (a linked worktree): commits would land in the real repository"
+        )
+    if dry_run:
+        base = os.path.join(paths.state_dir(), layer.REVIEWS, plan.session_id)
+        ov = Overlay(plan.project, os.path.join(base, "upper"), os.path.join(base, "work"), os.geteuid() != 0)
+    else:
+        ov = layer.prepare(paths.state_dir(), plan.session_id, plan.project, " ".join(session.argv)[:500])
+    return replace(plan, overlay=ov)
+
+
+def _review_ended(plan: Plan) -> None:
+    from rcc import paths
+    from rcc.workspace import layer
+
+    try:
+        review = layer.load(paths.state_dir(), plan.session_id)
+        if layer.write_manifest(review) == 0:
+            layer.discard(review)
+            sys.stderr.write("rcc: review mode: the session changed nothing\n")
+            return
+    except (OSError, ValueError, RccError) as e:
+        sys.stderr.write(f"rcc: warning: review {plan.session_id}: {e}\n")
+        return
+    sys.stderr.write(
+        f"rcc: review mode: the changes wait in review {plan.session_id}: "
+        "`rcc review` shows them, `rcc apply` writes them into the project, `rcc discard` drops them\n"
+    )
 
 
 def _shown(project: str, anchor: str, removed: list[str]) -> list[str]:

@@ -207,13 +207,18 @@ class BwrapBackend:
                     os.set_inheritable(fd, True)
                 # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec:
                 # `yes | head -1` inside would complain of a broken pipe instead of ending quietly.
-                pid = os.posix_spawn(
-                    argv[0],
-                    argv,
-                    dict(plan.env),
-                    setsigdef=(_SIGPIPE, _SIGXFSZ),
-                    file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for fd, target in stdio],
-                )
+                if plan.overlay is not None:  # review mode: bwrap starts in a mount namespace with the layer
+                    from rcc.workspace.layer import spawn
+
+                    pid = spawn(argv, dict(plan.env), stdio, plan.overlay)
+                else:
+                    pid = os.posix_spawn(
+                        argv[0],
+                        argv,
+                        dict(plan.env),
+                        setsigdef=(_SIGPIPE, _SIGXFSZ),
+                        file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for fd, target in stdio],
+                    )
             except OSError as e:
                 raise RccError(f"cannot start bubblewrap: {e}", code=ExitCode.DEPENDENCY) from e
             finally:

@@ -56,6 +56,18 @@ def _ask(rec: sessions.SessionRecord, req: bytes, timeout: float = 5.0) -> dict[
         os.close(fd)
 
 
+def _pending_reviews() -> str:
+    """Review-mode sessions whose changes wait for `rcc apply` or `rcc discard` (rcc.workspace)."""
+    from rcc.net.hosts import printable
+    from rcc.workspace.layer import pending
+
+    lines = [
+        f"pending review {r.id}  {printable(r.project)}  {printable(r.command)[:60]}\n"
+        for r in pending(paths.state_dir())
+    ]
+    return "".join(lines)
+
+
 def sessions_command(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         sys.stdout.write(SESSIONS_HELP)
@@ -76,6 +88,9 @@ def sessions_command(argv: list[str]) -> int:
 
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return 0
+    reviews = _pending_reviews()
+    if "--json" not in argv and reviews:
+        sys.stdout.write(reviews)
     if not rows:
         sys.stdout.write("no running rcc sessions\n")
         return 0
