@@ -25,7 +25,7 @@ home with toolchains read-only, secrets hidden, no network except rcc's allowlis
 options:
 {options}
 exit status: the command's own; rcc's failures: 64 usage, 66 project, 69 missing dependency, 70 internal,
-71 setup missing, 78 config; 126 not executable and 127 not found inside the sandbox.
+71 setup missing, 72 review mode unavailable, 78 config; 126 not executable and 127 not found inside the sandbox.
 """
 RUN_HELP = RUN_HELP_TEMPLATE.replace("{options}\n", options_help(RUN_OPTIONS) + "\n")
 
