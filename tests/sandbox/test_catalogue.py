@@ -20,8 +20,12 @@ from attacks import FILE_PROBES, NET_PROBES, PROBE_SCRIPT, Probe, host_state, ju
 from escape_world import World
 
 
-def _run_probes(world: World, probes: list[Probe], *args: str, **more: str) -> tuple[list[str], dict[str, Path]]:
-    """Run `probes` in one sandbox; return the failures (empty: every attack stopped, every control works)."""
+def _run_probes(
+    world: World, probes: list[Probe], *args: str, review: bool = False, **more: str
+) -> tuple[list[str], dict[str, Path]]:
+    """Run `probes` in one sandbox; return the failures (empty: every attack stopped, every control works).
+    review: the session runs in review mode and `rcc apply` follows it, so what is judged on the host is what
+    the layer let through and apply wrote."""
     paths = {
         p.name: resolve(p.target, home=str(world.home), project=str(world.project), outside=str(world.outside), **more)
         for p in probes
@@ -29,8 +33,11 @@ def _run_probes(world: World, probes: list[Probe], *args: str, **more: str) -> t
     files = [p for p in probes if p.op not in ("connect", "connect-unix", "serve-loopback", "interfaces")]
     before = {p.name: host_state(paths[p.name]) for p in files}
     spec = json.dumps([[p.name, p.op, paths[p.name]] for p in probes])
-    res = world.rcc("run", *args, "--", "python3", "-c", PROBE_SCRIPT, spec)
+    res = world.rcc("run", *(("--review",) if review else ()), *args, "--", "python3", "-c", PROBE_SCRIPT, spec)
     assert res.returncode == 0, (res.returncode, res.stdout, res.stderr)
+    if review:
+        applied = world.rcc("apply")
+        assert applied.returncode in (0, 65), (applied.stdout, applied.stderr)  # 65: something refused
     got = {d["name"]: d for d in map(json.loads, res.stdout.splitlines())}
     assert sorted(got) == sorted(p.name for p in probes), res.stdout
     after = {p.name: host_state(paths[p.name]) for p in files}
@@ -50,6 +57,19 @@ def test_file_attacks_are_stopped_and_controls_work(world: World) -> None:
     finally:
         for d in ("/tmp", "/var/tmp", "/dev/shm"):
             Path(f"{d}/rcc-probe-{tag}").unlink(missing_ok=True)  # only if a probe escaped
+    assert failures == [], "\n".join(failures)
+
+
+@pytest.mark.backends("bwrap", why="review mode runs on bwrap (the container backends refuse --review)")
+def test_file_attacks_are_stopped_in_review_mode_and_controls_apply(world: World) -> None:
+    """The same catalogue through the copy-on-write layer, then `rcc apply`: the protections hold inside the
+    layer (never-writable paths read-only over it) and apply writes only what the controls wrote."""
+    tag = uuid.uuid4().hex[:12]
+    try:
+        failures, _ = _run_probes(world, list(FILE_PROBES), "--no-network", review=True, tag=tag)
+    finally:
+        for d in ("/tmp", "/var/tmp", "/dev/shm"):
+            Path(f"{d}/rcc-probe-{tag}").unlink(missing_ok=True)
     assert failures == [], "\n".join(failures)
 
 
