@@ -417,7 +417,11 @@ def _container_checks(f: Facts) -> list[Check]:
                 "subuid/subgid", "ok", f"{f.user}: {f.subuid_count} uids, {f.subgid_count} gids", why_ids, required=req
             )
         )
-    why_cg = "rootless containers get resource limits only on the unified cgroup v2 hierarchy"
+    why_cg = (
+        "rootless containers get cgroup limits (the whole container's memory, processes, CPU) only on the unified "
+        "cgroup v2 hierarchy; elsewhere rcc passes rlimits (processes of all your rootless containers together, "
+        "memory per process, no CPU share)"
+    )
     if f.cgroup == "v2":
         out.append(Check("cgroup layout", "ok", "cgroup v2 (unified)", why_cg, required=False))
     else:
@@ -425,7 +429,7 @@ def _container_checks(f: Facts) -> list[Check]:
             Check(
                 "cgroup layout",
                 "warn",
-                f"cgroup {f.cgroup}: rootless limits unavailable",
+                f"cgroup {f.cgroup}: rootless containers get rlimits only, no cgroup limits",
                 why_cg,
                 "boot with systemd.unified_cgroup_hierarchy=1 (kernel command line)",
                 False,
