@@ -254,6 +254,9 @@ def delegated_v1(world: World) -> Iterator[str]:
         for d in reversed(made):
             for _ in range(100):  # the session's last processes leave a moment after it ends
                 try:
+                    for sub in os.scandir(d):  # a session cgroup an rcc killed by a failing test left
+                        if sub.is_dir(follow_symlinks=False):
+                            os.rmdir(sub.path)
                     os.rmdir(d)
                     break
                 except FileNotFoundError:
