@@ -229,7 +229,7 @@ def _review_plan(plan: Plan, backend: str, dry_run: bool, session: Session) -> P
     layer cannot be made: never a session that writes the project directly when review was asked for."""
     from rcc import paths
     from rcc.record import replace
-    from rcc.workspace import layer
+    from rcc.workspace import mount as layer
 
     if backend != "bwrap":
         raise layer.unavailable(f"the {backend} backend has no review mode yet (bwrap has)")
@@ -247,14 +247,16 @@ def _review_plan(plan: Plan, backend: str, dry_run: bool, session: Session) -> P
 
 def _review_ended(plan: Plan) -> None:
     from rcc import paths
-    from rcc.workspace import layer
+    from rcc.workspace.mount import remove_if_unchanged
 
     try:
-        review = layer.load(paths.state_dir(), plan.session_id)
-        if layer.write_manifest(review) == 0:
-            layer.discard(review)
+        if remove_if_unchanged(paths.state_dir(), plan.session_id):  # the quick path: json and shutil not imported
             sys.stderr.write("rcc: review mode: the session changed nothing\n")
             return
+        from rcc.workspace import layer
+
+        review = layer.load(paths.state_dir(), plan.session_id)
+        layer.write_manifest(review)
     except (OSError, ValueError, RccError) as e:
         sys.stderr.write(f"rcc: warning: review {plan.session_id}: {e}\n")
         return

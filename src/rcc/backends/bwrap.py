@@ -208,7 +208,7 @@ class BwrapBackend:
                 # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec:
                 # `yes | head -1` inside would complain of a broken pipe instead of ending quietly.
                 if plan.overlay is not None:  # review mode: bwrap starts in a mount namespace with the layer
-                    from rcc.workspace.layer import spawn
+                    from rcc.workspace.mount import spawn
 
                     pid = spawn(argv, dict(plan.env), stdio, plan.overlay)
                 else:

@@ -183,7 +183,8 @@ def apply_command(argv: list[str]) -> int:
     for c, why in refused + failed:
         label = "CONFLICT" if "conflict" in c.flags else "refused"
         sys.stdout.write(f"{label}: {c.action} {shown(c.rel)}: {why}\n")
-    left = [c for c in layer.changes(review, _protected(review)).pending() if not c.refused]
+    applied = {id(c) for c in done}
+    left = [c for c in summary.pending() if id(c) not in applied and not c.refused]
     if not left and not refused and not failed:
         layer.discard(review)
         sys.stdout.write(f"review {review.id} applied and removed\n")
@@ -192,14 +193,6 @@ def apply_command(argv: list[str]) -> int:
     if refused or failed:
         return ExitCode.APPLY_REFUSED
     return ExitCode.OK
-
-
-def _protected(review: layer.Review) -> tuple[str, ...]:
-    from rcc import config
-    from rcc.compile import never_writable
-
-    policy = config.load(review.project, (), ()).policy
-    return never_writable(policy, os.path.isdir(os.path.join(review.project, ".git")))
 
 
 def _rel(project: str, p: str) -> str:

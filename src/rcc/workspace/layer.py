@@ -25,11 +25,9 @@ import contextlib
 import json
 import os
 import stat
-import time
 
 from rcc import hostfs
 from rcc.errors import ExitCode, RccError
-from rcc.plan import Overlay
 from rcc.record import record
 from rcc.workspace.changes import (
     DIR,
@@ -46,23 +44,15 @@ from rcc.workspace.changes import (
     classify,
     summarize,
 )
+from rcc.workspace.mount import REVIEWS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-REVIEWS = "reviews"
 MAX_META = 64 * 1024
 MAX_MANIFEST = 64 * 1024 * 1024
 _COMPARE_LIMIT = 64 * 1024 * 1024  # files up to this size are compared byte for byte (equal size only)
-
-
-def unavailable(message: str) -> RccError:
-    return RccError(
-        f"review mode is not available: {message}",
-        hint='run without --review (or workspace = "review"), or see docs/workspace.md for what it needs',
-        code=ExitCode.REVIEW_UNAVAILABLE,
-    )
 
 
 def valid_id(sid: str) -> bool:
@@ -85,38 +75,6 @@ class Review:
         return os.path.join(self.dir, "upper")
 
 
-def prepare(state_dir: str, sid: str, project: str, command: str) -> Overlay:
-    """The review directory for a new session, before the sandbox starts; its Overlay for the plan."""
-    for p in (project,):
-        if any(c in p for c in ",:\\\n"):  # overlayfs' option syntax: these would need escaping
-            raise unavailable(f"the project path {p!r} has a comma, colon, backslash or newline")
-    fd = hostfs.open_state(state_dir, REVIEWS)
-    try:
-        os.fchmod(fd, 0o700)
-        os.mkdir(sid, 0o700, dir_fd=fd)
-        rfd = hostfs.walk_dir(fd, sid)
-        try:
-            os.mkdir("upper", 0o755, dir_fd=rfd)
-            os.mkdir("work", 0o700, dir_fd=rfd)
-            meta = {
-                "id": sid,
-                "project": project,
-                "started_ns": time.time_ns(),
-                "userxattr": os.geteuid() != 0,
-                "pid": os.getpid(),
-                "command": command,
-            }
-            hostfs.replace_file(rfd, "meta.json", json.dumps(meta).encode(), 0o600)
-        finally:
-            os.close(rfd)
-    finally:
-        os.close(fd)
-    base = os.path.join(state_dir, REVIEWS, sid)
-    if any(c in base for c in ",:\\\n"):
-        raise unavailable(f"rcc's state dir {state_dir!r} has a comma, colon, backslash or newline")
-    return Overlay(project, os.path.join(base, "upper"), os.path.join(base, "work"), os.geteuid() != 0)
-
-
 def load(state_dir: str, sid: str) -> Review:
     fd = hostfs.open_state(state_dir, os.path.join(REVIEWS, sid), create=False)
     try:
@@ -131,11 +89,11 @@ def load(state_dir: str, sid: str) -> Review:
     return Review(
         sid,
         os.path.join(state_dir, REVIEWS, sid),
-        str(doc["project"]),
+        os.fsdecode(bytes.fromhex(doc["project_hex"])),
         int(doc["started_ns"]),
         bool(doc["userxattr"]),
         int(doc["pid"]),
-        str(doc.get("command", "")),
+        bytes.fromhex(doc.get("command_hex", "")).decode("utf-8", "replace"),
     )
 
 
@@ -192,77 +150,6 @@ def _remove_tree(dirfd: int, name: str) -> None:
                 os.chmod(d, 0o700, dir_fd=tfd, follow_symlinks=False)
         del top
     hostfs.remove_tree(dirfd, name)
-
-
-# ------------------------------------------------------------------------------------------- mounting
-_CLONE_NEWNS, _CLONE_NEWUSER = 0x00020000, 0x10000000
-_MS_REC, _MS_PRIVATE = 0x4000, 0x40000
-
-
-def mount_options(ov: Overlay) -> str:
-    # redirects are never created either way: `off` as root; userxattr refuses `off` (it means "follow")
-    redirect = "nofollow,userxattr" if ov.userxattr else "off"
-    return f"lowerdir={ov.lower},upperdir={ov.upper},workdir={ov.work},metacopy=off,redirect_dir={redirect}"
-
-
-def enter(ov: Overlay) -> None:
-    """In the process that will exec the backend: a private mount namespace with the overlay on the project.
-    Raises OSError naming the step that failed."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def check(step: str, r: int) -> None:
-        if r != 0:
-            e = ctypes.get_errno()
-            raise OSError(e, f"{step}: {os.strerror(e)}")
-
-    uid, gid = os.getuid(), os.getgid()
-    if ov.userxattr:
-        check("unshare(user, mount)", libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS))
-        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-            with open(f"/proc/self/{name}", "w") as f:
-                f.write(text)
-    else:
-        check("unshare(mount)", libc.unshare(_CLONE_NEWNS))
-    check("make / private", libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None))
-    lower = ov.lower.encode()
-    check("mount overlay", libc.mount(b"overlay", lower, b"overlay", 0, mount_options(ov).encode()))
-
-
-def spawn(argv: Sequence[str], env: dict[str, str], stdio: Sequence[tuple[int, int]], ov: Overlay) -> int:
-    """fork; in the child: enter the layer, set up stdio and default SIGPIPE/SIGXFSZ, exec argv. Returns the pid;
-    a failure before exec is raised here (REVIEW_UNAVAILABLE), never a session without its layer."""
-    import signal
-
-    r, w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(r)
-            enter(ov)
-            for fd, target in stdio:
-                os.dup2(fd, target)
-            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-                signal.signal(sig, signal.SIG_DFL)
-            os.execve(argv[0], list(argv), env)  # noqa: S606 - the backend's argv list, no shell
-        except BaseException as e:  # reported to the parent, whatever it was
-            with contextlib.suppress(BaseException):
-                os.write(w, str(e).encode("utf-8", "replace")[:2000] or b"failed")
-        finally:
-            os._exit(127)
-    os.close(w)
-    msg = b""
-    try:
-        while chunk := os.read(r, 4096):
-            msg += chunk
-    finally:
-        os.close(r)
-    if msg:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-        raise unavailable(f"{msg.decode('utf-8', 'replace')} (the overlay on {ov.lower})")
-    return pid
 
 
 # ------------------------------------------------------------------------------------------- scanning
@@ -412,13 +299,15 @@ def changes(review: Review, protected: tuple[str, ...]) -> Summary:
         if kind == FILE and e.kind == FILE and st is not None and st.st_size == e.size:
             same = _same_content(path, os.path.join(review.upper, e.rel), e.size)
         lower = Lower(kind, stat.S_IMODE(st.st_mode) if st else 0, st.st_size if st else 0, target, same, changed)
-        c = classify(e, lower, protected, review.project)
-        out.append(c)
-        if c.action in ("added", "deleted") and (c.kind == FILE or (c.kind == WHITEOUT and kind == FILE)):
-            src = os.path.join(review.upper, e.rel) if c.action == "added" else path
-            size = e.size if c.action == "added" else lower.size
-            if 0 < size <= 1 << 20:
-                digests[e.rel] = _digest(src)
+        out.append(classify(e, lower, protected, review.project))
+    # renames: only an added file as large as a deleted one is hashed (most sessions delete nothing)
+    deleted = [c for c in out if c.action == "deleted" and c.lower.kind == FILE and 0 < c.lower.size <= 1 << 20]
+    sizes = {c.lower.size for c in deleted}
+    for c in deleted:
+        digests[c.rel] = _digest(os.path.join(review.project, c.rel))
+    for c in out:
+        if c.action == "added" and c.kind == FILE and c.entry.size in sizes:
+            digests[c.rel] = _digest(os.path.join(review.upper, c.rel))
     return summarize(out, digests)
 
 
@@ -453,13 +342,19 @@ def apply(review: Review, chosen: Sequence[Change]) -> list[tuple[Change, str]]:
             _in_parent(review.project, c.rel, hostfs.remove_tree, create=False)
         except (OSError, RccError) as e:
             failed.append((c, _why(e)))
-    for c in sorted(chosen, key=lambda c: c.rel):
-        if c.action == "deleted" or any(f[0] is c for f in failed):
-            continue
-        try:
-            _write(review, c)
-        except (OSError, RccError) as e:
-            failed.append((c, _why(e)))
+    gone = {id(f[0]) for f in failed}
+    parents: dict[str, int] = {}  # directory descriptors, opened once per directory (not once per file)
+    try:
+        for c in sorted(chosen, key=lambda c: c.rel):
+            if c.action == "deleted" or id(c) in gone:
+                continue
+            try:
+                _write(review, c, parents)
+            except (OSError, RccError) as e:
+                failed.append((c, _why(e)))
+    finally:
+        for fd in parents.values():
+            os.close(fd)
     return failed
 
 
@@ -476,7 +371,7 @@ def _in_parent(project: str, rel: str, fn: object, create: bool) -> None:
         os.close(pfd)
 
 
-def _write(review: Review, c: Change) -> None:
+def _write(review: Review, c: Change, parents: dict[str, int]) -> None:
     e = c.entry
     src = os.path.join(review.upper, c.rel)
 
@@ -505,7 +400,11 @@ def _write(review: Review, c: Change) -> None:
                 os.unlink(tmp, dir_fd=pfd)
             raise
 
-    _in_parent(review.project, c.rel, write, create=True)
+    parent, name = os.path.split(c.rel)
+    pfd = parents.get(parent)
+    if pfd is None:
+        pfd = parents[parent] = hostfs.open_dir(review.project, parent, create=True, mode=0o755)
+    write(pfd, name)
 
 
 def _copy_file(src: str, pfd: int, tmp: str, mode: int) -> None:
