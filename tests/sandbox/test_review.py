@@ -209,3 +209,32 @@ def test_dry_run_shows_the_layer_and_config_key_turns_review_on(world: World) ->
     world.write(world.home / ".config" / "rcc" / "config.toml", 'workspace = "elsewhere"\n')
     bad = world.sh("true")
     assert bad.returncode == 78 and "workspace" in bad.stderr
+
+
+def test_overlay_is_not_in_the_hosts_mount_table_during_the_session(world: World) -> None:
+    """The layer is mounted only in the session's private mount namespace: the host (a user browsing the
+    project, its file manager, its git) sees the untouched project while the session runs."""
+    proc = subprocess.Popen(
+        world.rcc_argv(["run", "--no-network", "--review", "--", "sh", "-c", "echo busy > busy.txt; sleep 3"]),
+        cwd=world.project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import time
+
+        deadline = time.monotonic() + 20
+        upper = None
+        while time.monotonic() < deadline:
+            found = list(_reviews(world).glob("*/upper/busy.txt")) if _reviews(world).exists() else []
+            if found:
+                upper = found[0]
+                break
+            time.sleep(0.05)
+        assert upper is not None, "the session never wrote its layer"
+        with open("/proc/self/mountinfo") as f:
+            mounts = f.read()
+        assert f" {world.project} " not in mounts  # no mount point at the project in the host's namespace
+        assert not (world.project / "busy.txt").exists()  # the host's view of the project during the session
+    finally:
+        proc.wait(timeout=30)
