@@ -144,6 +144,8 @@ def _imports_of_a_run(tmp_path: Path, env: dict[str, str], extra: dict[str, str]
     from rcctest import require
 
     require(shutil.which("bwrap") is not None, "bubblewrap (bwrap) is not installed")
+    probe = subprocess.run(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"], capture_output=True, check=False)
+    require(probe.returncode == 0, "bubblewrap cannot make a sandbox here (e.g. Nix's build sandbox: no namespaces)")
     proj = tmp_path / "run"
     proj.mkdir(exist_ok=True)
     out = subprocess.run(
@@ -207,6 +209,8 @@ def test_value_that_cannot_go_into_a_header_stops_rcc_without_showing_it(env: di
     from rcctest import require
 
     require(shutil.which("bwrap") is not None, "bubblewrap (bwrap) is not installed")
+    probe = subprocess.run(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"], capture_output=True, check=False)
+    require(probe.returncode == 0, "bubblewrap cannot make a sandbox here (e.g. Nix's build sandbox: no namespaces)")
     user_file(env, USER)
     proj = tmp_path / "run"
     proj.mkdir()
