@@ -236,6 +236,49 @@ def test_kill_rcc_kills_sandbox(world: World, how: signal.Signals, network: str)
             )
 
 
+@pytest.mark.backends("container", why="bwrap's --die-with-parent needs no watcher; a container's monitor does")
+@pytest.mark.parametrize("network", ["none", "proxy"])
+def test_container_dies_when_rcc_and_its_engine_client_are_killed_together(world: World, network: str) -> None:
+    """`kill -9` of rcc's whole process group (rcc and the attached podman/docker client at once: nobody is left to
+    pass a signal on) must not leave the container running; rcc's watcher removes it. Control: while rcc lives,
+    the container runs (the watcher does nothing early)."""
+    tag = f"rcc-victim-{uuid.uuid4().hex[:8]}"
+    script = f"bash -c 'exec -a {tag}-fg sleep 300' & echo started; wait"
+    proc = subprocess.Popen(
+        world.rcc_argv(["run", *(["--no-network"] if network == "none" else []), "--", "sh", "-c", script]),
+        cwd=world.project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    rcc_pid = 0
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"started\n"
+        rcc_pid = _rcc_python_pid(proc.pid)
+        time.sleep(2.5)  # control: longer than the watcher's retry; the session is still there
+        assert len(_sandbox_pids(tag)) == 1 and len(_containers(world, rcc_pid)) == 1
+        os.killpg(proc.pid, signal.SIGKILL)  # rcc, the engine client (and runuser) at once
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while (_sandbox_pids(tag) or _containers(world, rcc_pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _sandbox_pids(tag) == [], "sandboxed processes outlived rcc and its engine client"
+        assert not _containers(world, rcc_pid), "the container outlived rcc and its engine client"
+    finally:
+        kill_tree(proc)
+        for pid in _sandbox_pids(tag):
+            os.kill(pid, signal.SIGKILL)
+        leftover = sorted(_containers(world, rcc_pid)) if rcc_pid else []
+        if leftover:
+            subprocess.run(
+                world.as_user([world.engine, "rm", "--force", *leftover], world.host_env()),
+                capture_output=True,
+                check=False,
+                cwd="/",
+            )
+
+
 def _rcc_python_pid(top: int) -> int:
     """The rcc process itself (under runuser/env when running as the test user)."""
     want = b"rcc"

@@ -31,6 +31,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -511,10 +512,12 @@ class ContainerBackend:
             cidfile = os.path.join(staging, "cid")
             log = self._follow_limits(plan)
             code = int(ExitCode.INTERNAL)
+            reaper = _reaper(self.engine_path, name)
             try:
                 code = self._run_in(plan, name, staging, host, serve, cidfile=cidfile if log else "")
                 return code
             finally:
+                reaper.done()
                 if log is not None and (why := _stop_reason(plan, log, cidfile, code)):
                     sys.stderr.write(f"rcc: {why}\n")
 
@@ -738,6 +741,49 @@ class ContainerBackend:
         if self.engine == "podman":
             return "install it: `sudo apt-get install podman` (Debian/Ubuntu), `sudo dnf install podman` (Fedora)"
         return "install Docker Engine (https://docs.docker.com/engine/install/) and start the daemon"
+
+
+_REAP = 'read -r said; [ "$said" = done ] && exit 0; "$0" rm --force "$1"; sleep 2; exec "$0" rm --force "$1"'
+
+
+class _Reaper:
+    """A watcher outside rcc's process group that removes the session's container if rcc dies without saying
+    it is done. PR_SET_PDEATHSIG covers rcc alone being killed (the client passes SIGTERM on); this covers rcc
+    and its engine client killed together (`kill -9 -PGID`, the OOM killer): the container, held by the
+    engine's monitor, would otherwise run on with nobody attached. It reads a pipe only rcc holds: EOF means rcc
+    is gone; it tries twice, in case the container was still being made."""
+
+    def __init__(self, proc: subprocess.Popen[bytes] | None, fd: int) -> None:
+        self.proc, self.fd = proc, fd
+
+    def done(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self.fd, b"done\n")
+            os.close(self.fd)
+            self.fd = -1
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=1)
+
+
+def _reaper(engine_path: str, name: str) -> _Reaper:
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", _REAP, engine_path, name],
+            stdin=r,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # not in rcc's process group: a kill of the group leaves it to do its work
+            close_fds=True,
+        )
+    except OSError as e:
+        os.close(w)
+        raise RccError(f"cannot start the session's container watcher: {e}", code=ExitCode.SETUP) from e
+    finally:
+        os.close(r)
+    return _Reaper(proc, w)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
