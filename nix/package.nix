@@ -34,7 +34,8 @@ python3Packages.buildPythonApplication {
 
   pyproject = true;
   build-system = [ python3Packages.hatchling ];
-  dependencies = [ ];
+  # cryptography: credentials' per-session CA (imported only by a session with [credentials]).
+  dependencies = [ python3Packages.cryptography ];
   nativeBuildInputs = [ installShellFiles ];
 
   # `rcc completion bash|zsh|fish|man` of the installed package: generated from the tables rcc's parser uses.

@@ -119,6 +119,7 @@ let
     hypothesis = marker "hypothesis";
     pexpect = marker "pexpect";
     mypy = marker "mypy";
+    cryptography = marker "cryptography";
 
     # Like nixpkgs': a pyproject build (the stand-in copies the wheel's packages instead of building a wheel),
     # console scripts from [project.scripts], each wrapped with makeWrapperArgs, and pythonImportsCheck run.
