@@ -1,4 +1,5 @@
-"""`make demo`: one sandboxed session that tries three things it must not do and one thing it should.
+"""`make demo`: one sandboxed session that tries three things it must not do and one thing it should, then a
+session in review mode whose changes land only with `rcc apply`.
 
 It uses a throw-away HOME with a planted fake SSH key, so nothing of the real home is touched.
 """
@@ -91,6 +92,40 @@ def main() -> int:
         print(f"  {GREEN + 'ok' if ok else RED + 'FAIL'}{RESET}  {what}")
     print(f"\n{BOLD}$ rcc log --session last{RESET}  (the proxy's audit log)")
     subprocess.run([*rcc, "log", "--session", "last"], env=env, check=False)
+    # Review mode: the session writes into a copy-on-write layer; the project changes only on `rcc apply`.
+    change = "echo draft > notes.txt && rm hello.py"
+    print(f"\n{BOLD}$ rcc run --review --no-network -- sh -c '{change}'{RESET}  (review mode)")
+    review = subprocess.run(
+        [*rcc, "run", "--review", "--no-network", "--project", project, "--", "sh", "-c", change],
+        env=env,
+        cwd=project,
+        check=False,
+    )
+    untouched = not os.path.exists(os.path.join(project, "notes.txt")) and os.path.exists(
+        os.path.join(project, "hello.py")
+    )
+    print(f"{BOLD}$ rcc review{RESET}")
+    shown = subprocess.run([*rcc, "review"], env=env, cwd=project, check=False, capture_output=True, text=True)
+    sys.stdout.write(shown.stdout + shown.stderr)
+    print(f"{BOLD}$ rcc apply{RESET}")
+    applied = subprocess.run([*rcc, "apply"], env=env, cwd=project, check=False)
+    review_checks = [
+        ("review mode: the project untouched until apply", review.returncode == 0 and untouched),
+        (
+            "rcc review lists the added and the deleted file",
+            "A notes.txt" in shown.stdout and "D hello.py" in shown.stdout,
+        ),
+        (
+            "rcc apply wrote both changes",
+            applied.returncode == 0
+            and os.path.exists(os.path.join(project, "notes.txt"))
+            and not os.path.exists(os.path.join(project, "hello.py")),
+        ),
+    ]
+    print(f"\n{BOLD}On the host, after review mode:{RESET}")
+    for what, good in review_checks:
+        print(f"  {GREEN + 'ok' if good else RED + 'FAIL'}{RESET}  {what}")
+    checks += review_checks
     ok = rc == 0 and all(ok for _, ok in checks)
     print(f"\n{GREEN + 'demo passed' if ok else RED + 'demo FAILED'}{RESET} (files in {root})")
     return 0 if ok else 1
