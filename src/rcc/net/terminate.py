@@ -31,7 +31,7 @@ from rcc.net.credentials import CredentialSet, judge_request, request_line_for_a
 from rcc.net.http1 import bad_gateway, denied
 from rcc.net.sessionca import SessionCA, upstream_context
 
-READ = 64 * 1024
+READ = 256 * 1024
 GRACE = 2.0  # seconds the responses of requests already sent may take once no more requests will come
 
 
