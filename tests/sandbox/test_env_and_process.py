@@ -200,13 +200,7 @@ def test_kill_rcc_kills_sandbox(world: World, how: signal.Signals, network: str)
         f"bash -c 'exec -a {tag}-fg sleep 300' & echo started; wait"
     )
     rcc_pid = 0
-    proc = subprocess.Popen(
-        world.rcc_argv(["run", *(["--no-network"] if network == "none" else []), "--", "sh", "-c", script]),
-        cwd=world.project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    proc = _start_session(world, network, script)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"started\n"
@@ -217,23 +211,11 @@ def test_kill_rcc_kills_sandbox(world: World, how: signal.Signals, network: str)
         rcc_pid = _rcc_python_pid(proc.pid)
         assert len(_containers(world, rcc_pid)) == int(world.backend.container), "the session's container not found"
         os.kill(rcc_pid, how)
-        deadline = time.monotonic() + 30
-        while (_sandbox_pids(tag) or _containers(world, rcc_pid)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_gone(world, tag, rcc_pid)
         assert _sandbox_pids(tag) == [], "sandboxed processes outlived rcc"
         assert not _containers(world, rcc_pid), "the container outlived rcc"
     finally:
-        kill_tree(proc)
-        for pid in _sandbox_pids(tag):
-            os.kill(pid, signal.SIGKILL)
-        leftover = sorted(_containers(world, rcc_pid)) if rcc_pid else []  # only the one this test started
-        for verb in (["kill"], ["rm", "--force"]) if leftover else ():
-            subprocess.run(
-                world.as_user([world.engine, *verb, *leftover], world.host_env()),
-                capture_output=True,
-                check=False,
-                cwd="/",
-            )
+        _clean_up(world, proc, tag, rcc_pid)
 
 
 @pytest.mark.backends("container", why="bwrap's --die-with-parent needs no watcher; a container's monitor does")
@@ -244,13 +226,7 @@ def test_container_dies_when_rcc_and_its_engine_client_are_killed_together(world
     the container runs (the watcher does nothing early)."""
     tag = f"rcc-victim-{uuid.uuid4().hex[:8]}"
     script = f"bash -c 'exec -a {tag}-fg sleep 300' & echo started; wait"
-    proc = subprocess.Popen(
-        world.rcc_argv(["run", *(["--no-network"] if network == "none" else []), "--", "sh", "-c", script]),
-        cwd=world.project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    proc = _start_session(world, network, script)
     rcc_pid = 0
     try:
         assert proc.stdout is not None
@@ -260,23 +236,40 @@ def test_container_dies_when_rcc_and_its_engine_client_are_killed_together(world
         assert len(_sandbox_pids(tag)) == 1 and len(_containers(world, rcc_pid)) == 1
         os.killpg(proc.pid, signal.SIGKILL)  # rcc, the engine client (and runuser) at once
         proc.wait()
-        deadline = time.monotonic() + 30
-        while (_sandbox_pids(tag) or _containers(world, rcc_pid)) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _wait_gone(world, tag, rcc_pid)
         assert _sandbox_pids(tag) == [], "sandboxed processes outlived rcc and its engine client"
         assert not _containers(world, rcc_pid), "the container outlived rcc and its engine client"
     finally:
-        kill_tree(proc)
-        for pid in _sandbox_pids(tag):
-            os.kill(pid, signal.SIGKILL)
-        leftover = sorted(_containers(world, rcc_pid)) if rcc_pid else []
-        if leftover:
-            subprocess.run(
-                world.as_user([world.engine, "rm", "--force", *leftover], world.host_env()),
-                capture_output=True,
-                check=False,
-                cwd="/",
-            )
+        _clean_up(world, proc, tag, rcc_pid)
+
+
+def _start_session(world: World, network: str, script: str) -> subprocess.Popen[bytes]:
+    """`rcc run -- sh -c SCRIPT` in its own process group (so a test can kill the group), stdout piped."""
+    return subprocess.Popen(
+        world.rcc_argv(["run", *(["--no-network"] if network == "none" else []), "--", "sh", "-c", script]),
+        cwd=world.project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def _wait_gone(world: World, tag: str, rcc_pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while (_sandbox_pids(tag) or _containers(world, rcc_pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _clean_up(world: World, proc: subprocess.Popen[bytes], tag: str, rcc_pid: int) -> None:
+    """Whatever a failed test left: the session's processes and only the container this test started."""
+    kill_tree(proc)
+    for pid in _sandbox_pids(tag):
+        os.kill(pid, signal.SIGKILL)
+    leftover = sorted(_containers(world, rcc_pid)) if rcc_pid else []
+    for verb in (["kill"], ["rm", "--force"]) if leftover else ():
+        subprocess.run(
+            world.as_user([world.engine, *verb, *leftover], world.host_env()), capture_output=True, check=False, cwd="/"
+        )
 
 
 def _rcc_python_pid(top: int) -> int:

@@ -109,15 +109,7 @@ class RequestReader:
             del self._buf[: end + 4]
             return self._head(raw)
         if s == "length":
-            if not self._buf:
-                return None
-            n = min(self._left, len(self._buf))
-            data = bytes(self._buf[:n])
-            del self._buf[:n]
-            self._left -= n
-            if self._left == 0:
-                self._state = "head"
-            return Body(data)
+            return self._take("head")
         if s == "chunk-size":
             end = self._buf.find(b"\r\n")
             if end < 0:
@@ -134,15 +126,7 @@ class RequestReader:
                 self._state = "chunk-data"
             return Body(line + b"\r\n")
         if s == "chunk-data":
-            if not self._buf:
-                return None
-            n = min(self._left, len(self._buf))
-            data = bytes(self._buf[:n])
-            del self._buf[:n]
-            self._left -= n
-            if self._left == 0:
-                self._state = "chunk-crlf"
-            return Body(data)
+            return self._take("chunk-crlf")
         if s == "chunk-crlf":
             if len(self._buf) < 2:
                 return None
@@ -166,6 +150,18 @@ class RequestReader:
                 return Error("malformed trailer field")
             return Body(line)
         return None
+
+    def _take(self, then: str) -> Body | None:
+        """Up to the rest of a body of known length (Content-Length or a chunk's data); `then` once it is all in."""
+        if not self._buf:
+            return None
+        n = min(self._left, len(self._buf))
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        self._left -= n
+        if self._left == 0:
+            self._state = then
+        return Body(data)
 
     def _head(self, raw: bytes) -> Head | Error:
         lines = raw.split(b"\r\n")
