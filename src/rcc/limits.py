@@ -4,10 +4,12 @@ Policy values are strings ("4G", "75%", "4096", "2", "none"); parse_*() validate
 resolves them to numbers in the plan (ResourceLimits: 0 = no limit). The bwrap backend enforces them here:
 
 - cgroups, when the machine gives rcc one: cgroup v2 as root (a cgroup `rcc/<session>` below rcc's own root),
-  cgroup v1 as root or as a user whose own v1 cgroups were delegated to them (rcc's own cgroup directory writable,
-  e.g. made and chowned by root: one cgroup per controller, memory, pids, cpu, each below rcc's own). The
-  sandbox's processes are moved in while the command is still held (bwrap --block-fd), so nothing it forks is
-  outside. memory and processes count the whole session; cpu is a share of CPUs (cpu.max / cfs quota).
+  cgroup v2 as a user with a systemd user manager (a transient scope `rcc-<session>.scope` that systemd-run makes
+  with the limits before it execs bwrap in place; see wrap()), cgroup v1 as root or as a user whose own v1
+  cgroups were delegated to them (rcc's own cgroup directory writable, e.g. made and chowned by root: one cgroup
+  per controller, memory, pids, cpu, each below rcc's own). The sandbox's processes are moved in while the
+  command is still held (bwrap --block-fd), or start in the scope, so nothing it forks is outside. memory and
+  processes count the whole session; cpu is a share of CPUs (cpu.max / cfs quota).
 - rlimits on the sandbox's first processes (inherited by everything it starts), where there is no cgroup:
   RLIMIT_NPROC for processes (counted per user namespace, so only the sandbox's own processes count; the kernel
   never applies it to root), RLIMIT_DATA for memory (per process, not per session). Soft and hard: the sandbox
@@ -20,6 +22,17 @@ Invariants:
 2. The sandbox cannot leave or change its cgroup: /sys is not mounted inside and every capability is dropped.
 3. When a limit stopped the command, rcc says which (memory: the cgroup's OOM kill count; processes: refused
    forks), on stderr after the session.
+4. A systemd scope is trusted only after checking it: bwrap's own cgroup (/proc/PID/cgroup) must be the scope
+   rcc asked for and its memory.max, pids.max and cpu.max must hold the limits, before the command runs; a
+   systemd-run that did not deliver (failed, or a stand-in that made no scope) ends the session unstarted.
+
+Assumptions of the systemd path (this project's test machine has a hybrid cgroup layout and no systemd user
+manager, so they are checked there by the structural tests, and on a real machine by the release workflow's
+linux-user-scope job): `systemd-run --user --scope` asks the user manager for a transient scope holding its own
+pid, waits for it, then execs the command (same pid); MemoryMax=, MemorySwapMax=, TasksMax= and CPUQuota= become
+memory.max, memory.swap.max, pids.max and cpu.max of the scope's cgroup; systemd removes the scope's cgroup soon
+after its last process ends, so its event counters are read while it lives (a watcher woken by the kernel's
+change notification on memory.events and pids.events).
 """
 
 from __future__ import annotations
@@ -118,8 +131,9 @@ class Enforcement:
     processes: str
     cpu: str
     tmp: str
-    cgroup: str  # "v2", "v1" or "": the kind rcc uses
+    cgroup: str  # "v2", "scope" (cgroup v2 through a systemd scope), "v1" or "": the kind rcc uses
     how_to_get_the_rest: str = ""
+    systemd_run: str = ""  # "scope": the systemd-run that makes it
 
 
 CGROUP = "/sys/fs/cgroup"
@@ -163,9 +177,36 @@ def _v2_controllers() -> set[str]:
         return set()
 
 
+def _find_tool(name: str) -> str:
+    for d in os.environ.get("PATH", "/usr/bin:/bin").split(":"):
+        p = os.path.join(d or ".", name)
+        if os.path.isabs(p) and os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    return ""
+
+
+def _user_scope() -> tuple[str, set[str]] | None:
+    """cgroup v2 for a user: (systemd-run, the controllers the user's systemd may give a scope), when the
+    machine has the unified hierarchy, this user's systemd manager is running and systemd-run is installed."""
+    if os.geteuid() == 0 or not os.path.isfile(os.path.join(CGROUP, "cgroup.controllers")):
+        return None
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if not runtime or not os.path.exists(os.path.join(runtime, "systemd", "private")):
+        return None
+    tool = _find_tool("systemd-run")
+    uid = os.getuid()
+    manager = os.path.join(CGROUP, "user.slice", f"user-{uid}.slice", f"user@{uid}.service", "cgroup.controllers")
+    try:
+        with open(manager) as f:
+            have = set(f.read().split())
+    except OSError:
+        return None
+    return (tool, have) if tool else None
+
+
 def enforcement() -> Enforcement:
     """What this machine can enforce for rcc as the current user (for rcc doctor and the backend)."""
-    memory = processes = cpu = cgroup = ""
+    memory = processes = cpu = cgroup = tool = ""
     root = os.geteuid() == 0
     if root and _v2_root():
         have = _v2_controllers()
@@ -173,6 +214,12 @@ def enforcement() -> Enforcement:
         memory = "cgroup v2" if "memory" in have else ""
         processes = "cgroup v2" if "pids" in have else ""
         cpu = "cgroup v2" if "cpu" in have else ""
+    elif (scope := _user_scope()) is not None and scope[1] & set(V1_CONTROLLERS):
+        tool, have = scope
+        cgroup = "scope"
+        memory = "cgroup v2 (systemd scope)" if "memory" in have else ""
+        processes = "cgroup v2 (systemd scope)" if "pids" in have else ""
+        cpu = "cgroup v2 (systemd scope)" if "cpu" in have else ""
     elif any(_v1_dir(c) for c in V1_CONTROLLERS):  # root, or a user's delegated v1 cgroups
         cgroup = "v1"
         memory = "cgroup v1" if _v1_dir("memory") else ""
@@ -186,13 +233,13 @@ def enforcement() -> Enforcement:
             rest.append("mount cgroup v2 with the memory, pids and cpu controllers (or cgroup v1 ones) writable")
         else:
             rest.append(
-                "run rcc in a systemd scope that has the limits: `systemd-run --user --scope -p MemoryMax=8G "
-                "-p TasksMax=4096 -p CPUQuota=200% rcc ...` (cgroup v2, user systemd; the scope's limits hold "
-                "but rcc cannot say which stopped a command), or have root delegate a cgroup v1 directory per "
-                "controller (memory, pids, cpu: mkdir, chown -R to you, and start rcc in it) for per-session "
-                "limits rcc reports"
+                "on cgroup v2, log in so that your systemd user manager runs (or `loginctl enable-linger`) with "
+                "systemd-run installed: rcc then puts each session in a systemd scope with the limits "
+                "(the memory, pids and cpu controllers delegated to user@.service); on cgroup v1, have root "
+                "delegate a cgroup directory per controller (memory, pids, cpu: mkdir, chown -R to you, and "
+                "start rcc in it)"
             )
-    return Enforcement(memory, processes, cpu, "tmpfs size", cgroup, "; ".join(rest))
+    return Enforcement(memory, processes, cpu, "tmpfs size", cgroup, "; ".join(rest), tool)
 
 
 # ------------------------------------------------------------------------------------------- a session
@@ -204,9 +251,51 @@ class SessionLimits:
     def __init__(self, limits: ResourceLimits, session: str) -> None:
         self.limits = limits
         self.session = session or f"pid{os.getpid()}"
-        self.dirs: dict[str, str] = {}  # controller ("memory", "pids", "cpu"; "" for v2) -> cgroup dir
+        self.dirs: dict[str, str] = {}  # controller ("memory", "pids", "cpu"; "" for v2) -> cgroup dir rcc made
         self.kind = ""
         self.found = Enforcement("", "", "", "", "")
+        self.decided = False
+        self.scope: _Watch | None = None  # "scope": the scope's event counters
+
+    def _decide(self) -> None:
+        if not self.decided:
+            self.found = enforcement()
+            self.kind = self.found.cgroup
+            self.decided = True
+
+    def wrap(self, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """bwrap's argv and environment, started by systemd-run in a scope with the limits where that is how
+        this machine gives a user cgroup v2 (kind "scope"); unchanged otherwise. systemd-run needs the user
+        manager's address (XDG_RUNTIME_DIR): it gets it, and bwrap removes it again (--unsetenv) unless the
+        policy lets it into the sandbox."""
+        if not self.wanted:
+            return argv, env
+        self._decide()
+        if self.kind != "scope":
+            return argv, env
+        lim, f = self.limits, self.found
+        props: list[str] = []
+        if lim.memory and f.memory.startswith("cgroup"):
+            props += ["-p", f"MemoryMax={lim.memory}", "-p", "MemorySwapMax=0"]
+        if lim.processes and f.processes.startswith("cgroup"):
+            props += ["-p", f"TasksMax={lim.processes}"]
+        if lim.cpu and f.cpu.startswith("cgroup"):
+            props += ["-p", f"CPUQuota={_cpu_percent(lim.cpu)}%"]
+        if not props:
+            self.kind = ""
+            return argv, env
+        env = dict(env)
+        opts: list[str] = []
+        for name in ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"):
+            if name not in env and name in os.environ:
+                env[name] = os.environ[name]
+                opts += ["--unsetenv", name]
+        head = [f.systemd_run, "--user", "--scope", "--quiet", "--collect", f"--unit={self.unit}", *props, "--"]
+        return [*head, argv[0], *opts, *argv[1:]], env
+
+    @property
+    def unit(self) -> str:
+        return f"rcc-{self.session}.scope"
 
     @property
     def wanted(self) -> bool:
@@ -218,8 +307,9 @@ class SessionLimits:
         cgroup waits for an RCU grace period (about 15 ms here), which then overlaps bwrap's own set-up."""
         if not self.wanted:
             return
-        self.found = enforcement()
-        self.kind = self.found.cgroup
+        self._decide()
+        if self.kind == "scope":
+            return  # bwrap is in its scope already (or not yet: systemd-run may still be at work); apply() checks
         self._cgroups(self._make_v2 if self.kind == "v2" else self._make_v1 if self.kind == "v1" else None)
         self._cgroups(lambda: self._move([bwrap_pid]))
 
@@ -228,8 +318,35 @@ class SessionLimits:
         limits; the command has not run yet."""
         if not self.wanted:
             return
-        self._cgroups(lambda: self._move(_tree(pids)))
+        if self.kind == "scope":
+            self._cgroups(lambda: self._check_scope(pids[0]))
+        else:
+            self._cgroups(lambda: self._move(_tree(pids)))
         self._rlimits(pids, self.found)
+
+    def _check_scope(self, pid: int) -> None:
+        """bwrap runs in the scope rcc asked systemd-run for, and the scope holds the limits (invariant 4)."""
+        path = cgroup_v2_path(pid)
+        if path is None or os.path.basename(path) != self.unit:
+            raise OSError(f"bubblewrap is not in the scope {self.unit} systemd-run was to make (its cgroup: {path})")
+        d = os.path.normpath(CGROUP + path)
+        lim, f = self.limits, self.found
+        want: list[tuple[str, str]] = []
+        if lim.memory and f.memory.startswith("cgroup"):
+            want.append(("memory.max", str(lim.memory & ~4095)))  # the kernel keeps whole pages
+        if lim.processes and f.processes.startswith("cgroup"):
+            want.append(("pids.max", str(lim.processes)))
+        if lim.cpu and f.cpu.startswith("cgroup"):
+            want.append(("cpu.max", f"{_cpu_percent(lim.cpu) * 1000} 100000"))
+        for name, value in want:
+            try:
+                with open(os.path.join(d, name)) as fh:
+                    have = fh.read().strip()
+            except OSError as e:
+                raise OSError(f"the scope {self.unit} has no {name}: {e.strerror}") from e
+            if have != value:
+                raise OSError(f"the scope {self.unit} has {name} {have!r}, not {value!r}")
+        self.scope = _Watch(d)
 
     def _cgroups(self, step: Callable[[], None] | None) -> None:
         if step is None:
@@ -313,6 +430,8 @@ class SessionLimits:
     def close(self, code: int, quiet: bool = False) -> str:
         """Remove the cgroups; return what stopped the command ("" if no limit did)."""
         why = "" if quiet else self._why(code)
+        if self.scope is not None:
+            self.scope.stop()  # systemd removes the scope itself once its last process has ended
         import time
 
         deadline = time.monotonic() + 1.0
@@ -331,6 +450,13 @@ class SessionLimits:
         return why
 
     def _why(self, code: int) -> str:
+        if self.scope is not None:
+            oom, refused = self.scope.read()
+            if oom and code != 0:
+                return f"killed: memory limit {show_size(self.limits.memory)} reached"
+            if refused:
+                return f"process limit {self.limits.processes} reached: {refused} forks refused"
+            return ""
         mem = self.dirs.get("memory") or self.dirs.get("")
         if mem and code != 0:
             events = "memory.events" if self.kind == "v2" else "memory.oom_control"
@@ -342,6 +468,90 @@ class SessionLimits:
             if refused > 0:
                 return f"process limit {self.limits.processes} reached: {refused} forks refused"
         return ""
+
+
+def _cpu_percent(cpus: float) -> int:
+    return max(1, round(cpus * 100))
+
+
+def cgroup_v2_path(pid: int) -> str | None:
+    """The process's cgroup on the unified hierarchy ("0::PATH" in /proc/PID/cgroup)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].rstrip("\n")
+    except OSError:
+        return None
+    return None
+
+
+class _Watch:
+    """A cgroup's OOM kills (memory.events oom_kill) and refused forks (pids.events max), kept up to date while
+    the cgroup exists: the kernel marks a cgroup's event file changed (poll: POLLPRI) when a counter moves, and a
+    thread reads them then, so the figures survive the cgroup's removal."""
+
+    FILES = (("memory.events", "oom_kill"), ("pids.events", "max"))
+
+    def __init__(self, cgroup_dir: str) -> None:
+        import threading
+
+        self.fds: list[tuple[int, str]] = []
+        self.counts = [0] * len(self.FILES)
+        for name, key in self.FILES:
+            try:
+                self.fds.append((os.open(os.path.join(cgroup_dir, name), os.O_RDONLY | os.O_CLOEXEC), key))
+            except OSError:
+                self.fds.append((-1, key))
+        self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC)
+        self.lock = threading.Lock()
+        self.read()  # also arms the change notification
+        self.thread = threading.Thread(target=self._run, name="rcc-scope-events", daemon=True)
+        self.thread.start()
+
+    def read(self, gone: set[int] | None = None) -> tuple[int, int]:
+        with self.lock:
+            for i, (fd, key) in enumerate(self.fds):
+                if fd < 0:
+                    continue
+                try:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    data = os.read(fd, 4096).decode("ascii", "replace")
+                except OSError:
+                    if gone is not None:
+                        gone.add(fd)
+                    continue  # the cgroup is gone (ENODEV): the last figures stay
+                for line in data.splitlines():
+                    k, _, v = line.partition(" ")
+                    if k == key and v.strip().isdigit():
+                        self.counts[i] = max(self.counts[i], int(v))
+            return self.counts[0], self.counts[1]
+
+    def _run(self) -> None:
+        import select
+
+        p = select.poll()
+        p.register(self.wake_r, select.POLLIN)
+        for fd, _ in self.fds:
+            if fd >= 0:
+                p.register(fd, select.POLLPRI | select.POLLERR)
+        while True:
+            events = p.poll()
+            if any(fd == self.wake_r for fd, _ in events):
+                return
+            gone: set[int] = set()
+            self.read(gone)
+            for fd in gone:  # a removed cgroup's file reads as changed for ever: stop listening to it
+                p.unregister(fd)
+
+    def stop(self) -> None:
+        os.write(self.wake_w, b"x")
+        self.thread.join()
+        for fd, _ in self.fds:
+            if fd >= 0:
+                os.close(fd)
+        os.close(self.wake_r)
+        os.close(self.wake_w)
 
 
 def _sweep(parent: str, prefix: str, age: float = 60.0) -> None:

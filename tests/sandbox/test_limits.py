@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -301,3 +302,100 @@ def test_delegated_cgroup_gives_a_user_session_whole_limits(world: World, delega
     for c in V1:
         d = f"/sys/fs/cgroup/{c}/{delegated_v1}"
         assert [e.name for e in os.scandir(d) if e.is_dir()] == [], c
+
+
+# A user's cgroup v2 through systemd (rcc.limits: systemd-run --user --scope). This machine has neither the unified
+# layout nor a user manager, so the session runs in a mount namespace whose /sys/fs/cgroup is laid out as on such a
+# machine, with stand-in systemd-run programs that do not deliver: rcc must not run the command (invariant 4).
+FAKE_V2 = """set -e
+mount -t tmpfs tmpfs /sys/fs/cgroup
+echo "cpuset cpu io memory pids" > /sys/fs/cgroup/cgroup.controllers
+m=/sys/fs/cgroup/user.slice/user-$RCC_UID.slice/user@$RCC_UID.service
+mkdir -p $m && echo "memory pids cpu" > $m/cgroup.controllers
+exec "$@"
+"""
+STAND_INS = {
+    # a user manager that cannot be reached: systemd-run's own words, its exit status
+    "fails": '#!/bin/sh\necho "$@" > "$(dirname "$0")/asked"\n'
+    'echo "Failed to connect to bus: No such file or directory" >&2\nexit 1\n',
+    # runs the command without making any scope (what a broken or planted systemd-run would do)
+    "no-scope": '#!/bin/sh\necho "$@" > "$(dirname "$0")/asked"\n'
+    'while [ "$1" != "--" ]; do shift; done\nshift\nexec "$@"\n',
+}
+
+
+@pytest.mark.backends("bwrap-user", why="the systemd scope is how a user gets cgroup v2; root makes its own cgroup")
+@pytest.mark.parametrize("stand_in", sorted(STAND_INS))
+def test_systemd_run_that_does_not_deliver_the_scope_runs_nothing(
+    world: World, stand_in: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Attack/failure: systemd-run fails, or runs bwrap outside any scope: the session does not start (exit 71),
+    the command never runs, rcc says why. Control: the same machine with the cgroup limits off runs the command
+    without asking systemd-run."""
+    from rcctest import require
+
+    require(os.geteuid() == 0 and world.who != "root", "a user session in a mount namespace root makes")
+    tools = world.home / f"systemd-run-{stand_in}"  # somewhere the user may reach
+    tools.mkdir()
+    (tools / "systemd-run").write_text(STAND_INS[stand_in])
+    (tools / "systemd-run").chmod(0o755)
+    runtime = tools / "run"
+    (runtime / "systemd").mkdir(parents=True)
+    (runtime / "systemd" / "private").write_text("")
+    for p in (tools, runtime, runtime / "systemd"):
+        os.chown(p, world.uid, world.gid)
+    env = {"XDG_RUNTIME_DIR": str(runtime), "PATH": f"{tools}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+
+    def session(*flags: str) -> subprocess.CompletedProcess[str]:
+        argv = world.rcc_argv(["run", "--no-network", *flags, "--", "sh", "-c", "echo ran > ran.txt"], env)
+        wrapped = ["unshare", "-m", "--propagation", "private", "sh", "-c", FAKE_V2, "sh", *argv]
+        return subprocess.run(
+            wrapped, cwd=world.project, capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "RCC_UID": str(world.uid)},
+        )  # fmt: skip
+
+    r = session("--processes", "64", "--memory", "300M")
+    assert (tools / "asked").exists(), r.stderr
+    asked = (tools / "asked").read_text().split()
+    assert asked[:5] == ["--user", "--scope", "--quiet", "--collect", asked[4]] and asked[4].startswith("--unit=rcc-")
+    assert "TasksMax=64" in asked and f"MemoryMax={300 << 20}" in asked and "MemorySwapMax=0" in asked
+    assert r.returncode == 71, r.stderr
+    assert not (world.project / "ran.txt").exists()
+    if stand_in == "fails":
+        assert "Failed to connect to bus" in r.stderr and "did not start in its systemd scope" in r.stderr
+    else:
+        assert "bubblewrap is not in the scope rcc-" in r.stderr
+    (tools / "asked").unlink()
+    ok = session("--processes", "none", "--memory", "none")
+    assert ok.returncode == 0, ok.stderr
+    assert (world.project / "ran.txt").read_text() == "ran\n"
+    assert not (tools / "asked").exists()
+
+
+def test_real_systemd_scope_limits_a_user_session(tmp_path: Path) -> None:
+    """The real thing, where it exists (the release workflow's linux-user-scope job runs it as a normal user with
+    a user manager on cgroup v2): rcc doctor says so, the memory hog and the bounded fork bomb hit the session's
+    limits and rcc says which; under the limits the work is done; no rcc scope is left."""
+    found = enforcement()
+    if os.geteuid() == 0 or found.cgroup != "scope":
+        pytest.skip("needs a normal user whose systemd user manager runs on cgroup v2 (linux-user-scope job)")
+    (tmp_path / "hog.py").write_text(HOG)
+    (tmp_path / "bomb.py").write_text(BOMB)
+    (tmp_path / "go").write_text("")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    run = functools.partial(
+        subprocess.run, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False, env=env
+    )
+    rcc = [sys.executable, "-m", "rcc"]
+    doctor = run([*rcc, "doctor"])
+    assert "memory: cgroup v2 (systemd scope)" in doctor.stdout, doctor.stdout
+    hog = run([*rcc, "run", "--no-network", "--memory", "200M", "--", "python3", "hog.py", "60"])
+    assert hog.returncode == 137 and "rcc: killed: memory limit 200M reached" in hog.stderr, hog.stderr
+    assert (tmp_path / "before.txt").read_text() == "project work\n"
+    bomb = run([*rcc, "run", "--no-network", "--processes", "64", "--", "python3", "bomb.py"])
+    assert bomb.returncode == 0 and 0 < int(bomb.stdout.split()[-1]) < 64, bomb.stdout + bomb.stderr
+    assert "rcc: process limit 64 reached" in bomb.stderr
+    ok = run([*rcc, "run", "--no-network", "--memory", "300M", "--", "python3", "hog.py", "5"])
+    assert ok.returncode == 0 and "survived 50 MiB" in ok.stdout and "limit" not in ok.stderr, ok.stderr
+    left = run(["systemctl", "--user", "list-units", "--all", "--no-legend", "rcc-*.scope"])
+    assert left.stdout.strip() == "", left.stdout

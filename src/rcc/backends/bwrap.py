@@ -195,10 +195,16 @@ class BwrapBackend:
                 data_fds[m.dest] = host.data_fd(m.content.encode())
                 inherit.append(data_fds[m.dest])
         argv = self.render(plan, seccomp_fd, info_w, block_r, data_fds)
+        env = dict(plan.env)
+        limits: Any = None
+        if limited:  # rcc.limits: a user's cgroup v2 comes as a systemd scope bwrap starts in
+            from rcc.limits import SessionLimits
+
+            limits = SessionLimits(plan.limits, plan.session_id)
+            argv, env = limits.wrap(argv, env)
         stdio = host.private_stdio()  # close-on-exec; dup2 makes them bwrap's 0-2
         old = _ignore_tty_signals() if not plan.new_session else {}
         forwarders: Any = None
-        limits: Any = None
         code = ExitCode.INTERNAL
         try:
             try:
@@ -210,12 +216,12 @@ class BwrapBackend:
                 if plan.overlay is not None:  # review mode: bwrap starts in a mount namespace with the layer
                     from rcc.workspace.mount import spawn
 
-                    pid = spawn(argv, dict(plan.env), stdio, plan.overlay)
+                    pid = spawn(argv, env, stdio, plan.overlay)
                 else:
                     pid = os.posix_spawn(
                         argv[0],
                         argv,
-                        dict(plan.env),
+                        env,
                         setsigdef=(_SIGPIPE, _SIGXFSZ),
                         file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for fd, target in stdio],
                     )
@@ -225,12 +231,9 @@ class BwrapBackend:
                 host.spawned()
             sandbox_pid = 0
             try:
-                if limited:  # the cgroups, and bwrap moved in while it sets up the sandbox (rcc.limits)
-                    from rcc.limits import SessionLimits
-
-                    limits = SessionLimits(plan.limits, plan.session_id)
+                if limits is not None:  # the cgroups, and bwrap moved in while it sets up the sandbox
                     limits.start(pid)
-                sandbox_pid = _read_child_pid(info_r, pid)
+                sandbox_pid = _read_child_pid(info_r, pid, limits is not None and limits.kind == "scope")
                 if limits is not None:
                     limits.apply([pid, sandbox_pid])  # and everything bwrap forked, before the command runs
                 listener = None
@@ -335,13 +338,21 @@ def _ignore_tty_signals() -> dict[int, Any]:
     return {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
 
 
-def _read_child_pid(info_r: int, pid: int) -> int:
+def _read_child_pid(info_r: int, pid: int, scope: bool = False) -> int:
     """bwrap writes {"child-pid": N, ...} once the namespaces exist (parsed by hand: json is not imported)."""
     data = b""
     while b"}" not in data:
         chunk = os.read(info_r, 4096)
         if not chunk:
             code = _wait(pid)
+            if scope:
+                raise RccError(
+                    f"the sandbox did not start in its systemd scope (exit {code}; systemd-run's or bubblewrap's "
+                    "message is above)",
+                    hint='run `rcc doctor`; `--memory none --processes none --cpu none` (or [limits] "none") runs '
+                    "without cgroup limits",
+                    code=ExitCode.SETUP,
+                )
             raise RccError(
                 f"bubblewrap could not create the sandbox (exit {code}; its message is above)",
                 hint=SETUP_HINT_USERNS,
