@@ -7,33 +7,40 @@ import sys
 
 from rcc import paths
 from rcc.errors import ExitCode, RccError, UsageError
-from rcc.workspace import layer
+from rcc.workspace import layer, trees
 from rcc.workspace.changes import DIR, FILE, WHITEOUT, Change, Summary, render_summary, shown, under
 
 REVIEW_HELP = """\
-usage: rcc review [--session ID] [--stat]
+usage: rcc review [--session ID | --worktree NAME] [--stat]
 
 What a review-mode session (`rcc run --review`, `rcc claude --review`) changed: added (A), modified (M),
 deleted (D), mode changes (T), replaced (R, a file by a directory or back), renames, symlinks and where they
 point; executable files, links outside the project and conflicts are flagged; then the full diff (--stat: the
-list only). Without --session: the newest pending review of the current project.
+list only). Without --session: the newest pending review of the current project. --worktree NAME: what the
+session(s) in worktree NAME (`rcc claude --worktree NAME`) changed since it was made, commits included, against
+the main working tree.
 exit status: 0; 67 no pending review matches.
 """
 APPLY_HELP = """\
-usage: rcc apply [--session ID] [PATH...]
+usage: rcc apply [--session ID | --worktree NAME] [PATH...]
 
 Writes a review's changes (or those at or below each PATH) into the project. Never writes a never-writable
 path, a symlink pointing outside the project, a fifo, device or socket, a file over 256 MiB, or a file changed
 in the project since the session started (a conflict): those are listed and kept. The review is removed once
-nothing is left to apply.
+nothing is left to apply. --worktree NAME: writes worktree NAME's changes into the main working tree (a file
+the main tree changed since the worktree was made is a conflict); the worktree and its branch are kept.
 exit status: 0 all applied; 65 some were refused or in conflict (the rest applied); 67 no pending review.
 """
 DISCARD_HELP = """\
-usage: rcc discard [--session ID]
+usage: rcc discard [--session ID | --worktree NAME]
 
-Drops a review's changes; the project is not touched.
+Drops a review's changes; the project is not touched. --worktree NAME: removes worktree NAME (whatever is in it)
+and its branch NAME.
 exit status: 0; 67 no pending review matches.
 """
+
+
+_TREE = "worktree:"  # _parse's `which` for --worktree NAME
 
 
 def _parse(argv: list[str], help_text: str, paths_ok: bool) -> tuple[str, bool, list[str]]:
@@ -44,7 +51,14 @@ def _parse(argv: list[str], help_text: str, paths_ok: bool) -> tuple[str, bool, 
         if a in ("-h", "--help"):
             sys.stdout.write(help_text)
             raise SystemExit(0)
-        if a == "--session":
+        if a == "--worktree" or a.startswith("--worktree="):
+            if a == "--worktree":
+                if i + 1 >= len(argv):
+                    raise UsageError("--worktree needs a value (the NAME of `rcc claude --worktree NAME`)")
+                i += 1
+                a = "=" + argv[i]
+            which = _TREE + a.partition("=")[2]
+        elif a == "--session":
             if i + 1 >= len(argv):
                 raise UsageError("--session needs a value (an id from `rcc sessions`)")
             i += 1
@@ -98,29 +112,50 @@ def _summary(review: layer.Review) -> Summary:
     return layer.changes(review, never_writable(policy, has_git))
 
 
+def _tree(which: str) -> trees.Tree | None:
+    return trees.find(os.getcwd(), which[len(_TREE) :]) if which.startswith(_TREE) else None
+
+
+def _protected(project: str) -> tuple[str, ...]:
+    from rcc import config
+    from rcc.compile import never_writable
+
+    policy = config.load(project, (), ()).policy
+    return never_writable(policy, os.path.isdir(os.path.join(project, ".git")))
+
+
 def review_command(argv: list[str]) -> int:
     which, stat_only, _ = _parse(argv, REVIEW_HELP, False)
-    review = pick(which)
-    summary = _summary(review)
+    tree = _tree(which)
+    if tree is not None:
+        with trees.quiet(tree):
+            summary = trees.changes(tree, _protected(tree.project))
+        head = f"worktree {tree.name}: {shown(tree.path)} -> {shown(tree.project)} (since {tree.base[:12]})"
+        project, upper = tree.project, tree.path
+    else:
+        review = pick(which)
+        summary = _summary(review)
+        head = f"review {review.id}: {shown(review.project)} ({review.command or 'session'})"
+        project, upper = review.project, review.upper
     out = sys.stdout
-    out.write(f"review {review.id}: {shown(review.project)} ({review.command or 'session'})\n")
+    out.write(head + "\n")
     listing = render_summary(summary)
     out.write(listing or "no changes\n")
     if not stat_only:
         for c in summary.pending():
-            out.write(diff(review, c))
+            out.write(diff(project, upper, c))
     return ExitCode.OK
 
 
 _DIFF_LIMIT = 1 << 20
 
 
-def diff(review: layer.Review, c: Change) -> str:
+def diff(project: str, upper: str, c: Change) -> str:
     """A unified diff of one change (text files up to 1 MiB; others are named, not shown)."""
     if c.kind == DIR or c.action == "mode" or (c.kind == WHITEOUT and c.lower.kind != FILE) or under(c.rel, ".git"):
         return ""
-    old = _text(os.path.join(review.project, c.rel)) if c.lower.kind == FILE and c.action != "added" else ""
-    new = _text(os.path.join(review.upper, c.rel)) if c.kind == FILE else ""
+    old = _text(os.path.join(project, c.rel)) if c.lower.kind == FILE and c.action != "added" else ""
+    new = _text(os.path.join(upper, c.rel)) if c.kind == FILE else ""
     name = shown(c.rel)
     if old is None or new is None:
         return f"--- {name}: binary or larger than {_DIFF_LIMIT} bytes, not shown\n"
@@ -164,18 +199,26 @@ def _text(path: str) -> str | None:
 
 def apply_command(argv: list[str]) -> int:
     which, _, wanted = _parse(argv, APPLY_HELP, True)
+    tree = _tree(which)
+    if tree is not None:
+        with trees.quiet(tree):
+            return _apply(trees.changes(tree, _protected(tree.project)), tree.project, tree.path, wanted, tree)
     review = pick(which)
-    summary = _summary(review)
-    tops = [_rel(review.project, p) for p in wanted]
+    return _apply(_summary(review), review.project, review.upper, wanted, review)
+
+
+def _apply(summary: Summary, project: str, upper: str, wanted: list[str], src: trees.Tree | layer.Review) -> int:
+    again = f"--worktree {src.name}" if isinstance(src, trees.Tree) else f"--session {src.id}"
+    tops = [_rel(project, p) for p in wanted]
     chosen = [c for c in summary.pending() if not tops or any(under(c.rel, t) for t in tops)]
     if tops and not chosen:
         raise RccError(
             "no change of the review is at or below " + ", ".join(shown(t) for t in tops),
-            hint=f"`rcc review --session {review.id} --stat` lists them",
+            hint=f"`rcc review {again} --stat` lists them",
             code=ExitCode.USAGE,
         )
     refused = [(c, c.refused) for c in chosen if c.refused]
-    failed = layer.apply(review, [c for c in chosen if c.applicable])
+    failed = layer.apply_from(upper, project, [c for c in chosen if c.applicable])
     bad = {id(c) for c, _ in failed}
     done = [c for c in chosen if c.applicable and id(c) not in bad]
     for c in done:
@@ -185,11 +228,16 @@ def apply_command(argv: list[str]) -> int:
         sys.stdout.write(f"{label}: {c.action} {shown(c.rel)}: {why}\n")
     applied = {id(c) for c in done}
     left = [c for c in summary.pending() if id(c) not in applied and not c.refused]
-    if not left and not refused and not failed:
-        layer.discard(review)
-        sys.stdout.write(f"review {review.id} applied and removed\n")
+    if isinstance(src, trees.Tree):
+        sys.stdout.write(
+            f"worktree {src.name} kept (its commits are on branch {src.name}): "
+            f"`rcc discard --worktree {src.name}` removes it\n"
+        )
+    elif not left and not refused and not failed:
+        layer.discard(src)
+        sys.stdout.write(f"review {src.id} applied and removed\n")
     elif not left:
-        sys.stdout.write(f"review {review.id} kept for what was not applied: `rcc discard --session {review.id}`\n")
+        sys.stdout.write(f"review {src.id} kept for what was not applied: `rcc discard --session {src.id}`\n")
     if refused or failed:
         return ExitCode.APPLY_REFUSED
     return ExitCode.OK
@@ -207,6 +255,12 @@ def _rel(project: str, p: str) -> str:
 
 def discard_command(argv: list[str]) -> int:
     which, _, _ = _parse(argv, DISCARD_HELP, False)
+    tree = _tree(which)
+    if tree is not None:
+        with trees.quiet(tree):
+            trees.discard(tree)
+        sys.stdout.write(f"worktree {tree.name} ({shown(tree.path)}) and its branch {tree.name} removed\n")
+        return ExitCode.OK
     review = pick(which)
     if layer.running(review):
         raise RccError(

@@ -333,13 +333,19 @@ def _digest(path: str) -> str:
 def apply(review: Review, chosen: Sequence[Change]) -> list[tuple[Change, str]]:
     """Write the chosen (applicable) changes into the project: deletions deepest first, then the rest in path
     order (a directory before its contents). Returns the changes that failed, each with why (not written)."""
+    return apply_from(review.upper, review.project, chosen)
+
+
+def apply_from(upper: str, project: str, chosen: Sequence[Change]) -> list[tuple[Change, str]]:
+    """apply() with the changed files read from `upper` (a review's layer, or a worktree: rcc.workspace.trees),
+    each opened below it without following a link."""
     failed: list[tuple[Change, str]] = []
     removals = [c for c in chosen if c.action in ("deleted", "replaced")]
     for c in sorted(removals, key=lambda c: c.rel, reverse=True):
         if c.action == "replaced" and c.lower.kind == DIR and c.kind == DIR:
             continue  # an opaque directory over a directory: its deleted children are their own changes
         try:
-            _in_parent(review.project, c.rel, hostfs.remove_tree, create=False)
+            _in_parent(project, c.rel, hostfs.remove_tree, create=False)
         except (OSError, RccError) as e:
             failed.append((c, _why(e)))
     gone = {id(f[0]) for f in failed}
@@ -349,7 +355,7 @@ def apply(review: Review, chosen: Sequence[Change]) -> list[tuple[Change, str]]:
             if c.action == "deleted" or id(c) in gone:
                 continue
             try:
-                _write(review, c, parents)
+                _write(upper, project, c, parents)
             except (OSError, RccError) as e:
                 failed.append((c, _why(e)))
     finally:
@@ -371,9 +377,8 @@ def _in_parent(project: str, rel: str, fn: object, create: bool) -> None:
         os.close(pfd)
 
 
-def _write(review: Review, c: Change, parents: dict[str, int]) -> None:
+def _write(upper: str, project: str, c: Change, parents: dict[str, int]) -> None:
     e = c.entry
-    src = os.path.join(review.upper, c.rel)
 
     def write(pfd: int, name: str) -> None:
         st = hostfs.lstat_at(pfd, name)
@@ -388,7 +393,7 @@ def _write(review: Review, c: Change, parents: dict[str, int]) -> None:
         if e.kind == SYMLINK:
             os.symlink(e.target, tmp, dir_fd=pfd)
         elif e.kind == FILE:
-            _copy_file(src, pfd, tmp, e.mode & 0o777)  # set-uid/set-gid never reach the project
+            _copy_file(upper, c.rel, pfd, tmp, e.mode & 0o777)  # set-uid/set-gid never reach the project
         else:
             raise RccError(f"internal: cannot apply a {e.kind}", code=ExitCode.INTERNAL)
         try:
@@ -403,12 +408,17 @@ def _write(review: Review, c: Change, parents: dict[str, int]) -> None:
     parent, name = os.path.split(c.rel)
     pfd = parents.get(parent)
     if pfd is None:
-        pfd = parents[parent] = hostfs.open_dir(review.project, parent, create=True, mode=0o755)
+        pfd = parents[parent] = hostfs.open_dir(project, parent, create=True, mode=0o755)
     write(pfd, name)
 
 
-def _copy_file(src: str, pfd: int, tmp: str, mode: int) -> None:
-    fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+def _copy_file(upper: str, rel: str, pfd: int, tmp: str, mode: int) -> None:
+    src = os.path.join(upper, rel)
+    sfd = hostfs.open_dir(upper, os.path.dirname(rel))
+    try:
+        fin = os.open(os.path.basename(rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=sfd)
+    finally:
+        os.close(sfd)
     try:
         st = os.fstat(fin)
         if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_APPLY:
