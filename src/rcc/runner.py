@@ -235,7 +235,8 @@ def _review_plan(plan: Plan, backend: str, dry_run: bool, session: Session) -> P
         raise layer.unavailable(f"the {backend} backend has no review mode yet (bwrap has)")
     if plan.git_dirs:
         raise layer.unavailable(
-            "the project's git directory is outside it (a linked worktree): commits would land in the real repository"
+            "the project's git directory is outside it (a linked worktree): commits would land in the real "
+            "repository; a --worktree session's changes are reviewed with `rcc review --worktree NAME` instead"
         )
     if dry_run:
         base = os.path.join(paths.state_dir(), layer.REVIEWS, plan.session_id)

@@ -40,6 +40,8 @@ def test_two_worktree_sessions_one_applied_one_discarded(world: World) -> None:
     _session(world, "alpha", alpha + "echo edited > README.md; rm old.txt; mkdir -p src/new; echo two > src/new/f.txt")
     _session(world, "beta", "echo beta > README.md; echo beta > beta.txt")
     assert (world.project / "README.md").read_text() == "hello\n"  # nothing reached the main tree yet
+    listed = world.rcc("sessions").stdout
+    assert f"worktree alpha  {_wt(world, 'alpha')}" in listed and f"worktree beta  {_wt(world, 'beta')}" in listed
 
     review = world.rcc("review", "--worktree", "alpha")
     assert review.returncode == 0, review.stderr
@@ -64,6 +66,7 @@ def test_two_worktree_sessions_one_applied_one_discarded(world: World) -> None:
     assert world.git("branch", "--list", "beta").stdout.strip() == ""
     assert not (world.project / "beta.txt").exists()
     assert world.git("rev-parse", "--abbrev-ref", "HEAD").stdout.strip() == "main"
+    assert "worktree beta" not in world.rcc("sessions").stdout
     gone = world.rcc("review", "--worktree", "beta")
     assert gone.returncode == 67 and "no worktree 'beta'" in gone.stderr
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from typing import Any
@@ -60,10 +61,14 @@ def _pending_reviews() -> str:
     """Review-mode sessions whose changes wait for `rcc apply` or `rcc discard` (rcc.workspace)."""
     from rcc.net.hosts import printable
     from rcc.workspace.layer import pending
+    from rcc.workspace.trees import listed
 
     lines = [
         f"pending review {r.id}  {printable(r.project)}  {printable(r.command)[:60]}\n"
         for r in pending(paths.state_dir())
+    ]
+    lines += [  # this repository's --worktree worktrees: `rcc review/apply/discard --worktree NAME`
+        f"worktree {printable(name)}  {printable(path)}\n" for name, path in listed(os.getcwd())
     ]
     return "".join(lines)
 
