@@ -31,3 +31,31 @@ def test_claude_in_a_worktree_commits_on_its_branch(claude_world: tuple[World, F
     assert _host_git(world, "log", "-1", "--format=%s", "agent-1").strip() == "by claude"
     assert not (world.project / "agent.txt").exists()
     assert (wt / "agent.txt").read_text() == "work\n"
+
+
+def test_two_claude_worktrees_one_applied_one_discarded(claude_world: tuple[World, FakeApi]) -> None:
+    """The README's side-by-side flow with the real Claude Code: two sessions in worktrees, one's work reviewed
+    and applied into the main tree, the other's discarded with its worktree and branch."""
+    world, api = claude_world
+    (world.home / ".gitconfig").write_text("[user]\n\tname = Agent\n\temail = agent@example.invalid\n")
+    _host_git(world, "add", "README.md")
+    _host_git(world, "-c", "user.name=T", "-c", "user.email=t@e.invalid", "commit", "-q", "-m", "initial")
+    for name, step in (
+        ("feat-a", "echo from-a > a.txt; git add a.txt; git commit -q -m 'a'; echo more >> README.md"),
+        ("feat-b", "echo from-b > b.txt"),
+    ):
+        api.set_turns([{"calls": [{"name": "Bash", "input": {"command": step, "description": "s"}}]}, {"text": "ok"}])
+        proc = world.rcc(claude_args(api, "--worktree", name, "-p", "go", "--dangerously-skip-permissions"))
+        assert proc.returncode == 0 and "ok" in proc.stdout, (proc.stdout, proc.stderr)
+    review = world.rcc(["review", "--worktree", "feat-a", "--stat"])
+    assert review.returncode == 0, review.stderr
+    assert [ln for ln in review.stdout.splitlines() if ln[:2] in ("A ", "M ")] == ["M README.md", "A a.txt"]
+    applied = world.rcc(["apply", "--worktree", "feat-a"])
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert (world.project / "a.txt").read_text() == "from-a\n"
+    assert (world.project / "README.md").read_text().endswith("more\n")
+    dropped = world.rcc(["discard", "--worktree", "feat-b"])
+    assert dropped.returncode == 0, dropped.stderr
+    assert not (world.project.parent / "proj-worktrees" / "feat-b").exists()
+    assert _host_git(world, "branch", "--list", "feat-b").strip() == ""
+    assert not (world.project / "b.txt").exists()
