@@ -16,6 +16,10 @@ from rcc.keys import RUN_FLAGS, RUN_OPTIONS, Option, options_help
 from rcc.plan import Overlay, Plan
 from rcc.record import field, record
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rcc.sessionhost import SessionHost
+
 RUN_HELP_TEMPLATE = """\
 usage: rcc run [OPTIONS] [--] COMMAND [ARGS...]
 
@@ -195,33 +199,45 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
         doc["backend"] = bdoc
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return 0
+    from rcc.sessionhost import SessionHost
+
+    backend.prepare(plan)
+    # The session host: every host-side effect, made in order and undone in reverse (rcc.sessionhost); the
+    # session's own ones are registered here, the backend takes its handles from it.
+    try:
+        with SessionHost(plan, placeholders=backend.placeholders) as host:
+            _sweep_git(host, project, facts.pointer_git_dir, plan.git_dirs)
+            if plan.net.credentials:  # the session CA: made now, removed when the session ends
+                from rcc.backends._proxy import prepare_credentials
+
+                host.callback(prepare_credentials(plan))
+            return backend.run(plan, host)
+    finally:
+        if review:  # once the placeholders are gone: the layer's manifest fingerprints the project as it stays
+            _review_ended(plan)
+
+
+def _sweep_git(host: SessionHost, project: str, pointer_git_dir: str, git_dirs: tuple[str, ...]) -> None:
+    """Fifos, devices and links to them in the git dirs (the project's own, and a linked worktree's common and own
+    ones, each anchored at its parent, shown by its full path): removed before the session (left by one rcc could
+    not sweep after) and after it."""
     from rcc.gitsweep import sweep_git_dirs
 
-    # (anchor, git dirs relative to it): the project's own, and a linked worktree's common and own git dirs
-    # (each anchored at its parent, shown by its full path)
-    own = (".git", facts.pointer_git_dir) if facts.pointer_git_dir else (".git",)
+    own = (".git", pointer_git_dir) if pointer_git_dir else (".git",)
     groups: list[tuple[str, tuple[str, ...]]] = [(project, own)]
-    groups += [(os.path.dirname(d), (os.path.basename(d),)) for d in plan.git_dirs]
+    groups += [(os.path.dirname(d), (os.path.basename(d),)) for d in git_dirs]
     kept = []
-    for anchor, rels in groups:  # left by a session rcc could not sweep after
+    for anchor, rels in groups:
         removed, dir_links = sweep_git_dirs(anchor, rels)
         _report_swept(_shown(project, anchor, removed))
         kept.append(dir_links)
-    cleanup = None
-    if plan.net.credentials:  # the session CA: made now, removed when the session ends
-        from rcc.backends._proxy import prepare_credentials
 
-        cleanup = prepare_credentials(plan)
-    try:
-        return backend.run(plan)
-    finally:
-        if cleanup is not None:
-            cleanup()
-        if review:
-            _review_ended(plan)
+    def after() -> None:
         for (anchor, rels), dir_links in zip(groups, kept, strict=True):
             removed = sweep_git_dirs(anchor, rels, dir_links)[0]
             _report_swept(_shown(project, anchor, removed))
+
+    host.callback(after)
 
 
 def _review_plan(plan: Plan, backend: str, dry_run: bool, session: Session) -> Plan:

@@ -1,8 +1,9 @@
 """The session host: every effect one session has on the host, made in order when it is entered and undone in
 reverse when it is left, for every backend alike.
 
-A backend renders the plan with the handles the host gives it, spawns and waits; everything else it needs on the
-host comes from here:
+The runner (rcc.runner.run_session) enters it once per session, registers the session's own effects (the git
+sweeps before and after, the session CA) and hands it to the backend, which renders the plan with the handles the
+host gives it, spawns and waits; everything else the backend needs on the host comes from here:
 
     with SessionHost(plan) as host:       # private device nodes (root), then placeholders under the project lock
         fd = host.data_fd(content)        # descriptors the sandbox reads (file data, the seccomp program)
@@ -44,8 +45,11 @@ if TYPE_CHECKING:
 class SessionHost:
     """One session's host-side effects (see the module docstring). Enter once per session."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, placeholders: bool = True) -> None:
+        """placeholders=False: a backend that denies creating the protected paths by rule (Seatbelt) needs no
+        placeholder files; the project's in-use lock is still held."""
         self.plan = plan
+        self._placeholders = placeholders
         self._stack = contextlib.ExitStack()
         self._fds: list[int] = []  # descriptors made for the child: closed once it has them, or on exit
 
@@ -54,7 +58,12 @@ class SessionHost:
             if self.plan.dev_nodes:
                 devices = make_private_devices(self.plan)
                 self._stack.callback(remove_private_devices, self.plan, devices)
-            self._stack.enter_context(project_placeholders(self.plan))
+            plan = self.plan
+            if not self._placeholders:
+                from rcc.record import replace
+
+                plan = replace(plan, placeholders=())
+            self._stack.enter_context(project_placeholders(plan))
             self._stack.callback(self.spawned)
         except BaseException:
             self._stack.close()

@@ -27,6 +27,7 @@ from rcc.errors import RccError
 from rcc.plan import Plan
 from rcc.policy import NetworkPolicy, Policy
 from rcc.probe import probe
+from rcc.sessionhost import SessionHost
 
 PROXY_GREETING = b"rcc-test-proxy-here\n"
 
@@ -96,11 +97,13 @@ def main() -> int:
         raise RccError("the test's proxy failed to start (drive.py --proxy broken)")
 
     try:
-        if a.proxy == "rcc":
-            return backend.run(plan)
-        if a.proxy == "broken":
-            return backend.run_with(plan, broken)
-        return backend.run_with(plan, lambda _plan, listener: GreetingServer(listener))
+        backend.prepare(plan)
+        with SessionHost(plan) as host:  # as rcc.runner does
+            if a.proxy == "rcc":
+                return backend.run(plan, host)
+            if a.proxy == "broken":
+                return backend.run_with(plan, host, broken)
+            return backend.run_with(plan, host, lambda _plan, listener: GreetingServer(listener))
     except RccError as e:
         sys.stderr.write(f"rcc: error: {e.message}\n")
         if e.hint:

@@ -8,10 +8,13 @@ What a backend does, and what it leaves to others:
 - Every host-side effect of a session is the session host's (rcc.sessionhost.SessionHost): placeholders under the
   project's ledger and lock (shared by every backend: a session of one backend must never remove what a session
   of another still has bound), root's private device nodes and stdio, the descriptors the sandbox reads (file
-  data, the seccomp program), and rcc's egress proxy (host.serve_proxy). A backend enters one SessionHost per
-  session in run() and takes its handles from it; it never makes those effects itself.
-- A backend keeps: problems() (cheap checks), render() (pure), and in run(): spawn the sandbox, put the proxy
-  listener where the sandbox reaches it (rcc.netns.listen_in_netns on Linux), release the command, wait.
+  data, the seccomp program), and rcc's egress proxy (host.serve_proxy). The runner (rcc.runner.run_session)
+  enters one SessionHost per session, with the session's own effects (the git sweeps, the session CA, the
+  review layer's end), and hands it to run(); a backend takes its handles from it and never makes those effects
+  itself.
+- A backend keeps: problems() (cheap checks), render() (pure), prepare() (what must exist before the session
+  host is entered: the container image), and in run(): spawn the sandbox, put the proxy listener where the
+  sandbox reaches it (rcc.netns.listen_in_netns on Linux), release the command, wait.
 
 The contract run() keeps (the escape catalogue, tests/attacks.py BACKENDS, checks each backend against it):
 1. Fail closed: if anything the plan asks for cannot be set up (a placeholder, a device, the proxy listener), the
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from typing import Protocol
 
     from rcc.plan import Plan
+    from rcc.sessionhost import SessionHost
 
 
 @record
@@ -57,6 +61,9 @@ if TYPE_CHECKING:
         @property
         def name(self) -> str: ...
 
+        # whether the session host makes placeholder files for the never-writable paths that do not exist
+        placeholders: bool
+
         def problems(self) -> list[Problem]:
             """Cheap checks (binary present, namespaces allowed). Empty list: ready."""
             ...
@@ -65,6 +72,10 @@ if TYPE_CHECKING:
             """The argv that runs the plan (pure; printed by --dry-run, asserted by tests)."""
             ...
 
-        def run(self, plan: Plan) -> int:
-            """Execute the plan inside one `with SessionHost(plan) as host:`; return the command's exit status."""
+        def prepare(self, plan: Plan) -> None:
+            """What must exist before the session host is entered (an image to build); may raise RccError."""
+            ...
+
+        def run(self, plan: Plan, host: SessionHost) -> int:
+            """Execute the plan with the entered session host's handles; return the command's exit status."""
             ...

@@ -70,6 +70,7 @@ def userns_problems(sysctl: Callable[[str], str | None], unprivileged: bool) -> 
 
 class BwrapBackend:
     name = "bwrap"
+    placeholders = True  # bound read-only over the never-writable paths that do not exist (rcc.sessionhost)
 
     def __init__(self, bwrap: str | None = None) -> None:
         self.bwrap = bwrap or which("bwrap") or ""
@@ -163,13 +164,11 @@ class BwrapBackend:
         return a
 
     # ------------------------------------------------------------------------------------------- run
-    def run(self, plan: Plan) -> int:
+    def prepare(self, plan: Plan) -> None:
         if not self.bwrap:
             raise RccError("bubblewrap (bwrap) is not installed", code=ExitCode.DEPENDENCY)
-        with SessionHost(plan) as host:
-            return self._run(plan, host)
 
-    def _run(self, plan: Plan, host: SessionHost) -> int:
+    def run(self, plan: Plan, host: SessionHost) -> int:
         inherit: list[int] = []  # descriptors bwrap inherits; the host closes them once it runs
         seccomp_fd = None
         if plan.seccomp:

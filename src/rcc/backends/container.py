@@ -292,6 +292,8 @@ def _check_value(what: str, value: str, forbidden: str) -> str:
 class ContainerBackend:
     """`podman` or `docker` running a Plan. Construct with the engine name and the image (None: rcc's image)."""
 
+    placeholders = True  # mounted read-only over the never-writable paths that do not exist, as bwrap's
+
     def __init__(
         self,
         engine: str = "podman",
@@ -481,12 +483,8 @@ class ContainerBackend:
         raise RccError(f"container backend: unexpected mount op {op!r}", code=ExitCode.INTERNAL)
 
     # ------------------------------------------------------------------------------------------- run
-    def run(self, plan: Plan) -> int:
-        return self.run_with(plan, _egress_proxy)
-
-    def run_with(self, plan: Plan, serve: Callable[[Plan, Any], Any]) -> int:
-        """Run the plan; in proxy mode `serve(plan, listener_socket)` starts the proxy and returns something
-        with close(). Tests pass their own server here; run() passes rcc's egress proxy."""
+    def prepare(self, plan: Plan) -> None:
+        """The engine and the image (built on first use), before the session host makes anything."""
         if not self.engine_path:
             raise RccError(f"{self.engine} is not installed", hint=self._install_hint(), code=ExitCode.DEPENDENCY)
         if self.image is None:
@@ -495,31 +493,39 @@ class ContainerBackend:
             self.image = ensure_agent_image(self.engine_path, self.engine)
         if self.engine == "docker" and os.geteuid() != 0:
             self._refuse_rootless_docker()
+
+    def run(self, plan: Plan, host: SessionHost) -> int:
+        return self.run_with(plan, host, _egress_proxy)
+
+    def run_with(self, plan: Plan, host: SessionHost, serve: Callable[[Plan, Any], Any]) -> int:
+        """Run the plan; in proxy mode `serve(plan, listener_socket)` starts the proxy and returns something
+        with close(). Tests pass their own server here; run() passes rcc's egress proxy."""
         import tempfile
 
-        with SessionHost(plan) as host:  # placeholders under the project's ledger and lock, shared with bwrap
-            staging = tempfile.mkdtemp(prefix="rcc-ctr-")
-            host.callback(lambda: shutil.rmtree(staging, ignore_errors=True))
-            name = f"rcc-{plan.session_id or os.urandom(4).hex()}-{os.getpid()}"
-            with open(os.path.join(staging, SECCOMP_FILE), "x") as f:
-                f.write(seccomp_profile_text())
-            with open(os.path.join(staging, HOSTS_FILE), "x") as f:
-                f.write(hosts_text(plan.hostname))
-            for op in translate(plan, self.engine).mounts:
-                if isinstance(op, FileData):
-                    with open(_staging_path(staging, op), "x") as f:
-                        f.write(op.content)
-            cidfile = os.path.join(staging, "cid")
-            log = self._follow_limits(plan)
-            code = int(ExitCode.INTERNAL)
-            reaper = _reaper(self.engine_path, name)
-            try:
-                code = self._run_in(plan, name, staging, host, serve, cidfile=cidfile if log else "")
-                return code
-            finally:
-                reaper.done()
-                if log is not None and (why := _stop_reason(plan, log, cidfile, code)):
-                    sys.stderr.write(f"rcc: {why}\n")
+        if not self.engine_path or self.image is None:
+            self.prepare(plan)
+        staging = tempfile.mkdtemp(prefix="rcc-ctr-")
+        host.callback(lambda: shutil.rmtree(staging, ignore_errors=True))
+        name = f"rcc-{plan.session_id or os.urandom(4).hex()}-{os.getpid()}"
+        with open(os.path.join(staging, SECCOMP_FILE), "x") as f:
+            f.write(seccomp_profile_text())
+        with open(os.path.join(staging, HOSTS_FILE), "x") as f:
+            f.write(hosts_text(plan.hostname))
+        for op in translate(plan, self.engine).mounts:
+            if isinstance(op, FileData):
+                with open(_staging_path(staging, op), "x") as f:
+                    f.write(op.content)
+        cidfile = os.path.join(staging, "cid")
+        log = self._follow_limits(plan)
+        code = int(ExitCode.INTERNAL)
+        reaper = _reaper(self.engine_path, name)
+        try:
+            code = self._run_in(plan, name, staging, host, serve, cidfile=cidfile if log else "")
+            return code
+        finally:
+            reaper.done()
+            if log is not None and (why := _stop_reason(plan, log, cidfile, code)):
+                sys.stderr.write(f"rcc: {why}\n")
 
     def _run_in(
         self, plan: Plan, name: str, staging: str, host: SessionHost, serve: Callable[[Plan, Any], Any], *, cidfile: str

@@ -31,11 +31,14 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from rcc.sessionhost import SessionHost
+
 SANDBOX_EXEC = "/usr/bin/sandbox-exec"
 
 
 class SeatbeltBackend:
     name = "seatbelt"
+    placeholders = False  # the profile denies creating never-writable paths itself (rcc.backends.seatbelt_profile)
 
     def __init__(self, env: Mapping[str, str] | None = None, platform: str = sys.platform) -> None:
         self.env = dict(os.environ if env is None else env)
@@ -85,32 +88,30 @@ class SeatbeltBackend:
         return {"profile_path": lay.profile, "profile": render_profile(plan, lay), "env": env_for(plan, lay)}
 
     # ------------------------------------------------------------------------------------------- run
-    def run(self, plan: Plan) -> int:
+    def prepare(self, plan: Plan) -> None:
         problems = self.problems()
         if problems:
             raise RccError(problems[0].message, hint=problems[0].fix, code=problems[0].code)
+
+    def run(self, plan: Plan, host: SessionHost) -> int:
+        self.prepare(plan)
         listener = None
         port = 0
         if plan.net.mode == "proxy":
             import socket
 
             listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            host.callback(listener.close)  # the host undoes in reverse: after the proxy's close
             listener.bind(("127.0.0.1", 0))
             listener.listen(128)
             port = listener.getsockname()[1]
-        try:
-            lay = self.layout(plan, port)
-            sfd = _make_session_dir(plan, lay)
-            try:
-                return self._run(plan, lay, listener)
-            finally:
-                _restore_links(plan, lay)
-                _remove_session_dir(lay, sfd)
-        finally:
-            if listener is not None:
-                listener.close()
+        lay = self.layout(plan, port)
+        sfd = _make_session_dir(plan, lay)
+        host.callback(lambda: _remove_session_dir(lay, sfd))
+        host.callback(lambda: _restore_links(plan, lay))  # before the session dir goes
+        return self._run(plan, lay, listener, host)
 
-    def _run(self, plan: Plan, lay: Layout, listener: Any) -> int:
+    def _run(self, plan: Plan, lay: Layout, listener: Any, host: SessionHost) -> int:
         import signal
         import subprocess
 
@@ -149,13 +150,10 @@ class SeatbeltBackend:
 
         for sig in (signal.SIGTERM, signal.SIGHUP):
             old[sig] = signal.signal(sig, forward)
-        proxy = None
         try:
             if listener is not None:
-                from rcc.backends._proxy import start_proxy
-
                 try:
-                    proxy = start_proxy(plan, listener)
+                    host.serve_proxy(listener, backend="seatbelt")  # closed when the session host is left
                 except BaseException:
                     _end(proc.pid, plan.new_session, signal.SIGKILL)
                     proc.wait()
@@ -170,8 +168,6 @@ class SeatbeltBackend:
         finally:
             if plan.new_session:
                 _end(proc.pid, True, signal.SIGKILL)  # what it left behind in its process group
-            if proxy is not None:
-                proxy.close()
             watcher.close()
             for s, h in old.items():
                 signal.signal(s, h)
