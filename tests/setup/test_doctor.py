@@ -11,6 +11,7 @@ import sys
 import pytest
 from fwhosts import as_test_user
 
+from rcc.backends import apparmor
 from rcc.commands import doctor
 from rcc.commands.doctor import Check, Facts, checks
 from rcc.firewall import nft, pf
@@ -106,7 +107,7 @@ profile bwrap /usr/bin/bwrap flags=(attach_disconnected,mediate_deleted) {
 
 
 def test_apparmor_profile_parsing_finds_userns_grants() -> None:
-    profiles = doctor.apparmor_userns_profiles(
+    profiles = apparmor.userns_profiles(
         {
             "/etc/apparmor.d/bwrap-userns-restrict": UBUNTU_BWRAP_PROFILE,
             "/etc/apparmor.d/usr.bin.man": "/usr/bin/man {\n  /** r,\n}\n",
@@ -155,7 +156,7 @@ def test_control_apparmor_restriction_with_profiled_usr_bin_bwrap_passes() -> No
     ],
 )
 def test_apparmor_attachment_globs(glob: str, path: str, match: bool) -> None:
-    assert doctor.apparmor_glob_match(glob, path) is match
+    assert apparmor.glob_match(glob, path) is match
 
 
 def test_backend_refusal_is_reported_even_when_doctors_own_checks_pass() -> None:

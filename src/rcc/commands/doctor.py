@@ -18,13 +18,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from rcc.backends import apparmor, container_image
 from rcc.errors import ExitCode, UsageError
+from rcc.firewall import apply
 from rcc.paths import self_command
 
 Status = Literal["ok", "warn", "fail", "info"]
@@ -34,6 +35,7 @@ USERNS_SYSCTLS = (
     "user.max_user_namespaces",
     "kernel.apparmor_restrict_unprivileged_userns",
 )
+UIDMAP = ("newuidmap", "newgidmap")
 BINARIES = ("bwrap", "podman", "docker", "nft", "iptables", "newuidmap", "newgidmap", "sandbox-exec", "pfctl")
 AGENTS = ("claude", "codex", "gemini", "aider")
 
@@ -141,42 +143,6 @@ def install_fix(f: Facts, binary: str) -> str:
 def _sysctl_fix(name: str, value: str) -> str:
     conf = f"/etc/sysctl.d/60-rcc-{name.rsplit('.', 1)[1].replace('_', '-')}.conf"
     return f"sudo sysctl -w {name}={value} && echo '{name} = {value}' | sudo tee {conf}"
-
-
-def apparmor_glob_match(glob: str, path: str) -> bool:
-    """AppArmor attachment globbing: `**` crosses '/', `*` and `?` do not, `{a,b}` alternates."""
-    out, i = "", 0
-    while i < len(glob):
-        c = glob[i]
-        if glob.startswith("**", i):
-            out, i = out + ".*", i + 2
-            continue
-        if c == "*":
-            out += "[^/]*"
-        elif c == "?":
-            out += "[^/]"
-        elif c == "{":
-            end = glob.find("}", i)
-            if end < 0:
-                return False
-            out += "(?:" + "|".join(re.escape(a) for a in glob[i + 1 : end].split(",")) + ")"
-            i = end
-        else:
-            out += re.escape(c)
-        i += 1
-    return re.fullmatch(out, path) is not None
-
-
-def apparmor_profile_fix(bwrap: str) -> str:
-    return (
-        "use the distribution's bubblewrap, whose AppArmor profile allows user namespaces "
-        "(sudo apt-get install bubblewrap, and put /usr/bin before this bwrap's directory on PATH), "
-        "or give this exact binary a profile: printf 'abi <abi/4.0>,\\ninclude <tunables/global>\\n"
-        f"profile rcc-bwrap {bwrap} "
-        "flags=(unconfined) {\\n  userns,\\n}\\n' | sudo tee /etc/apparmor.d/rcc-bwrap && "
-        "sudo apparmor_parser -r /etc/apparmor.d/rcc-bwrap  (name the exact path, never a /nix/store/* glob: "
-        "anyone can put a program named bwrap in the Nix store)"
-    )
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -300,7 +266,7 @@ def _bwrap_checks(f: Facts) -> list[Check]:
         "binary's path: /usr/bin/bwrap may be allowed while a bwrap from /nix/store is not"
     )
     if f.sysctl("kernel.apparmor_restrict_unprivileged_userns") == "1":
-        allowed = [name for name, glob in f.apparmor_userns_profiles if apparmor_glob_match(glob, bwrap)]
+        allowed = [name for name, glob in f.apparmor_userns_profiles if apparmor.glob_match(glob, bwrap)]
         if allowed:
             out.append(
                 Check(
@@ -314,7 +280,7 @@ def _bwrap_checks(f: Facts) -> list[Check]:
                     "fail" if req else "warn",
                     f"restricted, and no AppArmor profile allows user namespaces for {bwrap}",
                     why_aa,
-                    apparmor_profile_fix(bwrap),
+                    apparmor.profile_fix(bwrap),
                     req,
                 )
             )
@@ -493,20 +459,6 @@ def _setup_cmd(spec_text: str | None, rcc: str = "rcc") -> str:
     return f"sudo {rcc} setup --firewall{ports}"
 
 
-def firewall_file_current(text: str, system: str) -> bool:
-    """Whether an installed firewall file is exactly what this rcc renders from the spec it records."""
-    from rcc.errors import ConfigError
-    from rcc.firewall import nft, pf
-
-    try:
-        spec = nft.spec_from_rendered(text, "installed firewall")
-    except ConfigError:
-        return False
-    if spec is None:
-        return False
-    return text == (pf.render_pf(spec) if system == "darwin" else nft.render_nft(spec))
-
-
 def _firewall_checks(f: Facts) -> list[Check]:
     why = (
         "defence in depth: traffic from rcc's sandbox networks (interfaces rcc*) may reach only rcc's proxy; "
@@ -515,7 +467,7 @@ def _firewall_checks(f: Facts) -> list[Check]:
     if f.firewall_file is None:
         return [Check("firewall", "info", "not installed (optional)", why, f"sudo {f.rcc} setup --firewall")]
     fix = _setup_cmd(f.firewall_file, f.rcc)
-    if not firewall_file_current(f.firewall_file, f.system):
+    if not apply.file_current(f.firewall_file, f.system):
         return [
             Check(
                 "firewall", "warn", "the installed ruleset is not what this rcc renders (older rcc or edited)", why, fix
@@ -614,7 +566,7 @@ def _macos_checks(f: Facts) -> list[Check]:
     out += [_agents_check(f), _config_check(f)]
     if f.firewall_file is None:
         out.append(Check("pf anchor", "info", "not installed (optional)", why_pf, f"sudo {f.rcc} setup --firewall"))
-    elif not firewall_file_current(f.firewall_file, "darwin"):
+    elif not apply.file_current(f.firewall_file, "darwin"):
         out.append(
             Check(
                 "pf anchor",
@@ -683,68 +635,6 @@ def _os_release() -> tuple[str, tuple[str, ...]]:
     return kv.get("ID", ""), tuple(kv.get("ID_LIKE", "").split())
 
 
-_AA_PROFILE = re.compile(r"^\s*(?:profile\s+(\S+)\s+)?(\"[^\"]+\"|/\S+)\s*(?:flags\s*=\s*\([^)]*\)\s*)?\{", re.M)
-_AA_USERNS = re.compile(r"^\s*(?:allow\s+)?userns\s*,", re.M)
-
-
-def apparmor_userns_profiles(texts: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """(profile name, attachment glob) for profiles in files that grant `userns,` (pure; takes file texts)."""
-    out = []
-    for fname, text in sorted(texts.items()):
-        if not _AA_USERNS.search(text):
-            continue
-        for m in _AA_PROFILE.finditer(text):
-            out.append((m.group(1) or os.path.basename(fname), m.group(2).strip('"')))
-    return tuple(out)
-
-
-def _apparmor_texts(d: str = "/etc/apparmor.d") -> dict[str, str]:
-    out = {}
-    try:
-        names = os.listdir(d)
-    except OSError:
-        return {}
-    for n in names:
-        p = os.path.join(d, n)
-        if os.path.isfile(p):
-            t = _read(p)
-            if t is not None:
-                out[p] = t
-    return out
-
-
-def _subid_count(path: str, user: str, uid: int) -> int:
-    total = 0
-    for line in (_read(path) or "").splitlines():
-        parts = line.strip().split(":")
-        if len(parts) == 3 and parts[0] in (user, str(uid)) and parts[2].isdigit():
-            total += int(parts[2])
-    return total
-
-
-def _privileged(path: str) -> bool:
-    if not path:
-        return False
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    if st.st_uid == 0 and st.st_mode & 0o4000:
-        return True
-    try:
-        return bool(os.getxattr(path, "security.capability"))
-    except OSError:
-        return False
-
-
-def _cgroup() -> Literal["v2", "hybrid", "v1", "none"]:
-    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        return "v2"
-    if os.path.exists("/sys/fs/cgroup/unified/cgroup.controllers"):
-        return "hybrid"
-    return "v1" if os.path.isdir("/sys/fs/cgroup") else "none"
-
-
 def _bwrap_probe(bwrap: str) -> str:
     import subprocess
 
@@ -788,44 +678,6 @@ def _config(project: str) -> tuple[str, str]:
         return e.message, "bwrap"
 
 
-def _pf_anchor_state() -> str:
-    """macOS, as root: whether rcc's anchor has rules loaded. (Not run by rcc's tests: they run on Linux.)"""
-    import subprocess
-
-    from rcc.firewall import pf
-
-    try:
-        r = subprocess.run(
-            [pf.PFCTL, "-a", pf.ANCHOR, "-s", "rules"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    if r.returncode != 0:
-        return "unknown"
-    return "current" if r.stdout.strip() else "absent"
-
-
-def _firewall_state(f_text: str | None, system: str, euid: int) -> tuple[str, tuple[tuple[str, int], ...]]:
-    if f_text is not None and euid == 0 and system == "darwin":
-        return _pf_anchor_state(), ()
-    if f_text is None or euid != 0 or system != "linux":
-        return ("unknown" if f_text is not None else "absent"), ()
-    from rcc.errors import RccError
-    from rcc.firewall import apply, nft
-
-    runner = apply.Nft()
-    try:
-        spec = nft.spec_from_rendered(f_text, "installed firewall")
-        loaded = apply.loaded_table(runner)
-    except RccError:
-        return "unknown", ()
-    if loaded is None:
-        return "absent", ()
-    if spec is None or not apply.loaded_is_current(loaded, spec, apply.table_listing(runner)):
-        return "stale", ()
-    return "current", tuple(sorted(apply.counters(runner).items()))
-
-
 def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, root: str = "/") -> Facts:
     """Read the machine. `root` is where the firewall's files are looked for (as `rcc setup --root`)."""
     import pwd
@@ -866,7 +718,7 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, ro
         bwrap_backend_problems = tuple((p.message, p.fix) for p in BwrapBackend(bwrap).problems())
     fw_path = os.path.join(root, "etc", "rcc", "pf.anchor" if system == "darwin" else "firewall.nft")
     fw_text = _read(fw_path)
-    loaded, counters = _firewall_state(fw_text, system, euid)
+    loaded, counters = apply.loaded_state(fw_text, system, euid)
     limits, limits_fix = _limits_facts(system)
     return Facts(
         nix_runtime_path=tuple(d for d in env.get("RCC_NIX_RUNTIME_PATH", "").split(":") if d),
@@ -880,15 +732,17 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, ro
         binaries=tuple(sorted(binaries.items())),
         bwrap_version=_bwrap_version(bwrap) if bwrap and probe else "",
         sysctls=tuple(sorted(sysctls.items())),
-        apparmor_userns_profiles=apparmor_userns_profiles(_apparmor_texts())
+        apparmor_userns_profiles=apparmor.userns_profiles(apparmor.profile_texts())
         if sysctls.get("kernel.apparmor_restrict_unprivileged_userns") == "1"
         else (),
         bwrap_probe=_bwrap_probe(bwrap) if bwrap and probe and system == "linux" else None,
         seccomp_filter=os.path.exists("/proc/sys/kernel/seccomp/actions_avail") or system != "linux",
-        uidmap_privileged=tuple((b, _privileged(binaries.get(b, ""))) for b in ("newuidmap", "newgidmap")),
-        subuid_count=_subid_count("/etc/subuid", user, euid),
-        subgid_count=_subid_count("/etc/subgid", user, euid),
-        cgroup=_cgroup() if system == "linux" else "none",
+        uidmap_privileged=tuple(
+            (b, container_image.privileged(binaries.get(b, ""))) for b in ("newuidmap", "newgidmap")
+        ),
+        subuid_count=container_image.subid_count("/etc/subuid", user, euid),
+        subgid_count=container_image.subid_count("/etc/subgid", user, euid),
+        cgroup=container_image.cgroup_layout() if system == "linux" else "none",
         container_problems=container_problems,
         bwrap_backend_problems=bwrap_backend_problems,
         agents=_agents(env),

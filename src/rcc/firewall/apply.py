@@ -273,3 +273,56 @@ def run_pfctl(argvs: list[list[str]]) -> None:
         r = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
         if r.returncode != 0:
             raise RccError(f"{' '.join(argv)} failed: {r.stderr.strip()}", code=ExitCode.SETUP)
+
+
+# ------------------------------------------------------------------------------------------- state
+# What `rcc doctor` reports of the firewall: is the installed file what this rcc renders, is it loaded.
+
+
+def file_current(text: str, system: str) -> bool:
+    """Whether an installed firewall file is exactly what this rcc renders from the spec it records."""
+    from rcc.errors import ConfigError
+    from rcc.firewall import pf
+
+    try:
+        spec = nft.spec_from_rendered(text, "installed firewall")
+    except ConfigError:
+        return False
+    if spec is None:
+        return False
+    return text == (pf.render_pf(spec) if system == "darwin" else nft.render_nft(spec))
+
+
+def _pf_anchor_state() -> str:
+    """macOS, as root: whether rcc's anchor has rules loaded. (Not run by rcc's tests: they run on Linux.)"""
+    from rcc.firewall import pf
+
+    try:
+        r = subprocess.run(
+            [pf.PFCTL, "-a", pf.ANCHOR, "-s", "rules"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if r.returncode != 0:
+        return "unknown"
+    return "current" if r.stdout.strip() else "absent"
+
+
+def loaded_state(f_text: str | None, system: str, euid: int) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """("current" | "stale" | "absent" | "unknown", drop counters) of the loaded ruleset against the installed
+    file's text (None: not installed). Reading the kernel's table needs root."""
+    if f_text is not None and euid == 0 and system == "darwin":
+        return _pf_anchor_state(), ()
+    if f_text is None or euid != 0 or system != "linux":
+        return ("unknown" if f_text is not None else "absent"), ()
+    runner = Nft()
+    try:
+        spec = nft.spec_from_rendered(f_text, "installed firewall")
+        loaded = loaded_table(runner)
+    except RccError:
+        return "unknown", ()
+    if loaded is None:
+        return "absent", ()
+    if spec is None or not loaded_is_current(loaded, spec, table_listing(runner)):
+        return "stale", ()
+    return "current", tuple(sorted(counters(runner).items()))

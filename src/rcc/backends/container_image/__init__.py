@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tomllib
 from importlib import resources
-from typing import TextIO
+from typing import Literal, TextIO
 
 from rcc.backends._base import Problem
 from rcc.errors import ExitCode, RccError
@@ -303,3 +303,47 @@ def machine_problems(engine: str, engine_path: str, image: str | None) -> list[P
                 )
             )
     return out
+
+
+# ------------------------------------------------------------------------------------------- machine facts
+# What rootless containers need of this machine, read for `rcc doctor` (its checks say what each means).
+
+
+def subid_count(path: str, user: str, uid: int) -> int:
+    total = 0
+    for line in (_read_text(path) or "").splitlines():
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[0] in (user, str(uid)) and parts[2].isdigit():
+            total += int(parts[2])
+    return total
+
+
+def privileged(path: str) -> bool:
+    if not path:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if st.st_uid == 0 and st.st_mode & 0o4000:
+        return True
+    try:
+        return bool(os.getxattr(path, "security.capability"))
+    except OSError:
+        return False
+
+
+def cgroup_layout() -> Literal["v2", "hybrid", "v1", "none"]:
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        return "v2"
+    if os.path.exists("/sys/fs/cgroup/unified/cgroup.controllers"):
+        return "hybrid"
+    return "v1" if os.path.isdir("/sys/fs/cgroup") else "none"
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return None
