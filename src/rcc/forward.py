@@ -31,6 +31,8 @@ import socket
 from rcc.errors import ExitCode, RccError
 from rcc.policy import parse_publish  # noqa: F401 (its grammar is policy; callers may import it from here)
 
+CLOSE_GRACE = 1.0  # seconds a connection still open when the session ends gets to finish (and be recorded whole)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
@@ -195,17 +197,26 @@ class Forwarders:
         def main() -> None:
             asyncio.set_event_loop(loop)
             tasks: set[asyncio.Task[None]] = set()
+            servers = []
             for p, s in self.published:
-                tasks.add(loop.create_task(self._serve(s, lambda c, p=p: self._publish_one(c, p), tasks)))
+                servers.append(loop.create_task(self._serve(s, lambda c, p=p: self._publish_one(c, p), tasks)))
             for port, inside_addr, s in self.inside:
                 handler = lambda c, port=port, a=inside_addr: self._host_service_one(c, port, a)  # noqa: E731
-                tasks.add(loop.create_task(self._serve(s, handler, tasks)))
+                servers.append(loop.create_task(self._serve(s, handler, tasks)))
+            tasks.update(servers)
             self._tasks = tasks
             loop.call_soon(ready.set)
             loop.run_forever()
+            # The session has ended: no new connection; those still open get a moment to see their ends close
+            # (their audit records carry the byte counts), then are cut (and recorded as far as they got).
+            for t in servers:
+                t.cancel()
+            open_ones = [t for t in tasks if t not in servers]
+            if open_ones:
+                loop.run_until_complete(asyncio.wait(open_ones, timeout=CLOSE_GRACE))
             for t in list(tasks):
                 t.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(asyncio.gather(*tasks, *servers, return_exceptions=True))
             loop.close()
 
         self._thread = threading.Thread(target=main, name="rcc-forward", daemon=True)
@@ -280,14 +291,17 @@ class Forwarders:
             conn.close()
             self._record(AuditRecord(started, self.session, "host-service", "localhost", port, "", "error", rule, err))
             return
-        up, down = await _relay(conn, out)
-        ms = int((time.monotonic() - t0) * 1000)
-        self._record(
-            AuditRecord(
-                started, self.session, "host-service", "localhost", port, used, "allow", rule,
-                "the host's loopback service", up, down, ms,
-            )
-        )  # fmt: skip
+        counts = [0, 0]
+        try:
+            await _relay(conn, out, counts)
+        finally:  # also when the session's end cut it: every connection is a record
+            ms = int((time.monotonic() - t0) * 1000)
+            self._record(
+                AuditRecord(
+                    started, self.session, "host-service", "localhost", port, used, "allow", rule,
+                    "the host's loopback service", counts[0], counts[1], ms,
+                )
+            )  # fmt: skip
 
     def _record(self, rec: Any) -> None:
         self._budget.record(rec)
@@ -314,20 +328,24 @@ class Forwarders:
             self._audit = None
 
 
-async def _relay(a: socket.socket, b: socket.socket) -> tuple[int, int]:
-    """Copy both ways until both sides are done; half-closes pass through. Returns (bytes a->b, bytes b->a)."""
+async def _relay(a: socket.socket, b: socket.socket, counts: list[int] | None = None) -> tuple[int, int]:
+    """Copy both ways until both sides are done; half-closes pass through. Returns (bytes a->b, bytes b->a),
+    kept up to date in `counts` as they pass (for a relay cut short)."""
     import asyncio
 
     loop = asyncio.get_running_loop()
     a.setblocking(False)
     b.setblocking(False)
+    tally = counts if counts is not None else [0, 0]
 
     async def pump(src: socket.socket, dst: socket.socket) -> int:
         n = 0
+        i = 0 if src is a else 1
         try:
             while data := await loop.sock_recv(src, 65536):
                 await loop.sock_sendall(dst, data)
                 n += len(data)
+                tally[i] += len(data)
             with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_WR)
         except OSError:

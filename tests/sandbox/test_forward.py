@@ -356,3 +356,44 @@ def test_holding_thousands_of_connections_cannot_starve_rcc(world: World) -> Non
         for c in held:
             c.close()
         srv.close()
+
+
+@pytest.mark.backends("bwrap", why="the forwarders are rcc's own on every backend; their end is the same code")
+def test_host_service_connection_still_open_at_the_end_is_still_recorded(world: World) -> None:
+    """A host service that never closes its side (a database holding a pooled connection): the session ends
+    while the relay is open. The connection is still an audit record, with the bytes that passed (before, the
+    relay was dropped unrecorded when the session ended first), whether the sandbox's process left it open or
+    closed its side. (Connections both sides close: test_host_service_reaches_only_its_port.)"""
+    held: list[socket.socket] = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                c, _ = srv.accept()
+                c.sendall(b"hello")
+                held.append(c)  # never closed while the test runs
+
+    threading.Thread(target=serve, daemon=True).start()
+    script = (
+        "import socket, sys\n"
+        f"s = socket.create_connection(('127.0.0.1', {port})); print(s.recv(5).decode(), flush=True)\n"
+        "if sys.argv[1] == 'close': s.close()\n"
+        "else: import os; os._exit(0)  # the process ends with the connection open\n"
+    )
+    world.write(world.project / "hold.py", script)
+    try:
+        for how in ("open", "close"):
+            res = world.rcc("run", "--no-network", "--host-service", str(port), "--", "python3", "hold.py", how)
+            assert res.returncode == 0 and "hello" in res.stdout, res.stderr
+    finally:
+        srv.close()
+        for c in held:
+            c.close()
+    audit = world.home / ".local/state/rcc/audit.jsonl"
+    recs = [json.loads(line) for line in audit.read_text().splitlines()]
+    mine = [r for r in recs if r["proto"] == "host-service" and r["port"] == port]
+    assert len(mine) == 2 and all(r["bytes_down"] == 5 and r["decision"] == "allow" for r in mine), mine
