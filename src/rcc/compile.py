@@ -285,6 +285,45 @@ def _linked_git_protected(policy: Policy, facts: HostFacts) -> tuple[list[MountO
         mounts.append(Bind(git_dir, git_dir, True, "git: this worktree's git dir (HEAD, index, logs), pinned"))
         for rel in LINKED_GIT_PROTECTED:
             protect(git_dir, rel, f"worktree git dir {rel}")
+        m, p = _other_branches(facts)
+        mounts += m
+        placeholders += p
+    return mounts, placeholders
+
+
+def _other_branches(facts: HostFacts) -> tuple[list[MountOp], list[Placeholder]]:
+    """A session in a linked worktree moves only its own branch: every other branch's loose ref file is bound
+    read-only (git replaces a ref by renaming a lock file over it, and deletes it by unlinking: both fail on a
+    mount point). A branch only in packed-refs gets a loose ref file first, holding its packed object id (what
+    git itself writes when it moves one; it stays after the session), so that a new loose file cannot shadow
+    it. Tags are not protected (docs/workspace.md)."""
+    from rcc.probe import MAX_BRANCHES
+
+    common = facts.git_common_dir
+    if len(facts.branches) > MAX_BRANCHES:
+        raise RccError(
+            f"the repository {common} has more than {MAX_BRANCHES} branches: a worktree session cannot protect "
+            "them all",
+            hint="delete merged branches (`git branch --merged | xargs git branch -d`), or run rcc in the main tree",
+            code=ExitCode.PROJECT,
+        )
+    mounts: list[MountOp] = []
+    placeholders: list[Placeholder] = []
+    made_dirs: set[str] = set()
+    heads = os.path.join(common, "refs", "heads")
+    for name, packed in facts.branches:
+        if name == facts.git_branch:
+            continue
+        path = os.path.join(heads, name)
+        if packed:  # its directories too (refs/heads/feature/ for feature/x): mount points need a parent
+            parts = name.split("/")[:-1]
+            for i in range(len(parts)):
+                d = os.path.join(heads, *parts[: i + 1])
+                if d not in made_dirs:
+                    made_dirs.add(d)
+                    placeholders.append(Placeholder(d, True, ""))
+            placeholders.append(Placeholder(path, False, packed + "\n"))
+        mounts.append(Bind(path, path, False, f"never writable: branch {name} (a worktree session moves only its own)"))
     return mounts, placeholders
 
 

@@ -70,6 +70,9 @@ class HostFacts:
     git_common_dir: str = ""
     git_anchor: str = ""
     git_branch: str = ""  # a linked worktree's checked-out branch (`rcc sessions` shows it), "" when detached
+    # A linked worktree's repository's branches: (name, "") for a loose ref file in the common dir's refs/heads,
+    # (name, object id) for a branch only in packed-refs. compile.py makes all but git_branch read-only.
+    branches: tuple[tuple[str, str], ...] = ()
     # The git dirs of the project's submodules that git keeps under a read-only `modules/` (the project's
     # `.git/modules/NAME`, or a linked worktree's), each pointing back at its submodule: bound writable, protected.
     submodule_git_dirs: tuple[str, ...] = ()
@@ -190,6 +193,7 @@ def probe(
         git_common_dir=common,
         git_anchor=git_anchor(common),
         git_branch=head_branch(linked) if linked != common else "",
+        branches=branch_refs(common) if linked and linked != common else (),
         submodule_git_dirs=sub_dirs,
         owned_devices=owned_device_nodes(uid),
         memory_total=_physical_memory(),
@@ -317,6 +321,43 @@ def head_branch(git_dir: str) -> str:
     if not head or not head.startswith("ref: refs/heads/"):
         return ""
     return head[len("ref: refs/heads/") :].strip()
+
+
+MAX_BRANCHES = 2000
+
+
+def branch_refs(common: str) -> tuple[tuple[str, str], ...]:
+    """The repository's branches: loose ref files under refs/heads (walked without following links), then those
+    only in packed-refs with their object id. At most MAX_BRANCHES (compile.py refuses more)."""
+    loose: list[str] = []
+    todo = [""]
+    while todo and len(loose) <= MAX_BRANCHES:
+        rel = todo.pop()
+        try:
+            with os.scandir(os.path.join(common, "refs", "heads", rel)) as it:
+                for e in it:
+                    name = f"{rel}/{e.name}" if rel else e.name
+                    if e.is_dir(follow_symlinks=False):
+                        todo.append(name)
+                    elif e.is_file(follow_symlinks=False) and not e.name.endswith(".lock"):
+                        loose.append(name)  # (a link is no ref git made: compile.py's checks see it as a path)
+        except OSError:
+            continue
+    out = [(n, "") for n in sorted(loose)]
+    seen = set(loose)
+    try:
+        with open(os.path.join(common, "packed-refs"), "rb") as f:
+            data = f.read(64 << 20)
+    except OSError:
+        data = b""
+    for line in data.decode("utf-8", "replace").splitlines():
+        oid, _, ref = line.partition(" ")
+        if ref.startswith("refs/heads/") and len(oid) in (40, 64) and all(c in "0123456789abcdef" for c in oid):
+            name = ref[len("refs/heads/") :]
+            if name not in seen:
+                seen.add(name)
+                out.append((name, oid))
+    return tuple(out[: MAX_BRANCHES + 1])
 
 
 def git_anchor(common: str) -> str:

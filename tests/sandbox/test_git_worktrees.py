@@ -333,3 +333,43 @@ def test_main_session_ending_does_not_unprotect_a_worktree_session(world: World)
             kill_tree(b)
     assert "PLANTED" not in out and b.returncode == 0, (out, err)
     assert not (common / "commondir").exists()  # the last session removed it
+
+
+def test_worktree_session_cannot_move_or_delete_other_branches(world: World) -> None:
+    """A session in a worktree moves only its own branch: the main tree's branch, another loose branch and
+    branches only in packed-refs (one nested, feature/x) can be neither moved (update-ref, branch -f, a direct
+    write of the ref file, a new loose file shadowing a packed one) nor deleted. Control: the session commits on
+    its own branch and makes and deletes a branch of its own; the host's git sees every other branch unchanged."""
+    for b in ("packed", "feature/x"):
+        world.git("branch", b)
+    world.git("pack-refs", "--all")  # main, packed and feature/x now live only in packed-refs
+    world.git("branch", "loose")
+    wt = _worktree(world)
+    before = {b: world.git("rev-parse", b).stdout.strip() for b in ("main", "packed", "feature/x", "loose")}
+    common = world.project / ".git"
+    attacks = "".join(
+        f"git update-ref refs/heads/{b} HEAD; git branch -f {b} HEAD; git branch -D {b}; "
+        f"(echo $(git rev-parse HEAD) > {common}/refs/heads/{b}); rm -f {common}/refs/heads/{b}; "
+        for b in before
+    )
+    script = (
+        "set +e; echo work > w.txt; git add w.txt; git commit -q -m 'own work' && echo OWN-COMMIT; "
+        "git branch mine && git branch -D mine >/dev/null && echo OWN-BRANCH; " + attacks + "true"
+    )
+    res = _run(world, wt, script)
+    assert res.returncode == 0, res.stderr
+    assert "OWN-COMMIT" in res.stdout and "OWN-BRANCH" in res.stdout, (res.stdout, res.stderr)
+    after = {b: world.git("rev-parse", b).stdout.strip() for b in before}
+    assert after == before, (after, before)
+    assert world.git("log", "-1", "--format=%s", "wt").stdout.strip() == "own work"
+    assert world.git("status", "--short").returncode == 0
+    assert world.git("branch", "--list", "mine").stdout.strip() == ""
+
+
+def test_control_a_session_of_the_main_tree_still_manages_its_branches(world: World) -> None:
+    """The protection is for worktree sessions: in the main repository the agent may move and delete branches
+    as git allows (its own checkout)."""
+    world.git("branch", "scratch")
+    res = world.rcc("run", "--no-network", "--", "sh", "-c", "git branch -f scratch HEAD~0 && git branch -D scratch")
+    assert res.returncode == 0, res.stderr
+    assert world.git("branch", "--list", "scratch").stdout.strip() == ""
