@@ -247,8 +247,8 @@ def _review_plan(plan: Plan, backend: str, dry_run: bool, session: Session) -> P
     from rcc.record import replace
     from rcc.workspace import mount as layer
 
-    if backend != "bwrap":
-        raise layer.unavailable(f"the {backend} backend has no review mode yet (bwrap has)")
+    if backend not in ("bwrap", "podman"):
+        raise layer.unavailable(f"the {backend} backend has no review mode (bwrap and podman have)")
     if plan.git_dirs:
         raise layer.unavailable(
             "the project's git directory is outside it (a linked worktree): commits would land in the real "

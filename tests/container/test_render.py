@@ -380,3 +380,33 @@ def test_rootless_podman_needs_no_rlimit_fix() -> None:
     from rcc.backends.container_image import ulimits_problem
 
     assert ulimits_problem(rootless=True) is False  # it asks for the limits it already has
+
+
+def test_review_mode_podman_mounts_the_project_as_an_overlay_volume_with_rcc_upper() -> None:
+    """Review mode: the project is podman's overlay volume with rcc's upper and work dirs; a writable bind from
+    inside the project (the pinned .git) is left out (it would be the user's real tree); read-only binds of
+    never-writable paths stay on top. The upper dir never appears as a bind of its own."""
+    from rcc.plan import Overlay
+
+    ov = Overlay(P, "/home/u/.local/state/rcc/reviews/abcd/upper", "/home/u/.local/state/rcc/reviews/abcd/work", True)
+    base = list(plan().mounts)
+    at = base.index(Bind(P, P, True, "project")) + 1
+    mounts = (*base[:at], Bind(f"{P}/.git", f"{P}/.git", True, "git dir pinned"), *base[at:])  # as compile.py
+    argv = ContainerBackend("podman", "img", host=ROOTLESS, engine_path="podman").render(
+        plan(mounts=mounts, overlay=ov)
+    )
+    assert f"{P}:{P}:O,upperdir={ov.upper},workdir={ov.work}" in argv
+    joined = " ".join(argv)
+    assert f"src={P},dst={P}," not in joined and f"src={P}/.git,dst={P}/.git,ro=false" not in joined
+    assert f"type=bind,src={P}/.git/hooks,dst={P}/.git/hooks,ro=true" in joined  # protections on top
+    assert ov.upper not in joined.replace(f"upperdir={ov.upper}", "")
+    control = ContainerBackend("podman", "img", host=ROOTLESS, engine_path="podman").render(plan(mounts=mounts))
+    assert f"type=bind,src={P},dst={P},ro=false" in " ".join(control)  # without review: the project itself
+
+
+def test_review_mode_refuses_option_syntax_in_the_layer_paths() -> None:
+    from rcc.plan import Overlay
+
+    ov = Overlay(P, "/s/re,views/upper", "/s/re,views/work", True)
+    with pytest.raises(RccError):
+        ContainerBackend("podman", "img", host=ROOTLESS, engine_path="podman").render(plan(overlay=ov))

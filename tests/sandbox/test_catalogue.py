@@ -60,7 +60,7 @@ def test_file_attacks_are_stopped_and_controls_work(world: World) -> None:
     assert failures == [], "\n".join(failures)
 
 
-@pytest.mark.backends("bwrap", why="review mode runs on bwrap (the container backends refuse --review)")
+@pytest.mark.backends("bwrap", "podman", why="review mode runs on bwrap and podman (docker refuses --review)")
 def test_file_attacks_are_stopped_in_review_mode_and_controls_apply(world: World) -> None:
     """The same catalogue through the copy-on-write layer, then `rcc apply`: the protections hold inside the
     layer (never-writable paths read-only over it) and apply writes only what the controls wrote."""

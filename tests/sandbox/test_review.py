@@ -16,7 +16,7 @@ from escape_world import World
 
 pytestmark = [
     pytest.mark.sandbox,
-    pytest.mark.backends("bwrap", why="review mode runs on bwrap (podman/docker refuse --review: exit 72)"),
+    pytest.mark.backends("bwrap", "podman", why="review mode runs on bwrap and podman (docker refuses: exit 72)"),
 ]
 
 APPLY_REFUSED, NO_REVIEW = 65, 67
@@ -189,7 +189,7 @@ def test_upper_dir_is_private_and_hidden_from_other_sandboxes(world: World) -> N
     assert "secret-change" not in again.stdout
 
 
-@pytest.mark.backends("podman", "docker", why="the container backends have no review mode: they fail closed")
+@pytest.mark.backends("docker", why="docker has no overlay volumes: it fails closed")
 def test_container_backend_refuses_review_instead_of_writing_directly(world: World) -> None:
     res = world.sh("echo direct > direct.txt", "--review")
     assert res.returncode == 72, res.stderr

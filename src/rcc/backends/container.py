@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 from rcc.backends._base import Problem
 from rcc.errors import ExitCode, RccError
-from rcc.plan import Bind, Dir, FileData, Mask, MountOp, Plan, Special, Symlink, Tmpfs
+from rcc.plan import Bind, Dir, FileData, Mask, MountOp, Overlay, Plan, Special, Symlink, Tmpfs
 from rcc.sessionhost import SessionHost
 
 Engine = Literal["podman", "docker"]
@@ -426,7 +426,15 @@ class ContainerBackend:
         for k, v in plan.env:
             a += ["--env", f"{k}={v}"]
         t = translate(plan, self.engine)
+        ov = plan.overlay
         for op in t.mounts:
+            if ov is not None and isinstance(op, Bind) and op.writable and _under(op.src, ov.lower):
+                # Review mode (podman): the project is the engine's overlay with rcc's upper and work dirs. A
+                # writable bind from inside the project (the pinned .git) would be the user's real tree: the
+                # layer already has it writable. Read-only binds (the never-writable paths) stay as they are.
+                if op.src == ov.lower:
+                    a += self._overlay_args(op.dest, ov)
+                continue
             a += self._mount_args(op, plan, staging)
         shows_etc = any(isinstance(op, Bind) and op.dest == "/etc" for op, _ in t.skipped)
         if host.ca_bundle and shows_etc and not any(_under(host.ca_bundle, m.dest) for m in t.mounts):
@@ -445,6 +453,15 @@ class ContainerBackend:
             a += ["/usr/bin/env", "--"]
         a += list(plan.argv)
         return a
+
+    def _overlay_args(self, dest: str, ov: Overlay) -> list[str]:
+        """podman's overlay volume (`:O`) with rcc's persistent upper and work dirs (rcc.workspace.mount made
+        them; their paths were checked for the option syntax's `,` and `:`)."""
+        if self.engine != "podman":
+            raise RccError("docker has no overlay volumes: review mode needs podman or bwrap", code=ExitCode.INTERNAL)
+        for what, path in (("project", ov.lower), ("path", dest), ("layer", ov.upper), ("layer", ov.work)):
+            _check_value(what, path, ",:")
+        return ["--volume", f"{ov.lower}:{dest}:O,upperdir={ov.upper},workdir={ov.work}"]
 
     def _mount_args(self, op: MountOp, plan: Plan, staging: str) -> list[str]:
         podman = self.engine == "podman"
@@ -526,6 +543,18 @@ class ContainerBackend:
             reaper.done()
             if log is not None and (why := _stop_reason(plan, log, cidfile, code)):
                 sys.stderr.write(f"rcc: {why}\n")
+            if plan.overlay is not None and self.engine == "podman" and self.host.rootless:
+                self._release_work_dir(plan.overlay)
+
+    def _release_work_dir(self, ov: Overlay) -> None:
+        """Rootless podman mounts the overlay as its user namespace's root, a subordinate uid on the host: the
+        overlay's private work/work (mode 000, holding the shared whiteout inode) is then that uid's, and the
+        user could not remove the review. Removed here, in podman's user namespace (the upper dir is the user's)."""
+        subprocess.run(
+            [self.engine_path, "unshare", "rm", "-rf", "--", os.path.join(ov.work, "work")],
+            capture_output=True,
+            check=False,
+        )
 
     def _run_in(
         self, plan: Plan, name: str, staging: str, host: SessionHost, serve: Callable[[Plan, Any], Any], *, cidfile: str

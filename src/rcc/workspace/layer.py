@@ -138,7 +138,8 @@ def discard(review: Review) -> None:
 
 def _remove_tree(dirfd: int, name: str) -> None:
     """Remove a review's tree: the session may have left directories without write or search permission (and
-    overlayfs' work/work is mode 000), so permissions are opened up first, never following a link."""
+    overlayfs' work/work is mode 000; rootless podman's belongs to a subordinate uid), so permissions are opened
+    up first and empty directories removed as found, never following a link."""
     try:
         hostfs.remove_tree(dirfd, name)
         return
@@ -148,6 +149,8 @@ def _remove_tree(dirfd: int, name: str) -> None:
         for d in dirs:
             with contextlib.suppress(OSError):
                 os.chmod(d, 0o700, dir_fd=tfd, follow_symlinks=False)
+            with contextlib.suppress(OSError):  # an empty one this user cannot open: rootless podman's work/work
+                os.rmdir(d, dir_fd=tfd)  # belongs to a subordinate uid; removing it needs only our parent
         del top
     hostfs.remove_tree(dirfd, name)
 
