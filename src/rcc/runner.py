@@ -204,6 +204,7 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
     backend.prepare(plan)
     # The session host: every host-side effect, made in order and undone in reverse (rcc.sessionhost); the
     # session's own ones are registered here, the backend takes its handles from it.
+    ran = False
     try:
         with SessionHost(plan, placeholders=backend.placeholders) as host:
             _sweep_git(host, project, facts.pointer_git_dir, plan.git_dirs)
@@ -211,10 +212,12 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
                 from rcc.backends._proxy import prepare_credentials
 
                 host.callback(prepare_credentials(plan))
-            return backend.run(plan, host)
+            code = backend.run(plan, host)
+            ran = True
+            return code
     finally:
         if review:  # once the placeholders are gone: the layer's manifest fingerprints the project as it stays
-            _review_ended(plan)
+            _review_ended(plan, quiet=not ran)
 
 
 def _sweep_git(host: SessionHost, project: str, pointer_git_dir: str, git_dirs: tuple[str, ...]) -> None:
@@ -262,18 +265,23 @@ def _review_plan(plan: Plan, backend: str, dry_run: bool, session: Session) -> P
     return replace(plan, overlay=ov)
 
 
-def _review_ended(plan: Plan) -> None:
+def _review_ended(plan: Plan, quiet: bool = False) -> None:
+    """The layer after the session: removed if nothing was written (said unless the session never started),
+    else kept with its manifest for `rcc review`."""
     from rcc import paths
     from rcc.workspace.mount import remove_if_unchanged
 
     try:
         if remove_if_unchanged(paths.state_dir(), plan.session_id):  # the quick path: json and shutil not imported
-            sys.stderr.write("rcc: review mode: the session changed nothing\n")
+            if not quiet:
+                sys.stderr.write("rcc: review mode: the session changed nothing\n")
             return
         from rcc.workspace import layer
+        from rcc.workspace.mount import sync_layer
 
         review = layer.load(paths.state_dir(), plan.session_id)
         layer.write_manifest(review)
+        sync_layer(paths.state_dir(), plan.session_id)
     except (OSError, ValueError, RccError) as e:
         sys.stderr.write(f"rcc: warning: review {plan.session_id}: {e}\n")
         return

@@ -238,3 +238,32 @@ def test_overlay_is_not_in_the_hosts_mount_table_during_the_session(world: World
         assert not (world.project / "busy.txt").exists()  # the host's view of the project during the session
     finally:
         proc.wait(timeout=30)
+
+
+@pytest.mark.backends("bwrap", why="rcc mounts bwrap's layer itself; podman's engine reports its own failure")
+def test_layer_that_cannot_be_mounted_runs_nothing(world: World, tmp_path: Path) -> None:
+    """rcc's state dir on an overlayfs (which overlayfs refuses as an upper dir): the layer cannot be mounted,
+    so nothing runs and rcc exits 72 naming the overlay (the child reports it while rcc sets up the rest).
+    Control: the same session with the state dir on a plain directory runs in review mode."""
+    from rcctest import require
+
+    require(os.geteuid() == 0, "the test mounts an overlayfs (as root) for the state dir")
+    state = world.base / "ovl-state"
+    parts = {n: tmp_path / n for n in ("lower", "upper", "work")}
+    for p in (state, *parts.values()):
+        p.mkdir()
+    os.chown(parts["lower"], world.uid, world.gid)
+    os.chmod(tmp_path, 0o755)
+    ovl = f"lowerdir={parts['lower']},upperdir={parts['upper']},workdir={parts['work']}"
+    argv = world.rcc_argv(["run", "--no-network", "--review", "--", "touch", "ran.txt"], {"XDG_STATE_HOME": str(state)})
+    script = f'mount -t overlay overlay -o {ovl} {state} && chown {world.uid}:{world.gid} {state} && exec "$@"'
+    res = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *argv],
+        cwd=world.project, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert res.returncode == 72, (res.returncode, res.stderr)
+    assert "review mode is not available" in res.stderr and "overlay" in res.stderr, res.stderr
+    assert not (world.project / "ran.txt").exists()
+    control = world.rcc("run", "--no-network", "--review", "--", "touch", "ran.txt")
+    assert control.returncode == 0 and "review mode" in control.stderr, control.stderr
+    assert not (world.project / "ran.txt").exists()  # in the layer, not the project

@@ -205,6 +205,7 @@ class BwrapBackend:
         old = _ignore_tty_signals() if not plan.new_session else {}
         forwarders: Any = None
         code = ExitCode.INTERNAL
+        overlay_err = -1
         try:
             try:
                 _keep_only(inherit)
@@ -215,7 +216,7 @@ class BwrapBackend:
                 if plan.overlay is not None:  # review mode: bwrap starts in a mount namespace with the layer
                     from rcc.workspace.mount import spawn
 
-                    pid = spawn(argv, env, stdio, plan.overlay)
+                    pid, overlay_err = spawn(argv, env, stdio, plan.overlay)
                 else:
                     pid = os.posix_spawn(
                         argv[0],
@@ -232,7 +233,15 @@ class BwrapBackend:
             try:
                 if limits is not None:  # the cgroups, and bwrap moved in while it sets up the sandbox
                     limits.start(pid)
-                sandbox_pid = _read_child_pid(info_r, pid, limits is not None and limits.kind == "scope")
+                try:
+                    sandbox_pid = _read_child_pid(info_r, pid, limits is not None and limits.kind == "scope")
+                finally:
+                    if overlay_err >= 0:  # review mode: the layer was mounted, or why not (never run without it)
+                        from rcc.workspace.mount import failed
+
+                        fd, overlay_err = overlay_err, -1
+                        if (why := failed(fd, plan.overlay)) is not None:  # type: ignore[arg-type]
+                            raise why  # (the child exited before exec: _read_child_pid has reaped it)
                 if limits is not None:
                     limits.apply([pid, sandbox_pid])  # and everything bwrap forked, before the command runs
                 listener = None
@@ -271,6 +280,8 @@ class BwrapBackend:
                 os.close(info_r)
                 if block_w is not None:
                     os.close(block_w)
+                if overlay_err >= 0:
+                    os.close(overlay_err)
             code = _wait(pid)
             return code
         finally:

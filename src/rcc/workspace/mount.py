@@ -7,13 +7,15 @@ Invariants (with rcc.workspace.layer's):
    new mount namespace; any other user: a new user namespace mapping only its own uid and gid, and the
    `userxattr` option). The host's mount table never shows it; the user's tree is never written by the session.
 2. Always `metacopy=off`, and redirect_dir `off` (`nofollow` with userxattr): no redirect is ever created, so
-   upper/ holds every changed file's data and every directory's full content.
-3. A failure before exec is reported to the parent (REVIEW_UNAVAILABLE): never a session without its layer.
+   upper/ holds every changed file's data and every directory's full content. Mounted `volatile` (the layer is
+   never mounted twice); a layer the session wrote is synced after it (sync_layer).
+3. A failure before exec is reported to the parent (REVIEW_UNAVAILABLE): never a session without its layer. The
+   parent goes on while the child sets up (its cgroups are made meanwhile), and reads the report (failed())
+   before it releases the command.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from rcc import hostfs
@@ -23,6 +25,7 @@ from rcc.plan import Overlay
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 REVIEWS = "reviews"
 _UNSAFE_IN_OPTIONS = ",:\\\n"  # overlayfs' option syntax: these would need escaping
@@ -72,13 +75,7 @@ def remove_if_unchanged(state_dir: str, sid: str) -> bool:
     fd = hostfs.open_state(state_dir, os.path.join(REVIEWS, sid), create=False)
     try:
         if _empty(fd, "upper"):
-            wfd = hostfs.walk_dir(fd, "work")
-            try:
-                for name in os.listdir(wfd):  # overlayfs' own work/work (and index), empty when unmounted
-                    os.rmdir(name, dir_fd=wfd)
-            finally:
-                os.close(wfd)
-            os.rmdir("work", dir_fd=fd)
+            _remove_empty_dirs(fd, "work")  # overlayfs' own work/work (volatile: work/work/incompat/volatile)
             os.rmdir("upper", dir_fd=fd)
             os.unlink("meta.json", dir_fd=fd)
         else:
@@ -95,6 +92,35 @@ def remove_if_unchanged(state_dir: str, sid: str) -> bool:
     return True
 
 
+def _remove_empty_dirs(dirfd: int, name: str, depth: int = 0) -> None:
+    """Remove a tree of directories and empty files only (OSError if it holds anything else). overlayfs leaves
+    work/work mode 000 (and, mounted volatile, work/work/incompat/volatile/dirty): opened up only when not empty.
+    The work dir is never visible to a sandbox; no link is followed all the same."""
+    import errno
+    import stat
+
+    try:
+        os.rmdir(name, dir_fd=dirfd)
+        return
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR) or depth > 4:
+            raise
+    st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:  # volatile's marker: work/work/incompat/volatile/dirty
+        os.unlink(name, dir_fd=dirfd)
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise OSError(f"{name}: not a directory or an empty file")
+    os.chmod(name, 0o700, dir_fd=dirfd)
+    sub = hostfs.walk_dir(dirfd, name)
+    try:
+        for child in os.listdir(sub):
+            _remove_empty_dirs(sub, child, depth + 1)
+    finally:
+        os.close(sub)
+    os.rmdir(name, dir_fd=dirfd)
+
+
 def _empty(dirfd: int, name: str) -> bool:
     sub = hostfs.walk_dir(dirfd, name)
     try:
@@ -104,9 +130,24 @@ def _empty(dirfd: int, name: str) -> bool:
 
 
 def mount_options(ov: Overlay) -> str:
-    # redirects are never created either way: `off` as root; userxattr refuses `off` (it means "follow")
+    # redirects are never created either way: `off` as root; userxattr refuses `off` (it means "follow").
+    # volatile: no sync of the upper filesystem when the session's namespace ends (2-3 ms of every start-up);
+    # the layer is never mounted again, and a session that wrote anything is synced by sync_layer() instead.
     redirect = "nofollow,userxattr" if ov.userxattr else "off"
-    return f"lowerdir={ov.lower},upperdir={ov.upper},workdir={ov.work},metacopy=off,redirect_dir={redirect}"
+    opts = f"lowerdir={ov.lower},upperdir={ov.upper},workdir={ov.work},metacopy=off,redirect_dir={redirect}"
+    return opts + ",volatile"
+
+
+def sync_layer(state_dir: str, sid: str) -> None:
+    """After a session that wrote its layer: the layer's filesystem synced (syncfs), as the volatile mount did
+    not (fsync inside the session reached only the page cache)."""
+    import ctypes
+
+    fd = hostfs.open_state(state_dir, os.path.join(REVIEWS, sid), create=False)
+    try:
+        ctypes.CDLL(None, use_errno=True).syncfs(fd)
+    finally:
+        os.close(fd)
 
 
 _CLONE_NEWNS, _CLONE_NEWUSER = 0x00020000, 0x10000000
@@ -114,13 +155,19 @@ _MS_REC, _MS_PRIVATE = 0x4000, 0x40000
 _SIGPIPE, _SIGXFSZ, _SIG_DFL = 13, 25, 0
 
 
-def enter(ov: Overlay, reset_signals: bool = False) -> None:
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def enter(ov: Overlay, reset_signals: bool = False, libc: Any = None) -> None:
     """In the process that will exec the backend: a private mount namespace with the overlay on the project
     (and, if asked, SIGPIPE/SIGXFSZ back to their defaults: Python ignores them, and that survives exec).
     Raises OSError naming the step that failed."""
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = libc or _libc()
 
     def check(step: str, r: int) -> None:
         if r != 0:
@@ -146,15 +193,17 @@ def enter(ov: Overlay, reset_signals: bool = False) -> None:
             libc.signal(sig, _SIG_DFL)
 
 
-def spawn(argv: Sequence[str], env: dict[str, str], stdio: Sequence[tuple[int, int]], ov: Overlay) -> int:
-    """fork; in the child: enter the layer, set up stdio and default SIGPIPE/SIGXFSZ, exec argv. Returns the pid;
-    a failure before exec is raised here (REVIEW_UNAVAILABLE), never a session without its layer."""
+def spawn(argv: Sequence[str], env: dict[str, str], stdio: Sequence[tuple[int, int]], ov: Overlay) -> tuple[int, int]:
+    """fork; in the child: enter the layer, set up stdio and default SIGPIPE/SIGXFSZ, exec argv. Returns the pid
+    at once (the child's namespace and mount overlap the caller's next steps) and a descriptor: failed() on it
+    says what failed before exec. The caller must call it before trusting the child (invariant 3)."""
+    libc = _libc()  # loaded before the fork: in the child every page the import touches would be copied first
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
             os.close(r)
-            enter(ov, reset_signals=True)
+            enter(ov, reset_signals=True, libc=libc)
             for fd, target in stdio:
                 os.dup2(fd, target)
             os.execve(argv[0], list(argv), env)  # noqa: S606 - the backend's argv list, no shell
@@ -165,14 +214,18 @@ def spawn(argv: Sequence[str], env: dict[str, str], stdio: Sequence[tuple[int, i
                 os._exit(127)
         os._exit(127)
     os.close(w)
+    return pid, r
+
+
+def failed(errfd: int, ov: Overlay) -> RccError | None:
+    """After spawn(): the child's report (read to EOF: the exec closed the pipe, or the child wrote why it
+    stopped); closes the descriptor. None when the child exec'd the backend."""
     msg = b""
     try:
-        while chunk := os.read(r, 4096):
+        while chunk := os.read(errfd, 4096):
             msg += chunk
     finally:
-        os.close(r)
-    if msg:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-        raise unavailable(f"{msg.decode('utf-8', 'replace')} (the overlay on {ov.lower})")
-    return pid
+        os.close(errfd)
+    if not msg:
+        return None
+    return unavailable(f"{msg.decode('utf-8', 'replace')} (the overlay on {ov.lower})")
