@@ -6,7 +6,7 @@ from __future__ import annotations
 from rcc.agents.profiles import PROFILES
 from rcc.config import Contribution, Flags, Layer, merge, validate
 from rcc.keys import CONFIG_KEYS, KEYS, RUN_OPTIONS
-from rcc.net.rules import PRESETS
+from rcc.net.presets import PRESETS
 from rcc.policy import Policy
 from rcc.record import fields
 from rcc.runner import RUN_HELP, parse_run_args

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from rcc.errors import UsageError
 
+TYPE_CHECKING = False  # typing costs `rcc claude` an import; mypy still sees the block
 if TYPE_CHECKING:
     from rcc.agents.state import AgentRun
     from rcc.compile import Session

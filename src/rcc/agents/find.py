@@ -15,13 +15,13 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 
 from rcc.agents.profiles import AgentProfile
 from rcc.errors import ExitCode, RccError
+from rcc.record import record
 
 
-@dataclass(frozen=True)
+@record
 class Found:
     path: str  # where it was found (may be a symlink)
     real: str  # its realpath: what runs

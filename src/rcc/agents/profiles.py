@@ -16,13 +16,13 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from rcc.errors import ConfigError
-from rcc.net.rules import PRESETS
+from rcc.net.presets import PRESETS
+from rcc.record import record
 
 
-@dataclass(frozen=True)
+@record
 class Provider:
     """An alternative backend the agent switches to with an environment variable (Bedrock, Vertex, ...).
 
@@ -38,7 +38,7 @@ class Provider:
     passthrough: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Keep:
     """A file an agent keeps from one session to the next: data only (a login and its refresh, a history), never
     anything that makes the agent run code, load tools or change its instructions (state.py copies it into each
@@ -57,7 +57,7 @@ class Keep:
     limit: int = 1 << 20  # bytes: a larger file is not kept
 
 
-@dataclass(frozen=True)
+@record
 class AgentProfile:
     name: str  # the rcc subcommand: `rcc claude`
     executable: str  # looked up on PATH

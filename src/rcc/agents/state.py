@@ -30,19 +30,22 @@ import os
 import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from rcc import hostfs
 from rcc.agents.profiles import AgentProfile, Keep
 from rcc.errors import ExitCode, RccError
 from rcc.plan import Bind
+from rcc.record import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SETTINGS, LOGIN, PROJECTS, RUN, LEGACY = "settings", "login", "projects", "run", "home"
 SETTINGS_LIMIT = 16 << 20  # bytes per settings file copied into a session
 
 
-@dataclass(frozen=True)
+@record
 class AgentRun:
     """One session's agent state: its run directory (locked while it runs) and the binds that mount it."""
 

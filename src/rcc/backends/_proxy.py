@@ -93,6 +93,9 @@ def load() -> None:
     import rcc.net.rules  # noqa: F401
 
 
+START_GRACE = 0.025  # seconds before the proxy's imports start, unless a connection comes first
+
+
 class ProxyStarter:
     """start_proxy() on a thread, so that a session does not wait for the proxy's imports (they are most of its
     start, ~25 ms on a quiet machine): the command is already released and its connections wait in the
@@ -117,6 +120,16 @@ class ProxyStarter:
         self._thread.start()
 
     def _start(self) -> None:
+        import select
+
+        # A short grace first: a session that ends within it (`rcc run -- true`) never pays for the imports,
+        # which would otherwise contend for the GIL with rcc's own end; the first connection cuts it short.
+        # An agent's first request comes long after (its runtime starts first), and finds the proxy ready.
+        select.select([self._listener], [], [], START_GRACE)
+        if self._cancelled:
+            with self._lock:
+                self._listener.close()
+            return
         try:
             load()
         except BaseException as e:  # reported by finish()

@@ -27,7 +27,7 @@ def _flags(c: Command) -> list[str]:
 def _choices(o: Option) -> str:
     """The words a value completes to ("" when free text, "dir"/"file" for paths)."""
     if o.complete == "presets":
-        from rcc.net.rules import PRESETS
+        from rcc.net.presets import PRESETS
 
         return " ".join(f"@{p}" for p in PRESETS)
     return o.complete

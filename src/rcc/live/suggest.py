@@ -17,7 +17,8 @@ from collections.abc import Iterable
 
 from rcc import paths
 from rcc.errors import ExitCode, RccError, UsageError
-from rcc.net.rules import PRESETS, RuleError, parse_rule, suggest_allow
+from rcc.net.presets import PRESETS
+from rcc.net.rules import RuleError, parse_rule, suggest_allow
 
 LEARNED = "learned:"
 HELP = """\

@@ -30,32 +30,9 @@ from types import MappingProxyType
 from typing import Literal
 
 from rcc.net.hosts import Host, HostError, IPAddress, embedded_ipv4, normalize_host, normalize_name, unmap
+from rcc.net.presets import PRESETS
 
 DEFAULT_ALLOW_PORTS: tuple[int, ...] = (80, 443)
-
-# Named presets. Explicit hosts, no wildcards over shared-hosting domains (anyone can publish there).
-PRESETS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        # The one list of Claude's hosts: the claude agent profile allows exactly this preset (rcc.agents.profiles
-        # says why each host is needed). The browser part of /login (claude.ai) runs on the host, never here.
-        "anthropic": ("api.anthropic.com", "platform.claude.com"),
-        "openai": ("api.openai.com", "auth.openai.com", "chatgpt.com"),
-        "gemini": ("generativelanguage.googleapis.com", "oauth2.googleapis.com", "cloudcode-pa.googleapis.com"),
-        "npm": ("registry.npmjs.org", "registry.yarnpkg.com"),
-        "pypi": ("pypi.org", "files.pythonhosted.org"),
-        "github": (
-            "github.com",
-            "api.github.com",
-            "codeload.github.com",
-            "objects.githubusercontent.com",
-            "raw.githubusercontent.com",
-            "release-assets.githubusercontent.com",
-        ),
-        "crates": ("crates.io", "index.crates.io", "static.crates.io"),
-        "go": ("proxy.golang.org", "sum.golang.org"),
-        "rubygems": ("rubygems.org", "index.rubygems.org"),
-    }
-)
 
 # Multi-label suffixes under which unrelated parties register names (a hand-picked subset of the Public Suffix
 # List: common country second-levels and shared hosting/cloud domains). `*.<one of these>` or `*.<tld>` is
