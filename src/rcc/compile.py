@@ -292,38 +292,39 @@ def _linked_git_protected(policy: Policy, facts: HostFacts) -> tuple[list[MountO
 
 
 def _other_branches(facts: HostFacts) -> tuple[list[MountOp], list[Placeholder]]:
-    """A session in a linked worktree moves only its own branch: every other branch's loose ref file is bound
-    read-only (git replaces a ref by renaming a lock file over it, and deletes it by unlinking: both fail on a
-    mount point). A branch only in packed-refs gets a loose ref file first, holding its packed object id (what
-    git itself writes when it moves one; it stays after the session), so that a new loose file cannot shadow
-    it. Tags are not protected (docs/workspace.md)."""
+    """A session in a linked worktree moves only its own branch, and no tag: every other branch's and every tag's
+    loose ref file is bound read-only (git replaces a ref by renaming a lock file over it, and deletes it by
+    unlinking: both fail on a mount point). One only in packed-refs gets a loose ref file first, holding its
+    packed object id (what git itself writes when it moves one; it stays after the session), so that neither a
+    new loose file nor a rewritten packed-refs can move it. New branches and tags can be made and moved."""
     from rcc.probe import MAX_BRANCHES
 
     common = facts.git_common_dir
-    if len(facts.branches) > MAX_BRANCHES:
+    if len(facts.branches) + len(facts.tags) > MAX_BRANCHES:
         raise RccError(
-            f"the repository {common} has more than {MAX_BRANCHES} branches: a worktree session cannot protect "
-            "them all",
+            f"the repository {common} has more than {MAX_BRANCHES} branches and tags: a worktree session cannot "
+            "protect them all",
             hint="delete merged branches (`git branch --merged | xargs git branch -d`), or run rcc in the main tree",
             code=ExitCode.PROJECT,
         )
     mounts: list[MountOp] = []
     placeholders: list[Placeholder] = []
     made_dirs: set[str] = set()
-    heads = os.path.join(common, "refs", "heads")
-    for name, packed in facts.branches:
-        if name == facts.git_branch:
-            continue
-        path = os.path.join(heads, name)
-        if packed:  # its directories too (refs/heads/feature/ for feature/x): mount points need a parent
-            parts = name.split("/")[:-1]
-            for i in range(len(parts)):
-                d = os.path.join(heads, *parts[: i + 1])
-                if d not in made_dirs:
-                    made_dirs.add(d)
-                    placeholders.append(Placeholder(d, True, ""))
-            placeholders.append(Placeholder(path, False, packed + "\n"))
-        mounts.append(Bind(path, path, False, f"never writable: branch {name} (a worktree session moves only its own)"))
+    for kind, refs in (("heads", facts.branches), ("tags", facts.tags)):
+        top = os.path.join(common, "refs", kind)
+        for name, packed in refs:
+            if kind == "heads" and name == facts.git_branch:
+                continue
+            path = os.path.join(top, name)
+            if packed:  # its directories too (refs/heads/feature/ for feature/x): a mount point needs a parent
+                parts = name.split("/")[:-1]
+                for d in [top] + [os.path.join(top, *parts[: i + 1]) for i in range(len(parts))]:
+                    if d not in made_dirs:
+                        made_dirs.add(d)
+                        placeholders.append(Placeholder(d, True, ""))
+                placeholders.append(Placeholder(path, False, packed + "\n"))
+            what = f"branch {name}" if kind == "heads" else f"tag {name}"
+            mounts.append(Bind(path, path, False, f"never writable: {what} (a worktree session moves only its own)"))
     return mounts, placeholders
 
 

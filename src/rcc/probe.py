@@ -70,9 +70,11 @@ class HostFacts:
     git_common_dir: str = ""
     git_anchor: str = ""
     git_branch: str = ""  # a linked worktree's checked-out branch (`rcc sessions` shows it), "" when detached
-    # A linked worktree's repository's branches: (name, "") for a loose ref file in the common dir's refs/heads,
-    # (name, object id) for a branch only in packed-refs. compile.py makes all but git_branch read-only.
+    # A linked worktree's repository's branches and tags: (name, "") for a loose ref file in the common dir's
+    # refs/heads (refs/tags), (name, object id) for one only in packed-refs. compile.py makes all but git_branch
+    # read-only.
     branches: tuple[tuple[str, str], ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
     # The git dirs of the project's submodules that git keeps under a read-only `modules/` (the project's
     # `.git/modules/NAME`, or a linked worktree's), each pointing back at its submodule: bound writable, protected.
     submodule_git_dirs: tuple[str, ...] = ()
@@ -194,6 +196,7 @@ def probe(
         git_anchor=git_anchor(common),
         git_branch=head_branch(linked) if linked != common else "",
         branches=branch_refs(common) if linked and linked != common else (),
+        tags=branch_refs(common, "tags") if linked and linked != common else (),
         submodule_git_dirs=sub_dirs,
         owned_devices=owned_device_nodes(uid),
         memory_total=_physical_memory(),
@@ -326,15 +329,15 @@ def head_branch(git_dir: str) -> str:
 MAX_BRANCHES = 2000
 
 
-def branch_refs(common: str) -> tuple[tuple[str, str], ...]:
-    """The repository's branches: loose ref files under refs/heads (walked without following links), then those
-    only in packed-refs with their object id. At most MAX_BRANCHES (compile.py refuses more)."""
+def branch_refs(common: str, kind: str = "heads") -> tuple[tuple[str, str], ...]:
+    """The repository's branches (kind "heads") or tags ("tags"): loose ref files under refs/KIND (walked without
+    following links), then those only in packed-refs with their object id. At most MAX_BRANCHES + 1."""
     loose: list[str] = []
     todo = [""]
     while todo and len(loose) <= MAX_BRANCHES:
         rel = todo.pop()
         try:
-            with os.scandir(os.path.join(common, "refs", "heads", rel)) as it:
+            with os.scandir(os.path.join(common, "refs", kind, rel)) as it:
                 for e in it:
                     name = f"{rel}/{e.name}" if rel else e.name
                     if e.is_dir(follow_symlinks=False):
@@ -352,8 +355,9 @@ def branch_refs(common: str) -> tuple[tuple[str, str], ...]:
         data = b""
     for line in data.decode("utf-8", "replace").splitlines():
         oid, _, ref = line.partition(" ")
-        if ref.startswith("refs/heads/") and len(oid) in (40, 64) and all(c in "0123456789abcdef" for c in oid):
-            name = ref[len("refs/heads/") :]
+        prefix = f"refs/{kind}/"
+        if ref.startswith(prefix) and len(oid) in (40, 64) and all(c in "0123456789abcdef" for c in oid):
+            name = ref[len(prefix) :]
             if name not in seen:
                 seen.add(name)
                 out.append((name, oid))

@@ -335,30 +335,44 @@ def test_main_session_ending_does_not_unprotect_a_worktree_session(world: World)
     assert not (common / "commondir").exists()  # the last session removed it
 
 
-def test_worktree_session_cannot_move_or_delete_other_branches(world: World) -> None:
-    """A session in a worktree moves only its own branch: the main tree's branch, another loose branch and
-    branches only in packed-refs (one nested, feature/x) can be neither moved (update-ref, branch -f, a direct
-    write of the ref file, a new loose file shadowing a packed one) nor deleted. Control: the session commits on
-    its own branch and makes and deletes a branch of its own; the host's git sees every other branch unchanged."""
+def test_worktree_session_cannot_move_or_delete_other_branches_or_tags(world: World) -> None:
+    """A session in a worktree moves only its own branch: the main tree's branch, another loose branch, branches
+    only in packed-refs (one nested, feature/x) and tags, loose and packed, can be neither moved (update-ref,
+    branch -f, tag -f, a direct write of the ref file, a new loose file shadowing a packed one) nor deleted.
+    Control: the session commits on its own branch and makes, moves and deletes a branch and a tag of its own;
+    the host's git sees every other branch and tag unchanged."""
     for b in ("packed", "feature/x"):
         world.git("branch", b)
-    world.git("pack-refs", "--all")  # main, packed and feature/x now live only in packed-refs
+    world.git("tag", "v-packed")
+    world.git("pack-refs", "--all")  # main, packed, feature/x and v-packed now live only in packed-refs
     world.git("branch", "loose")
+    world.git("tag", "v-loose")
     wt = _worktree(world)
-    before = {b: world.git("rev-parse", b).stdout.strip() for b in ("main", "packed", "feature/x", "loose")}
+    branches = ("main", "packed", "feature/x", "loose")
+    before = {b: world.git("rev-parse", b).stdout.strip() for b in (*branches, "v-packed", "v-loose")}
     common = world.project / ".git"
     attacks = "".join(
         f"git update-ref refs/heads/{b} HEAD; git branch -f {b} HEAD; git branch -D {b}; "
         f"(echo $(git rev-parse HEAD) > {common}/refs/heads/{b}); rm -f {common}/refs/heads/{b}; "
-        for b in before
+        for b in branches
+    ) + "".join(
+        f"git tag -f {t} HEAD; git tag -d {t}; git update-ref refs/tags/{t} HEAD; "
+        f"(echo $(git rev-parse HEAD) > {common}/refs/tags/{t}); rm -f {common}/refs/tags/{t}; "
+        for t in ("v-packed", "v-loose")
     )
     script = (
         "set +e; echo work > w.txt; git add w.txt; git commit -q -m 'own work' && echo OWN-COMMIT; "
-        "git branch mine && git branch -D mine >/dev/null && echo OWN-BRANCH; " + attacks + "true"
+        "git branch mine && git branch -D mine >/dev/null && echo OWN-BRANCH; "
+        "git tag mytag && git tag -f mytag HEAD >/dev/null && git tag -d mytag >/dev/null && echo OWN-TAG; "
+        + attacks
+        + "true"
     )
     res = _run(world, wt, script)
     assert res.returncode == 0, res.stderr
-    assert "OWN-COMMIT" in res.stdout and "OWN-BRANCH" in res.stdout, (res.stdout, res.stderr)
+    assert "OWN-COMMIT" in res.stdout and "OWN-BRANCH" in res.stdout and "OWN-TAG" in res.stdout, (
+        res.stdout,
+        res.stderr,
+    )
     after = {b: world.git("rev-parse", b).stdout.strip() for b in before}
     assert after == before, (after, before)
     assert world.git("log", "-1", "--format=%s", "wt").stdout.strip() == "own work"
