@@ -1,5 +1,6 @@
 """`make demo`: one sandboxed session that tries three things it must not do and one thing it should, then a
-session in review mode whose changes land only with `rcc apply`.
+session in review mode whose changes land only with `rcc apply`, then two sessions in git worktrees side by side:
+one's work reviewed and applied, the other's discarded.
 
 It uses a throw-away HOME with a planted fake SSH key, so nothing of the real home is touched.
 """
@@ -126,9 +127,46 @@ def main() -> int:
     for what, good in review_checks:
         print(f"  {GREEN + 'ok' if good else RED + 'FAIL'}{RESET}  {what}")
     checks += review_checks
+    checks += _worktrees(rcc, env, project)
     ok = rc == 0 and all(ok for _, ok in checks)
     print(f"\n{GREEN + 'demo passed' if ok else RED + 'demo FAILED'}{RESET} (files in {root})")
     return 0 if ok else 1
+
+
+def _worktrees(rcc: list[str], env: dict[str, str], project: str) -> list[tuple[str, bool]]:
+    """Agents side by side: two sessions in their own git worktrees; one's work reviewed and applied into the
+    project, the other's discarded with its branch."""
+    subprocess.run(["git", "-C", project, "add", "-A"], env=env, check=True)
+    subprocess.run(["git", "-C", project, "commit", "-qm", "before the worktrees"], env=env, check=True)
+    for name, work in (("feature-a", "echo from-a > a.txt && git add a.txt && git commit -qm a"),
+                       ("feature-b", "echo from-b > b.txt")):  # fmt: skip
+        print(f"\n{BOLD}$ rcc run --worktree {name} --no-network -- sh -c '{work}'{RESET}")
+        cmd = [*rcc, "run", "--worktree", name, "--no-network"]
+        for n in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+            cmd += ["--env", n]
+        subprocess.run([*cmd, "--", "sh", "-c", work], env=env, cwd=project, check=False)
+    untouched = not os.path.exists(os.path.join(project, "a.txt"))
+    steps = {}
+    for argv in (["review", "--worktree", "feature-a", "--stat"], ["apply", "--worktree", "feature-a"],
+                 ["discard", "--worktree", "feature-b"]):  # fmt: skip
+        print(f"{BOLD}$ rcc {' '.join(argv)}{RESET}")
+        r = subprocess.run([*rcc, *argv], env=env, cwd=project, check=False, capture_output=True, text=True)
+        sys.stdout.write(r.stdout + r.stderr)
+        steps[argv[0]] = r
+    gone = not os.path.exists(os.path.join(os.path.dirname(project), "project-worktrees", "feature-b"))
+    checks = [
+        ("worktree sessions leave the project untouched", untouched),
+        ("rcc review --worktree lists the session's commit", "A a.txt" in steps["review"].stdout),
+        (
+            "rcc apply --worktree brings it into the project",
+            steps["apply"].returncode == 0 and os.path.exists(os.path.join(project, "a.txt")),
+        ),
+        ("rcc discard --worktree removes the other worktree", steps["discard"].returncode == 0 and gone),
+    ]
+    print(f"\n{BOLD}On the host, after the worktrees:{RESET}")
+    for what, good in checks:
+        print(f"  {GREEN + 'ok' if good else RED + 'FAIL'}{RESET}  {what}")
+    return checks
 
 
 if __name__ == "__main__":
