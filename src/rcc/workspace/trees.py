@@ -264,7 +264,7 @@ def listed(start: str) -> list[tuple[str, str]]:
     """(name, path) of the worktrees rcc made for the repository `start` is in, read from the disk (no git)."""
     try:
         main = worktree.main_tree(os.path.realpath(start))
-    except RccError:
+    except (RccError, OSError):  # not in a repository (or cannot read it): nothing to list
         return []
     top = worktree.worktrees_dir(main)
     out: list[tuple[str, str]] = []
