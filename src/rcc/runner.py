@@ -18,6 +18,7 @@ from rcc.record import field, record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from rcc.backends._base import Backend
     from rcc.sessionhost import SessionHost
 
 RUN_HELP_TEMPLATE = """\
@@ -187,7 +188,7 @@ def run_session(opts: RunOptions, session: Session, layers: tuple[Layer, ...] = 
     plan = compile_plan(eff.policy, facts, session, session_id=os.urandom(4).hex())
     review = eff.policy.workspace == "review"
     if review:
-        plan = _review_plan(plan, backend.name, opts.dry_run, session)
+        plan = _review_plan(plan, backend, opts.dry_run, session)
     if opts.dry_run:
         import json
 
@@ -243,15 +244,21 @@ def _sweep_git(host: SessionHost, project: str, pointer_git_dir: str, git_dirs: 
     host.callback(after)
 
 
-def _review_plan(plan: Plan, backend: str, dry_run: bool, session: Session) -> Plan:
+def _review_plan(plan: Plan, backend: Backend, dry_run: bool, session: Session) -> Plan:
     """Review mode: the plan with its layer (a new review directory in rcc's state dir). Fails closed where the
-    layer cannot be made: never a session that writes the project directly when review was asked for."""
+    layer cannot be made: never a session that writes the project directly when review was asked for. bwrap:
+    rcc mounts the overlay itself (rcc.workspace.mount); podman: the engine's overlay volume, after the
+    backend's own check of what that mount will be (review_problem); docker and seatbelt have none."""
     from rcc import paths
     from rcc.record import replace
     from rcc.workspace import mount as layer
 
-    if backend not in ("bwrap", "podman"):
-        raise layer.unavailable(f"the {backend} backend has no review mode (bwrap and podman have)")
+    if backend.name not in ("bwrap", "podman"):
+        why = "docker has no overlay volumes with an upper directory rcc could keep; use podman or bwrap"
+        raise layer.unavailable(why if backend.name == "docker" else f"the {backend.name} backend has no review mode")
+    check = getattr(backend, "review_problem", None)
+    if check is not None and not dry_run and (why := check()):
+        raise layer.unavailable(why)
     if plan.git_dirs:
         raise layer.unavailable(
             "the project's git directory is outside it (a linked worktree): commits would land in the real "

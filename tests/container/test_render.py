@@ -410,3 +410,51 @@ def test_review_mode_refuses_option_syntax_in_the_layer_paths() -> None:
     ov = Overlay(P, "/s/re,views/upper", "/s/re,views/work", True)
     with pytest.raises(RccError):
         ContainerBackend("podman", "img", host=ROOTLESS, engine_path="podman").render(plan(overlay=ov))
+
+
+def _layered(*extra: Bind) -> Plan:
+    from rcc.plan import Overlay
+
+    ov = Overlay(P, "/home/u/.local/state/rcc/reviews/abcd/upper", "/home/u/.local/state/rcc/reviews/abcd/work", True)
+    return plan(mounts=(*plan().mounts, *extra), overlay=ov)
+
+
+def test_review_mode_refuses_a_writable_bind_showing_the_project_elsewhere() -> None:
+    """`--rw` of a directory holding the project, mounted at another path, would show the real project writable
+    beside its layer: refused (72). Control: a writable bind beside the project renders as usual."""
+    b = ContainerBackend("podman", "img", host=ROOT, engine_path="podman")
+    with pytest.raises(RccError) as e:
+        b.render(_layered(Bind("/home/u", "/mnt/u", True, "--rw elsewhere")))
+    assert e.value.code == ExitCode.REVIEW_UNAVAILABLE
+    ok = b.render(_layered(Bind("/home/u/other", "/mnt/other", True, "--rw beside the project")))
+    assert "type=bind,src=/home/u/other,dst=/mnt/other,ro=false" in ok
+
+
+def test_review_mode_refuses_a_plan_without_the_writable_project() -> None:
+    p = _layered()
+    mounts = tuple(m for m in p.mounts if not (isinstance(m, Bind) and m.src == P))
+    with pytest.raises(RccError) as e:
+        ContainerBackend("podman", "img", host=ROOT, engine_path="podman").render(
+            plan(mounts=mounts, overlay=p.overlay)
+        )
+    assert e.value.code == ExitCode.REVIEW_UNAVAILABLE
+
+
+def test_review_mode_needs_the_kernels_overlay_defaults_off(tmp_path: Path) -> None:
+    """Root's podman overlay volume takes the kernel's defaults: metacopy or redirect_dir on would put
+    metadata-only copies or redirects in the layer. Control: both off (Debian's defaults) pass."""
+    from rcc.backends.container import overlay_defaults_problem
+
+    for name in ("metacopy", "redirect_dir"):
+        (tmp_path / name).write_text("N\n")
+    assert overlay_defaults_problem(str(tmp_path)) == ""
+    (tmp_path / "redirect_dir").write_text("Y\n")
+    assert "redirect_dir" in overlay_defaults_problem(str(tmp_path))
+    (tmp_path / "redirect_dir").write_text("N\n")
+    (tmp_path / "metacopy").unlink()
+    assert "cannot read" in overlay_defaults_problem(str(tmp_path))
+
+
+def test_docker_has_no_review_mode() -> None:
+    b = ContainerBackend("docker", "img", host=ROOT, engine_path="docker")
+    assert "docker has no overlay" in b.review_problem()

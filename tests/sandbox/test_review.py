@@ -94,6 +94,23 @@ def test_apply_refuses_a_path_protected_since_the_session(world: World) -> None:
     assert (world.project / "notes.txt").read_text() == "fine\n"  # control
 
 
+def test_never_writable_paths_planted_in_the_layer_are_refused_by_apply(world: World) -> None:
+    """The sandbox keeps .git/hooks and .envrc read-only; a layer that holds them anyway (planted in upper/, as
+    a weaker mount would leave them) is refused path by path. Control: the file the session wrote applies."""
+    assert _session(world, "echo fine > notes.txt").returncode == 0
+    (rid,) = os.listdir(_reviews(world))
+    upper = _reviews(world) / rid / "upper"
+    for rel in (".git/hooks/pre-commit", ".envrc"):
+        world.write(upper / rel, "touch /tmp/pwned\n", 0o755)
+    res = _rcc(world, "apply")
+    assert res.returncode == APPLY_REFUSED, res.stdout + res.stderr
+    assert "refused: added .git/hooks/pre-commit: never writable" in res.stdout
+    assert "refused: added .envrc: never writable" in res.stdout
+    assert not (world.project / ".git" / "hooks" / "pre-commit").exists()
+    assert not (world.project / ".envrc").exists()
+    assert (world.project / "notes.txt").read_text() == "fine\n"  # control
+
+
 def test_whiteout_deleting_a_protected_file_is_refused(world: World) -> None:
     world.write(world.project / "deploy.sh", "#!/bin/sh\n", 0o755)
     world.write(world.project / "tmp.txt", "t\n")
@@ -189,11 +206,18 @@ def test_upper_dir_is_private_and_hidden_from_other_sandboxes(world: World) -> N
     assert "secret-change" not in again.stdout
 
 
+def test_upper_dir_is_not_reachable_from_inside_its_own_session(world: World) -> None:
+    reviews = _reviews(world)
+    res = _session(world, f"echo own-layer > own.txt; cat own.txt; ls {reviews}; cat {reviews}/*/upper/own.txt")
+    assert res.stdout.count("own-layer") == 1, res.stdout + res.stderr  # control: the session reads its own file
+    assert (reviews / os.listdir(reviews)[0] / "upper" / "own.txt").exists()  # ... and it is in the layer
+
+
 @pytest.mark.backends("docker", why="docker has no overlay volumes: it fails closed")
 def test_container_backend_refuses_review_instead_of_writing_directly(world: World) -> None:
     res = world.sh("echo direct > direct.txt", "--review")
     assert res.returncode == 72, res.stderr
-    assert "review mode is not available" in res.stderr
+    assert "review mode is not available" in res.stderr and "docker has no overlay" in res.stderr
     assert not (world.project / "direct.txt").exists()
     control = world.sh("echo direct > direct.txt")
     assert control.returncode == 0 and (world.project / "direct.txt").exists()
@@ -240,11 +264,14 @@ def test_overlay_is_not_in_the_hosts_mount_table_during_the_session(world: World
         proc.wait(timeout=30)
 
 
-@pytest.mark.backends("bwrap", why="rcc mounts bwrap's layer itself; podman's engine reports its own failure")
+@pytest.mark.backends(
+    "bwrap", "podman-root", why="the state dir's overlayfs is mounted in a mount namespace rootless podman never joins"
+)
 def test_layer_that_cannot_be_mounted_runs_nothing(world: World, tmp_path: Path) -> None:
     """rcc's state dir on an overlayfs (which overlayfs refuses as an upper dir): the layer cannot be mounted,
-    so nothing runs and rcc exits 72 naming the overlay (the child reports it while rcc sets up the rest).
-    Control: the same session with the state dir on a plain directory runs in review mode."""
+    so nothing runs and rcc exits 72 naming the overlay (bwrap: the child reports it while rcc sets up the rest;
+    podman: its `init` fails, before the container starts). Control: the same session with the state dir on a
+    plain directory runs in review mode."""
     from rcctest import require
 
     require(os.geteuid() == 0, "the test mounts an overlayfs (as root) for the state dir")

@@ -275,6 +275,43 @@ def translate(plan: Plan, engine: Engine = "podman") -> Translation:
     return Translation(tuple(kept), tuple(skipped))
 
 
+OVERLAY_PARAMETERS = "/sys/module/overlay/parameters"
+
+
+def overlay_defaults_problem(parameters: str = OVERLAY_PARAMETERS) -> str:
+    """Root's podman mounts its overlay volume with the kernel's defaults (rootless podman adds `userxattr`, which
+    turns both off). rcc.workspace.layer's invariant 2 needs metacopy and redirect_dir off: with either on, upper/
+    could hold a metadata-only copy or a redirect, and scanning it would not be the whole story."""
+    for name in ("metacopy", "redirect_dir"):
+        path = os.path.join(parameters, name)
+        try:
+            with open(path) as f:
+                value = f.read().strip()
+        except OSError as e:
+            return f"cannot read the kernel's overlayfs default {path} ({e.strerror}; is the overlay module loaded?)"
+        if value != "N":
+            return f"the kernel's overlayfs turns {name} on by default ({path} is {value!r})"
+    return ""
+
+
+def check_review_mounts(t: Translation, ov: Overlay) -> None:
+    """Review mode (podman), before rendering: the project must be among the writable binds (it becomes the
+    overlay volume), and no writable bind of a directory holding the project may show it at another path (the
+    real project, writable, past the layer). Raises REVIEW_UNAVAILABLE. Pure."""
+    from rcc.workspace.mount import unavailable
+
+    layered = False
+    for op in t.mounts:
+        if not (isinstance(op, Bind) and op.writable):
+            continue
+        if op.src == ov.lower:
+            layered = True
+        elif _under(ov.lower, op.src) and op.dest != op.src:
+            raise unavailable(f"{op.src} is mounted writable at {op.dest}: the project would be writable there")
+    if not layered:
+        raise unavailable(f"the project {ov.lower} is not mounted writable in the container")
+
+
 def _check_value(what: str, value: str, forbidden: str) -> str:
     bad = [c for c in forbidden if c in value]
     if bad or "\n" in value or "\0" in value:
@@ -427,6 +464,8 @@ class ContainerBackend:
             a += ["--env", f"{k}={v}"]
         t = translate(plan, self.engine)
         ov = plan.overlay
+        if ov is not None:
+            check_review_mounts(t, ov)
         for op in t.mounts:
             if ov is not None and isinstance(op, Bind) and op.writable and _under(op.src, ov.lower):
                 # Review mode (podman): the project is the engine's overlay with rcc's upper and work dirs. A
@@ -453,6 +492,28 @@ class ContainerBackend:
             a += ["/usr/bin/env", "--"]
         a += list(plan.argv)
         return a
+
+    def review_problem(self) -> str:
+        """Why review mode cannot run on this engine here ("" if it can), asked before the session's layer is
+        made. Only podman has overlay volumes with an upper dir of rcc's choosing; they take no overlay options,
+        so the kernel's and the engine's defaults must give the layer rcc.workspace.layer reads."""
+        if self.engine == "docker":
+            return "docker has no overlay volumes with an upper directory rcc could keep (use podman or bwrap)"
+        if not self.engine_path:
+            return "podman is not installed"
+        if os.geteuid() == 0 and (why := overlay_defaults_problem()):
+            return why
+        graph = subprocess.run(
+            [self.engine_path, "info", "--format", "{{.Store.GraphDriverName}} {{json .Store.GraphOptions}}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if graph.returncode != 0:
+            return f"`podman info` failed: {graph.stderr.strip()}"
+        if "mount_program" in graph.stdout:  # fuse-overlayfs: whiteouts and opaque marks of another form
+            return "podman mounts overlays with a mount_program (fuse-overlayfs) here; review mode needs the kernel's"
+        return ""
 
     def _overlay_args(self, dest: str, ov: Overlay) -> list[str]:
         """podman's overlay volume (`:O`) with rcc's persistent upper and work dirs (rcc.workspace.mount made
@@ -546,6 +607,16 @@ class ContainerBackend:
             if plan.overlay is not None and self.engine == "podman" and self.host.rootless:
                 self._release_work_dir(plan.overlay)
 
+    def _in_layer(self, ov: Overlay, *args: str) -> str:
+        """A step that makes the container with the review's overlay: its failure is REVIEW_UNAVAILABLE (nothing
+        ran, and nothing runs without the layer)."""
+        try:
+            return self._engine(*args)
+        except RccError as e:
+            from rcc.workspace.mount import unavailable
+
+            raise unavailable(f"{self.engine} could not mount the overlay on {ov.lower}: {e.message}") from e
+
     def _release_work_dir(self, ov: Overlay) -> None:
         """Rootless podman mounts the overlay as its user namespace's root, a subordinate uid on the host: the
         overlay's private work/work (mode 000, holding the shared whiteout inode) is then that uid's, and the
@@ -559,7 +630,9 @@ class ContainerBackend:
     def _run_in(
         self, plan: Plan, name: str, staging: str, host: SessionHost, serve: Callable[[Plan, Any], Any], *, cidfile: str
     ) -> int:
-        if plan.net.mode == "proxy" or plan.net.publish or plan.net.host_services:
+        # review mode goes through create + init too: podman mounts the overlay at init, and a failure there must
+        # be rcc's exit 72 before anything ran, not an exit status the command could have given itself (125)
+        if plan.net.mode == "proxy" or plan.net.publish or plan.net.host_services or plan.overlay is not None:
             if self.engine == "docker":
                 return self._run_docker_with_proxy(plan, name, staging, host, serve, cidfile=cidfile)
             return self._run_with_proxy(plan, name, staging, host, serve, cidfile=cidfile)
@@ -645,10 +718,14 @@ class ContainerBackend:
         *,
         cidfile: str = "",
     ) -> int:
-        cid = self._engine(*self.render_for(plan, "create", name=name, staging=staging, cidfile=cidfile)[1:])
+        argv = self.render_for(plan, "create", name=name, staging=staging, cidfile=cidfile)
+        cid = self._engine(*argv[1:]) if plan.overlay is None else self._in_layer(plan.overlay, *argv[1:])
         forwarders: Any = None
         try:
-            self._engine("init", cid)
+            if plan.overlay is not None:
+                self._in_layer(plan.overlay, "init", cid)
+            else:
+                self._engine("init", cid)
             pid = int(self._engine("inspect", "--format", "{{.State.Pid}}", cid))
             if pid <= 0:
                 raise RccError(f"{self.engine} did not report the container's pid", code=ExitCode.SETUP)
