@@ -111,6 +111,29 @@ def test_never_writable_paths_planted_in_the_layer_are_refused_by_apply(world: W
     assert (world.project / "notes.txt").read_text() == "fine\n"  # control
 
 
+def test_layer_form_matches_meta_and_a_recreated_directory_replaces_the_old(world: World) -> None:
+    """What the overlay wrote is what meta.json says rcc reads: whiteouts as 0/0 character devices, the opaque
+    mark under user.* (userxattr: a user's bwrap layer, rootless podman) or trusted.* (root). Read that way, a
+    directory removed and made again hides the old contents: `rcc apply` deletes the old file, writes the new."""
+    import json
+
+    world.write(world.project / "box" / "old.txt", "old\n")
+    world.write(world.project / "gone.txt", "g\n")
+    assert _session(world, "rm -r box gone.txt && mkdir box && echo new > box/new.txt").returncode == 0
+    (rid,) = os.listdir(_reviews(world))
+    meta = json.loads((_reviews(world) / rid / "meta.json").read_text())
+    assert meta["userxattr"] is (world.uid != 0)
+    upper = _reviews(world) / rid / "upper"
+    st = os.lstat(upper / "gone.txt")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    attr = "user.overlay.opaque" if meta["userxattr"] else "trusted.overlay.opaque"
+    assert os.getxattr(upper / "box", attr, follow_symlinks=False) == b"y"
+    res = _rcc(world, "apply")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not (world.project / "box" / "old.txt").exists() and not (world.project / "gone.txt").exists()
+    assert (world.project / "box" / "new.txt").read_text() == "new\n"  # control: the new content arrives
+
+
 def test_whiteout_deleting_a_protected_file_is_refused(world: World) -> None:
     world.write(world.project / "deploy.sh", "#!/bin/sh\n", 0o755)
     world.write(world.project / "tmp.txt", "t\n")
