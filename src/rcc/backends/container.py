@@ -282,6 +282,10 @@ def overlay_defaults_problem(parameters: str = OVERLAY_PARAMETERS) -> str:
     """Root's podman mounts its overlay volume with the kernel's defaults (rootless podman adds `userxattr`, which
     turns both off). rcc.workspace.layer's invariant 2 needs metacopy and redirect_dir off: with either on, upper/
     could hold a metadata-only copy or a redirect, and scanning it would not be the whole story."""
+    if parameters == OVERLAY_PARAMETERS and not os.path.isdir(parameters) and os.geteuid() == 0:
+        # not loaded yet (no overlay mounted since boot): podman would load it at its mount; load it now to read it
+        with contextlib.suppress(OSError):  # no modprobe: the read below says the module is not loaded
+            subprocess.run(["modprobe", "overlay"], capture_output=True, check=False)
     for name in ("metacopy", "redirect_dir"):
         path = os.path.join(parameters, name)
         try:
