@@ -70,3 +70,12 @@ def self_command(env: Mapping[str, str], argv0: str | None = None) -> str:
     if found and os.path.realpath(found) == os.path.realpath(exe):
         return "rcc"
     return shlex.quote(exe)
+
+
+def read_text(path: str) -> str | None:
+    """A small text file the machine keeps (/etc/os-release, /etc/subuid, an AppArmor profile); None if unreadable."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return None

@@ -11,6 +11,8 @@ import os
 import re
 from collections.abc import Mapping
 
+from rcc.paths import read_text
+
 
 def glob_match(glob: str, path: str) -> bool:
     """AppArmor attachment globbing: `**` crosses '/', `*` and `?` do not, `{a,b}` alternates."""
@@ -72,9 +74,7 @@ def profile_texts(d: str = "/etc/apparmor.d") -> dict[str, str]:
     for n in names:
         p = os.path.join(d, n)
         if os.path.isfile(p):
-            try:
-                with open(p, encoding="utf-8", errors="replace") as fh:
-                    out[p] = fh.read()
-            except OSError:
-                continue
+            t = read_text(p)
+            if t is not None:
+                out[p] = t
     return out

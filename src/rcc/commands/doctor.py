@@ -26,7 +26,7 @@ from typing import Literal
 from rcc.backends import apparmor, container_image
 from rcc.errors import ExitCode, UsageError
 from rcc.firewall import apply
-from rcc.paths import self_command
+from rcc.paths import read_text, self_command
 
 Status = Literal["ok", "warn", "fail", "info"]
 
@@ -617,16 +617,8 @@ def render_json(results: list[Check]) -> str:
 # ----------------------------------------------------------------------------------------------- gathering
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return None
-
-
 def _os_release() -> tuple[str, tuple[str, ...]]:
-    text = _read("/etc/os-release") or _read("/usr/lib/os-release") or ""
+    text = read_text("/etc/os-release") or read_text("/usr/lib/os-release") or ""
     kv = {}
     for line in text.splitlines():
         k, sep, v = line.partition("=")
@@ -694,7 +686,7 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, ro
     binaries = {b: os.path.realpath(p) for b in BINARIES if (p := shutil.which(b, path=path))}
     sysctls = {}
     for name in USERNS_SYSCTLS:
-        v = _read("/proc/sys/" + name.replace(".", "/"))
+        v = read_text("/proc/sys/" + name.replace(".", "/"))
         if v is not None:
             sysctls[name] = v.strip()
     distro, like = _os_release()
@@ -717,7 +709,7 @@ def gather_facts(env: Mapping[str, str], project: str, *, probe: bool = True, ro
 
         bwrap_backend_problems = tuple((p.message, p.fix) for p in BwrapBackend(bwrap).problems())
     fw_path = os.path.join(root, "etc", "rcc", "pf.anchor" if system == "darwin" else "firewall.nft")
-    fw_text = _read(fw_path)
+    fw_text = read_text(fw_path)
     loaded, counters = apply.loaded_state(fw_text, system, euid)
     limits, limits_fix = _limits_facts(system)
     return Facts(

@@ -24,6 +24,7 @@ from typing import Literal, TextIO
 
 from rcc.backends._base import Problem
 from rcc.errors import ExitCode, RccError
+from rcc.paths import read_text
 
 BASE_SUITE = "bookworm"
 BASE_VARIANT = "minbase"
@@ -311,7 +312,7 @@ def machine_problems(engine: str, engine_path: str, image: str | None) -> list[P
 
 def subid_count(path: str, user: str, uid: int) -> int:
     total = 0
-    for line in (_read_text(path) or "").splitlines():
+    for line in (read_text(path) or "").splitlines():
         parts = line.strip().split(":")
         if len(parts) == 3 and parts[0] in (user, str(uid)) and parts[2].isdigit():
             total += int(parts[2])
@@ -339,11 +340,3 @@ def cgroup_layout() -> Literal["v2", "hybrid", "v1", "none"]:
     if os.path.exists("/sys/fs/cgroup/unified/cgroup.controllers"):
         return "hybrid"
     return "v1" if os.path.isdir("/sys/fs/cgroup") else "none"
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return None
