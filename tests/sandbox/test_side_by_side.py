@@ -114,9 +114,15 @@ def test_two_worktree_sessions_side_by_side(world: World) -> None:
             assert time.monotonic() < deadline, {n: p.poll() for n, p in procs.items()}
             assert all(p.poll() is None for p in procs.values()), [p.communicate() for p in procs.values()]
             time.sleep(0.1)
-        listed = world.rcc("sessions", "--json")
-        assert listed.returncode == 0, listed.stderr
-        rows = {r["branch"]: r for r in json.loads(listed.stdout)}
+        # A session's record is written when its proxy starts serving, which may come a little after its command
+        # (the proxy's imports run on a thread after a short grace): wait for both, as a user would see them.
+        while True:
+            listed = world.rcc("sessions", "--json")
+            assert listed.returncode == 0, listed.stderr
+            rows = {r["branch"]: r for r in json.loads(listed.stdout)}
+            if set(rows) == {"alpha", "beta"} or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert set(rows) == {"alpha", "beta"}, rows
         for name in procs:
             assert rows[name]["project"] == str(_wt(world, name))
