@@ -162,30 +162,32 @@ def data_fd(data: bytes) -> int:
 
 def make_placeholders(placeholders: tuple[Placeholder, ...], project: str) -> list[tuple[str, bool, int]]:
     """Create each missing mount point, walking from the project without following symlinks (a session may have
-    turned a directory on the way into a link since the probe); return (path, is_dir, inode) of ours."""
+    turned a directory on the way into a link since the probe); return (path, is_dir, inode) of ours. Each
+    parent directory is walked to once and its descriptor reused: most placeholders share the project's top."""
     from rcc import hostfs
 
     created: list[tuple[str, bool, int]] = []
+    dirs: dict[str, int] = {}
     try:
         for ph in placeholders:
             parent, name = os.path.split(ph.path)
-            dfd = hostfs.open_dir(project, hostfs.split_under(project, parent))
-            try:
-                if ph.is_dir:
-                    try:
-                        os.mkdir(name, 0o755, dir_fd=dfd)
-                    except FileExistsError:
-                        continue  # appeared since the probe: it is bound read-only as it is
-                    ino = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_ino
-                else:
-                    try:
-                        ino = hostfs.create_file(dfd, name, ph.content.encode(), 0o644)
-                    except FileExistsError:
-                        continue
-                created.append((ph.path, ph.is_dir, ino))
-            finally:
-                os.close(dfd)
+            dfd = dirs.get(parent)
+            if dfd is None:
+                dfd = dirs[parent] = hostfs.open_dir(project, hostfs.split_under(project, parent))
+            if ph.is_dir:
+                try:
+                    os.mkdir(name, 0o755, dir_fd=dfd)
+                except FileExistsError:
+                    continue  # appeared since the probe: it is bound read-only as it is
+                ino = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_ino
+            else:
+                try:
+                    ino = hostfs.create_file(dfd, name, ph.content.encode(), 0o644)
+                except FileExistsError:
+                    continue
+            created.append((ph.path, ph.is_dir, ino))
     except (OSError, RccError) as e:
+        _close_all(dirs)
         remove_placeholders(created, project)
         if isinstance(e, RccError) and e.code == ExitCode.UNSAFE_PATH:
             raise
@@ -194,7 +196,15 @@ def make_placeholders(placeholders: tuple[Placeholder, ...], project: str) -> li
             hint="a path inside the project may be a symlink or read-only; fix it or run rcc elsewhere",
             code=ExitCode.PROJECT,
         ) from e
+    _close_all(dirs)
     return created
+
+
+def _close_all(dirs: dict[str, int] | dict[str, int | None]) -> None:
+    for fd in dirs.values():
+        if fd is not None:
+            os.close(fd)
+    dirs.clear()
 
 
 # Several sessions may run in one project. Each binds the placeholders it found (its own or another session's)
@@ -309,27 +319,33 @@ def _remove_placeholders_if_last(ledger: int, in_use: int, project: str) -> None
 
 def remove_placeholders(created: list[tuple[str, bool, int]], project: str) -> None:
     """Remove our placeholders that are still ours (same inode) and empty, walking from the project without
-    following links; one that cannot be reached that way is left alone."""
+    following links (each parent once); one that cannot be reached that way is left alone."""
     from rcc import hostfs
 
-    for path, is_dir, ino in reversed(created):
-        parent, name = os.path.split(path)
-        try:
-            dfd = hostfs.open_dir(project, hostfs.split_under(project, parent))
-        except RccError:
-            continue
-        try:
-            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-            if st.st_ino != ino:
+    dirs: dict[str, int | None] = {}
+    try:
+        for path, is_dir, ino in reversed(created):
+            parent, name = os.path.split(path)
+            if parent not in dirs:
+                try:
+                    dirs[parent] = hostfs.open_dir(project, hostfs.split_under(project, parent))
+                except RccError:
+                    dirs[parent] = None
+            dfd = dirs[parent]
+            if dfd is None:
                 continue
-            if is_dir:
-                os.rmdir(name, dir_fd=dfd)  # only if still empty
-            elif st.st_size <= 3:
-                os.unlink(name, dir_fd=dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                if st.st_ino != ino:
+                    continue
+                if is_dir:
+                    os.rmdir(name, dir_fd=dfd)  # only if still empty
+                elif st.st_size <= 3:
+                    os.unlink(name, dir_fd=dfd)
+            except OSError:
+                pass
+    finally:
+        _close_all(dirs)
 
 
 # ----------------------------------------------------------------------------------------------- private devices
