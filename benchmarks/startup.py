@@ -4,11 +4,18 @@ Goals (issue 12): `rcc run -- true` (proxy on) within 5 ms of `rcc run --no-netw
 20 ms of `python3 -c pass`; `rcc claude -p` to its first API request within 30 ms of plain `claude -p` (--agent).
 Runs are interleaved round by round so that machine noise hits every variant alike; medians are reported.
 
-Two rows split the cost up rather than being goals themselves: "rcc's modules for --no-network, imported" (what
+Rows that split the cost up rather than being goals themselves: bubblewrap alone with rcc's exact mount plan,
+the same without the binds that protect paths inside the project (the never-writable files and their
+placeholders; bubblewrap re-reads /proc/self/mountinfo for every bind, so each costs more the more mounts there
+are), and with nothing but / read-only; "rcc's modules for --no-network, imported" (what
 `rcc run --no-network` imports, without running anything) and "the proxy's modules, imported" (what starting the
 proxy imports on top: rcc.net, asyncio, rcc.live). Each is measured as a separate `python3 -c import ...`.
 
 usage: python benchmarks/startup.py [--rounds N] [--agent]   (--agent: also benchmarks/agent_startup.py; root)
+
+Run it with a Python whose start-up is not padded by site hooks (a virtualenv's, or `python3 -I` semantics):
+a `.pth` file in the interpreter's site-packages runs at every start, in `python3 -c pass` and rcc alike, and
+only adds noise (this VM's pyenv Python has one that imports certifi: +20 ms each).
 """
 
 from __future__ import annotations
@@ -62,13 +69,24 @@ def main() -> int:
             os.makedirs(p, exist_ok=True)
         else:
             open(p, "a").close()
+    under_project = project.rstrip("/") + "/"
+    unprotected, i = [], 0  # the same, without the binds that protect paths inside the project
+    while i < len(bare):
+        if bare[i] in ("--ro-bind", "--bind") and bare[i + 2].startswith(under_project):
+            i += 3
+            continue
+        unprotected.append(bare[i])
+        i += 1
+    minimal = ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "true"]
     core_mods = "rcc.cli, rcc.runner, rcc.config, rcc.compile, rcc.probe, rcc.backends.bwrap, rcc.sessionhost"
     proxy_mods = "rcc.backends._proxy, rcc.net.proxy, rcc.net.rules, rcc.net.decider, rcc.net.audit, rcc.live.server"
     variants: dict[str, list[str]] = {
         "python3 -c pass": [py, "-c", "pass"],
         "rcc's modules for --no-network, imported": [py, "-c", f"import {core_mods}"],
         "... and the proxy's modules": [py, "-c", f"import {core_mods}, {proxy_mods}"],
-        "bare bwrap true": bare,
+        "bwrap, / read-only, true": minimal,
+        "bare bwrap true (rcc's mounts)": bare,
+        "... without the project's protected paths": unprotected,
         "rcc run --no-network -- true": [*rcc, "run", "--no-network", "--", "true"],
         "... without limits": [*rcc, "run", "--no-network", "--memory=none", "--processes=none", "--", "true"],
         "rcc run -- true (proxy on)": [*rcc, "run", "--", "true"],

@@ -8,7 +8,10 @@ call. "bwrap + command" is the time rcc waits for bubblewrap (its namespaces and
 command, the teardown); "cgroups" is limits.start (root: moving bwrap into the session's cgroup waits for an RCU
 grace period, overlapped with bwrap's set-up, so it mostly hides inside "bwrap + command").
 
-usage: python benchmarks/startup_breakdown.py [--runs N] [--proxy]   (run from a compiled tree: no
+With --agent the command is `rcc claude --version` instead (the proxy on; Claude Code must be on PATH): the
+agent's fresh state, the proxy listener and `claude --version` itself (inside "bwrap + command") come in.
+
+usage: python benchmarks/startup_breakdown.py [--runs N] [--proxy] [--agent]   (run from a compiled tree: no
 PYTHONDONTWRITEBYTECODE, or every run compiles rcc's sources)
 """
 
@@ -25,6 +28,8 @@ import time
 PHASES = (
     ("rcc.config", "load", "config"),
     ("rcc.probe", "probe", "probe"),
+    ("rcc.agents.state", "prepare", "agent: fresh state made"),
+    ("rcc.agents.state", "finish", "agent: state kept, run removed"),
     ("rcc.compile", "compile_plan", "compile"),
     ("rcc.sessionhost", "SessionHost.__enter__", "host: placeholders, devices"),
     ("rcc.runner", "_sweep_git", "git sweep"),
@@ -84,7 +89,8 @@ def main() -> int:
         child(sys.argv[2:])
         return 0
     runs = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 20
-    net = [] if "--proxy" in sys.argv else ["--no-network"]
+    net = [] if "--proxy" in sys.argv or "--agent" in sys.argv else ["--no-network"]
+    command = ["claude", *net, "--", "--version"] if "--agent" in sys.argv else ["run", *net, "--", "true"]
     project = tempfile.mkdtemp(prefix="rcc-bench-")
     subprocess.run(["git", "init", "-q", project], check=True)
     rows: dict[str, list[float]] = {}
@@ -94,7 +100,7 @@ def main() -> int:
         for label, argv in (
             ("python3 -c pass", [sys.executable, "-c", "pass"]),
             ("bare bwrap true", bare),
-            ("rcc run (wall)", [sys.executable, __file__, "--child", "run", *net, "--", "true"]),
+            ("rcc run (wall)", [sys.executable, __file__, "--child", *command]),
         ):
             t = time.perf_counter()
             r = subprocess.run(argv, cwd=project, capture_output=True, text=True, check=False)
@@ -108,7 +114,7 @@ def main() -> int:
                 if line.startswith("BREAKDOWN "):
                     for k, v in json.loads(line[len("BREAKDOWN ") :]).items():
                         rows.setdefault(k, []).append(v)
-    print(f"`rcc run {' '.join(net)} -- true`, medians of {runs} runs (ms)")
+    print(f"`rcc {' '.join(command)}`, medians of {runs} runs (ms)")
     for k, v in walls.items():
         print(f"  {k:34s} {statistics.median(v):7.1f}")
     for k, v in rows.items():

@@ -181,19 +181,27 @@ class EgressProxy:
         self._stop = asyncio.Event()
         accepters = [asyncio.ensure_future(self._accept_loop(s)) for s in self._listeners]
         janitor = asyncio.ensure_future(self._janitor())
+        warm = asyncio.ensure_future(self._warm())
         for t in (*accepters, janitor):
             t.add_done_callback(self._on_essential_done)
         self._ready.set()
         try:
             await self._stop.wait()
         finally:
-            for t in (*accepters, janitor):
+            for t in (*accepters, janitor, warm):
                 t.cancel()
             for s in self._listeners:
                 s.close()
             for t in list(self._tasks):
                 t.cancel()
-            await asyncio.gather(*accepters, janitor, *self._tasks, return_exceptions=True)
+            await asyncio.gather(*accepters, janitor, warm, *self._tasks, return_exceptions=True)
+
+    async def _warm(self) -> None:
+        """What every first connection would otherwise wait for, done while nobody is connected: the host's
+        addresses (which also starts the resolver pool's first thread). A failure is left for the connection
+        that needs them (it refuses: fail closed)."""
+        with contextlib.suppress(OSError):
+            await self._own_addresses()
 
     def _on_essential_done(self, task: asyncio.Future[None]) -> None:
         """An accept loop or the janitor ended on its own: stop everything (listeners close, so the sandbox
