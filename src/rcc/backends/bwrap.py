@@ -230,6 +230,11 @@ class BwrapBackend:
             finally:
                 host.spawned()
             sandbox_pid = 0
+            ctypes_ready = None
+            if plan.net.mode == "proxy":
+                from rcc.netns import preload
+
+                ctypes_ready = preload()  # overlaps the waits below; joined before the listener's fork
             try:
                 if limits is not None:  # the cgroups, and bwrap moved in while it sets up the sandbox
                     limits.start(pid)
@@ -245,9 +250,10 @@ class BwrapBackend:
                 if limits is not None:
                     limits.apply([pid, sandbox_pid])  # and everything bwrap forked, before the command runs
                 listener = None
-                if plan.net.mode == "proxy":
+                if ctypes_ready is not None:
                     from rcc.netns import listen_in_netns
 
+                    ctypes_ready()
                     listener = listen_in_netns(sandbox_pid, plan.net.proxy_port)
                 if forwards:  # published ports and host services (rcc.forward): forks, so before any thread
                     from rcc.forward import Forwarders
