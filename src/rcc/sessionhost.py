@@ -36,7 +36,7 @@ from rcc.errors import ExitCode, RccError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from typing import Any
 
     from rcc.plan import DevNode, Placeholder, Plan
@@ -187,7 +187,6 @@ def make_placeholders(placeholders: tuple[Placeholder, ...], project: str) -> li
                     continue
             created.append((ph.path, ph.is_dir, ino))
     except (OSError, RccError) as e:
-        _close_all(dirs)
         remove_placeholders(created, project)
         if isinstance(e, RccError) and e.code == ExitCode.UNSAFE_PATH:
             raise
@@ -196,15 +195,15 @@ def make_placeholders(placeholders: tuple[Placeholder, ...], project: str) -> li
             hint="a path inside the project may be a symlink or read-only; fix it or run rcc elsewhere",
             code=ExitCode.PROJECT,
         ) from e
-    _close_all(dirs)
+    finally:
+        _close_all(dirs)
     return created
 
 
-def _close_all(dirs: dict[str, int] | dict[str, int | None]) -> None:
+def _close_all(dirs: Mapping[str, int | None]) -> None:
     for fd in dirs.values():
         if fd is not None:
             os.close(fd)
-    dirs.clear()
 
 
 # Several sessions may run in one project. Each binds the placeholders it found (its own or another session's)

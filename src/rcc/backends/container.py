@@ -611,12 +611,14 @@ class ContainerBackend:
             if plan.overlay is not None and self.engine == "podman" and self.host.rootless:
                 self._release_work_dir(plan.overlay)
 
-    def _in_layer(self, ov: Overlay, *args: str) -> str:
-        """A step that makes the container with the review's overlay: its failure is REVIEW_UNAVAILABLE (nothing
-        ran, and nothing runs without the layer)."""
+    def _making(self, ov: Overlay | None, *args: str) -> str:
+        """A step that makes the container (create, init). With the review's overlay its failure is
+        REVIEW_UNAVAILABLE: nothing ran, and nothing runs without the layer."""
         try:
             return self._engine(*args)
         except RccError as e:
+            if ov is None:
+                raise
             from rcc.workspace.mount import unavailable
 
             raise unavailable(f"{self.engine} could not mount the overlay on {ov.lower}: {e.message}") from e
@@ -723,13 +725,10 @@ class ContainerBackend:
         cidfile: str = "",
     ) -> int:
         argv = self.render_for(plan, "create", name=name, staging=staging, cidfile=cidfile)
-        cid = self._engine(*argv[1:]) if plan.overlay is None else self._in_layer(plan.overlay, *argv[1:])
+        cid = self._making(plan.overlay, *argv[1:])
         forwarders: Any = None
         try:
-            if plan.overlay is not None:
-                self._in_layer(plan.overlay, "init", cid)
-            else:
-                self._engine("init", cid)
+            self._making(plan.overlay, "init", cid)
             pid = int(self._engine("inspect", "--format", "{{.State.Pid}}", cid))
             if pid <= 0:
                 raise RccError(f"{self.engine} did not report the container's pid", code=ExitCode.SETUP)
